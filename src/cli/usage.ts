@@ -1,0 +1,18 @@
+// The top-level usage text, shared by --help and by the usage errors of every command.
+export const usage = `sor-drills: prove a PostgreSQL database is fit to be the system of record for an AI-agent Worker
+
+Usage
+  sor-drills [--db URL] [--keep]          the console (headless run when not a terminal)
+  sor-drills setup [--db URL] [--yes] [--down] [--keep]
+                                          install (or remove) the reference Reconciler schema and seed rows
+  sor-drills --help | --version
+
+Target
+  --db URL     any PostgreSQL 14+ you own (postgres://user:password@host:5432/db?sslmode=require);
+               DATABASE_URL is used when --db is absent; without either, a throwaway embedded
+               PostgreSQL is started and removed on exit
+  --keep       keep the embedded cluster after exit and print how to connect to it
+  --yes        consent to writing into a database that holds tables of its own
+
+Exit codes
+  0 done / PERMITTED   1 BLOCKED or refused   2 bad usage   3 target unreachable or lacking a privilege`;

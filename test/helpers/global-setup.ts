@@ -1,0 +1,38 @@
+// One embedded cluster per test run. A template database holds the reference
+// schema and seed rows; each test file clones it (see db.ts). The cluster is
+// stopped in teardown whether the tests passed or not.
+import type { TestProject } from 'vitest/node';
+import { startEmbedded } from '../../src/target/embedded.js';
+import { setup } from '../../src/target/setup.js';
+import { withPgClient } from '../../src/target/pg.js';
+import { withDatabase } from '../../src/target/url.js';
+
+declare module 'vitest' {
+  export interface ProvidedContext {
+    /** Superuser URL of the cluster's maintenance database. */
+    pgAdminUrl: string;
+    /** Name of the database with the reference schema applied, to clone. */
+    pgTemplate: string;
+    /** The cluster's log file (statement logging is read from it by the MCP boundary drill). */
+    pgLogFile: string;
+  }
+}
+
+export const templateName = 'sor_template';
+
+export default async function globalSetup(project: TestProject) {
+  const cluster = await startEmbedded({ database: 'sor_scratch' });
+  try {
+    await withPgClient(cluster.adminUrl, (client) => client.query(`create database ${templateName}`));
+    await setup(withDatabase(cluster.adminUrl, templateName), { embedded: true, yes: true });
+  } catch (error) {
+    await cluster.stop();
+    throw error;
+  }
+  project.provide('pgAdminUrl', cluster.adminUrl);
+  project.provide('pgTemplate', templateName);
+  project.provide('pgLogFile', cluster.logFile);
+  return async () => {
+    await cluster.stop();
+  };
+}

@@ -1,0 +1,10 @@
+// A stand-in for a console that holds an embedded cluster and is then SIGKILLed:
+// starts a cluster from the built code, prints where it is, and waits forever.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { startEmbedded } from '../../dist/target/embedded.js';
+
+const cluster = await startEmbedded();
+const postmaster = Number((await readFile(path.join(cluster.dir, 'data', 'postmaster.pid'), 'utf8')).split('\n')[0]);
+process.stdout.write(`${JSON.stringify({ dir: cluster.dir, postmaster })}\n`);
+setInterval(() => {}, 60_000);

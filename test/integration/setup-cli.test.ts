@@ -1,0 +1,160 @@
+// `sor-drills setup` as a user meets it: consent, idempotence, bad input as one
+// line with the right exit code, and a password that never shows.
+import { createServer, type Server, type Socket } from 'node:net';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runCli } from '../helpers/cli.js';
+import { withPgClient } from '../../src/target/pg.js';
+import { withCredentials } from '../../src/target/url.js';
+
+const password = 'Sup3r-s3cret-pw';
+let foreign: TestDatabase;
+let fresh: TestDatabase;
+let limited: TestDatabase;
+let foreignUrl: string;
+let freshUrl: string;
+let limitedUrl: string;
+const roleName = `setup_cli_${process.pid}`;
+const limitedRole = `limited_${process.pid}`;
+
+beforeAll(async () => {
+  foreign = await createTestDatabase({ empty: true });
+  fresh = await createTestDatabase({ empty: true });
+  limited = await createTestDatabase({ empty: true });
+  await withPgClient(foreign.url, async (client) => {
+    await client.query(`create role ${roleName} login superuser password '${password}'`);
+    await client.query(`create role ${limitedRole} login createdb password '${password}'`);
+    await client.query(`alter database ${limited.name} owner to ${limitedRole}`);
+    await client.query('create table customers (id int primary key, name text)');
+    await client.query(`insert into customers values (1, 'keep me')`);
+  });
+  await withPgClient(limited.url, (client) => client.query(`grant create on schema public to ${limitedRole}`));
+  foreignUrl = withCredentials(foreign.url, roleName, password);
+  freshUrl = withCredentials(fresh.url, roleName, password);
+  limitedUrl = withCredentials(limited.url, limitedRole, password);
+});
+
+afterAll(async () => {
+  await foreign?.dispose();
+  await fresh?.dispose();
+  await limited?.dispose();
+  await withPgClient(foreign.adminUrl, async (client) => {
+    await client.query(`drop role if exists ${roleName}`);
+    await client.query(`drop role if exists ${limitedRole}`);
+  });
+});
+
+describe('sor-drills setup --db', () => {
+  it('installs into an empty database, then says it is already there and changes nothing', async () => {
+    const first = await runCli(['setup', '--db', freshUrl]);
+    expect(first.exitCode, first.stderr).toBe(0);
+    expect(first.stderr).toMatch(/applied 20260101000003_security/);
+    const second = await runCli(['setup', '--db', freshUrl]);
+    expect(second.exitCode).toBe(0);
+    expect(second.stderr).toMatch(/already installed.*nothing changed/);
+    for (const output of [first.stdout, first.stderr, second.stdout, second.stderr]) {
+      expect(output).not.toContain(password);
+    }
+    const { rows } = await withPgClient(fresh.url, (client) =>
+      client.query<{ n: number }>(`select count(*)::int as n from expenses`),
+    );
+    expect(rows[0]?.n).toBe(78);
+  });
+
+  it('refuses a foreign non-empty database without --yes and leaves it untouched', async () => {
+    const result = await runCli(['setup', '--db', foreignUrl]);
+    expect(result.exitCode).toBe(1);
+    const errors = result.stderr.trim().split('\n').filter((line) => line.startsWith('sor-drills:'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/holds tables of its own \(customers\).*--yes/);
+    const { rows } = await withPgClient(foreign.url, (client) =>
+      client.query<{ name: string }>(
+        `select tablename as name from pg_tables where schemaname = 'public' order by 1`,
+      ),
+    );
+    expect(rows.map((row) => row.name)).toEqual(['customers']);
+  });
+
+  it('takes DATABASE_URL when --db is absent', async () => {
+    const result = await runCli(['setup'], { env: { DATABASE_URL: freshUrl } });
+    expect(result.exitCode).toBe(0);
+    expect(result.stderr).toMatch(/already installed/);
+  });
+
+  it('names a missing CREATEROLE privilege and exits 3', async () => {
+    const result = await runCli(['setup', '--db', limitedUrl]);
+    expect(result.exitCode).toBe(3);
+    expect(result.stderr).toMatch(/missing privilege CREATEROLE/);
+    expect(result.stderr).not.toContain(password);
+  });
+});
+
+describe('bad input: one line, what to do, the right exit code', () => {
+  let silent: Server;
+  let silentPort = 0;
+  const sockets: Socket[] = [];
+  beforeAll(async () => {
+    // A loopback server that accepts and never answers: an unreachable host without leaving the machine.
+    silent = createServer((socket) => sockets.push(socket));
+    await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+    silentPort = (silent.address() as { port: number }).port;
+  });
+  afterAll(async () => {
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => silent.close(() => resolve()));
+  });
+
+  const oneLine = (stderr: string) => expect(stderr.trim().split('\n')).toHaveLength(1);
+
+  it('a host that never answers: exit 3 within 15 s', async () => {
+    const result = await runCli(['setup', '--db', `postgres://u:${password}@127.0.0.1:${silentPort}/db`]);
+    expect(result.exitCode).toBe(3);
+    expect(result.durationMs).toBeLessThan(15_000);
+    expect(result.stderr).toMatch(/no answer from postgres:\/\/u:\*\*\*@127\.0\.0\.1/);
+    expect(result.stderr).not.toContain(password);
+    oneLine(result.stderr);
+  });
+
+  it('a refused connection: exit 3', async () => {
+    const closed = await new Promise<number>((resolve) => {
+      const probe = createServer();
+      probe.listen(0, '127.0.0.1', () => {
+        const port = (probe.address() as { port: number }).port;
+        probe.close(() => resolve(port));
+      });
+    });
+    const result = await runCli(['setup', '--db', `postgres://u:${password}@127.0.0.1:${closed}/db`]);
+    expect(result.exitCode).toBe(3);
+    expect(result.stderr).toMatch(/connection refused/);
+    oneLine(result.stderr);
+  });
+
+  it('a malformed URL: exit 2', async () => {
+    const result = await runCli(['setup', '--db', 'not a url']);
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/not a PostgreSQL URL/);
+    oneLine(result.stderr);
+  });
+
+  it('a wrong password: exit 3, the password not echoed', async () => {
+    const wrong = 'Wr0ng-passw0rd-here';
+    const result = await runCli(['setup', '--db', withCredentials(fresh.url, roleName, wrong)]);
+    expect(result.exitCode).toBe(3);
+    expect(result.stderr).toMatch(/authentication failed/);
+    expect(result.stderr).not.toContain(wrong);
+    oneLine(result.stderr);
+  });
+
+  it('an unknown flag: exit 2 with the usage', async () => {
+    const result = await runCli(['setup', '--frobnicate']);
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/Unknown option '--frobnicate'/);
+    expect(result.stderr).toMatch(/Usage/);
+  });
+
+  it('an unknown command: exit 2 with the usage', async () => {
+    const result = await runCli(['frobnicate']);
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/unknown command: frobnicate/);
+  });
+});
