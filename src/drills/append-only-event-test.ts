@@ -1,0 +1,219 @@
+// Drill 6, append_only_event_test (Lesson 6, events). agent_events must refuse
+// UPDATE, DELETE and TRUNCATE: for the Worker's role by its grants (42501), and for
+// everyone, the owner included, by triggers (P0001). Each attempt targets a row that
+// exists (an UPDATE matching no row raises nothing and proves nothing) and is rolled
+// back. Then one run is rebuilt from its agent_events rows alone and narrated.
+import { ident } from '../target/pg.js';
+import { attemptAs, countWord, query, type Attempt } from './sql.js';
+import type { Drill, DrillContext } from './types.js';
+
+const replayRun = 'R-44';
+const operations = ['update', 'delete', 'truncate'] as const;
+type Operation = (typeof operations)[number];
+
+function statement(operation: Operation, id: string): string {
+  switch (operation) {
+    case 'update':
+      return `update agent_events set event_type = 'tampered' where id = ${Number(id)}`;
+    case 'delete':
+      return `delete from agent_events where id = ${Number(id)}`;
+    case 'truncate':
+      return 'truncate agent_events';
+  }
+}
+
+/** The deliberate break: UPDATE/DELETE/TRUNCATE granted and the triggers dropped, inside the rolled-back transaction. */
+function breakPrelude(ctx: DrillContext, triggers: string[]): string[] {
+  if (!ctx.broken) return [];
+  return [
+    `grant update, delete, truncate on agent_events to ${ident(ctx.roles.worker)}`,
+    ...triggers.map((name) => `drop trigger ${ident(name)} on agent_events`),
+  ];
+}
+
+export type Layer = 'grant' | 'trigger' | 'landed' | 'swallowed' | 'other';
+
+/** Which layer answered an attempt on an existing row. */
+export function layerOf(attempt: Attempt): Layer {
+  if (attempt.code === '42501') return 'grant';
+  if (attempt.code === 'P0001') return 'trigger';
+  if (attempt.code) return 'other';
+  // No error: either the change landed, or something (a rule, a trigger returning NULL) hid it.
+  if (attempt.command === 'TRUNCATE') return 'landed';
+  return (attempt.rowCount ?? 0) > 0 ? 'landed' : 'swallowed';
+}
+
+function describe(attempt: Attempt): string {
+  const layer = layerOf(attempt);
+  switch (layer) {
+    case 'grant':
+      return 'refused by the grant (42501)';
+    case 'trigger':
+      return 'refused by the trigger (P0001)';
+    case 'landed':
+      return attempt.command === 'TRUNCATE'
+        ? 'LANDED (table truncated)'
+        : `LANDED (${attempt.rowCount} row${attempt.rowCount === 1 ? '' : 's'})`;
+    case 'swallowed':
+      return 'no error and no row changed (silently swallowed)';
+    default:
+      return `failed with ${attempt.code}: ${attempt.message ?? ''}`;
+  }
+}
+
+interface EventRow {
+  id: string;
+  turn_no: number | null;
+  event_type: string;
+  detail: Record<string, unknown>;
+}
+
+/** One plain-English sentence per event, from the row alone. */
+export function narrate(run: string, events: EventRow[]): string[] {
+  return events.map((event) => {
+    const d = event.detail;
+    const text = (key: string) => (d[key] === undefined || d[key] === null ? undefined : String(d[key]));
+    const money = (cents: unknown) => (typeof cents === 'number' ? (cents / 100).toFixed(2) : undefined);
+    switch (event.event_type) {
+      case 'run_started':
+        return `Run ${run} started for tenant ${text('tenant_id') ?? '?'} on worker ${text('worker') ?? '?'}, planning ${text('total_turns') ?? '?'} turns.`;
+      case 'tool_called': {
+        const tool = text('tool');
+        const turn = `In turn ${event.turn_no ?? '?'}`;
+        if (tool === 'claim') {
+          return text('transaction_id')
+            ? `${turn} it claimed pending transaction ${text('transaction_id')} (${money(d.amount_cents) ?? '?'}, "${text('description') ?? ''}").`
+            : `${turn} it tried to claim a pending transaction and found none.`;
+        }
+        if (tool === 'write') {
+          return `${turn} it wrote transaction ${text('transaction_id') ?? '?'} as an expense with idempotency key ${text('idempotency_key') ?? '?'}${d.inserted === false ? ', which was already there (no-op)' : ''}.`;
+        }
+        if (tool === 'queue') {
+          return `${turn} it queued outbox message ${text('outbox_id') ?? '?'} to ${text('recipient') ?? '?'} with dedup key ${text('dedup_key') ?? '?'}.`;
+        }
+        return `${turn} it called ${tool ?? 'a tool'} (${text('status') ?? 'status unknown'}).`;
+      }
+      case 'turn_completed':
+        return `Turn ${event.turn_no ?? '?'} completed${text('tool_calls') ? ` after ${text('tool_calls')} tool calls` : ''}.`;
+      case 'tool_failed':
+        return `In turn ${event.turn_no ?? '?'} the ${text('tool') ?? '?'} call failed: ${text('error') ?? 'no error recorded'}.`;
+      case 'run_finished':
+        return `Run ${run} finished with status ${text('status') ?? '?'} after turn ${event.turn_no ?? '?'}.`;
+      case 'run_failed':
+        return `Run ${run} failed: ${text('error') ?? 'no error recorded'}.`;
+      default:
+        return `Event ${event.event_type} in turn ${event.turn_no ?? '-'}: ${JSON.stringify(d)}.`;
+    }
+  });
+}
+
+export const appendOnlyEventTest: Drill = {
+  number: 6,
+  key: 'append_only_event_test',
+  title: 'Append-only events',
+  lesson: 6,
+  habit: 'append-only agent_events',
+  tables: ['agent_events'],
+  breakDescription: 'UPDATE, DELETE and TRUNCATE granted to the Worker role and the triggers dropped (inside a rolled-back transaction): the update lands',
+  fix: 'revoke UPDATE, DELETE and TRUNCATE on agent_events from the Worker role and add BEFORE UPDATE OR DELETE (row) and BEFORE TRUNCATE (statement) triggers that raise',
+  steps: [
+    {
+      id: 'target-row',
+      title: 'Pick an event row that exists',
+      why: 'An UPDATE that matches no row raises nothing even on a writable table, so the attempt must aim at a real row.',
+      sql: ['select min(id) from agent_events'],
+      async run(ctx) {
+        const rows = await query<{ id: string | null; triggers: string[] }>(
+          ctx,
+          `select min(e.id)::text as id,
+                  array(select tgname::text from pg_trigger
+                         where tgrelid = 'agent_events'::regclass and not tgisinternal order by tgname) as triggers
+             from agent_events e`,
+        );
+        const id = rows[0]?.id;
+        if (!id) throw new Error('agent_events holds no row to attempt a change on');
+        ctx.observe('target_id', id);
+        ctx.observe('triggers', rows[0]?.triggers ?? []);
+      },
+    },
+    {
+      id: 'as-worker',
+      title: 'Try UPDATE, DELETE and TRUNCATE as the Worker role',
+      why: 'The Worker role must be refused by its grants: it was never given UPDATE, DELETE or TRUNCATE on agent_events.',
+      async run(ctx) {
+        const id = String(ctx.observations.get('target_id'));
+        const triggers = ctx.observations.get('triggers') as string[];
+        for (const operation of operations) {
+          const attempt = await attemptAs(ctx, ctx.roles.worker, statement(operation, id), {
+            prelude: breakPrelude(ctx, triggers),
+          });
+          ctx.observe(`worker_${operation}`, attempt, layerOf(attempt) === 'grant');
+        }
+      },
+    },
+    {
+      id: 'as-owner',
+      title: 'Try the same as the table owner',
+      why: 'Grants do not bind the owner; only a trigger refuses the owner too (TRUNCATE needs its own statement trigger).',
+      async run(ctx) {
+        const id = String(ctx.observations.get('target_id'));
+        const triggers = ctx.observations.get('triggers') as string[];
+        const owner = await query<{ owner: string }>(
+          ctx,
+          `select pg_get_userbyid(relowner) as owner from pg_class where oid = 'agent_events'::regclass`,
+        );
+        const ownerRole = owner[0]?.owner ?? ctx.roles.owner;
+        ctx.observe('owner_role', ownerRole);
+        for (const operation of operations) {
+          const attempt = await attemptAs(ctx, ownerRole, statement(operation, id), {
+            prelude: breakPrelude(ctx, triggers),
+          });
+          ctx.observe(`owner_${operation}`, attempt, layerOf(attempt) === 'trigger');
+        }
+      },
+    },
+    {
+      id: 'replay',
+      title: `Replay run ${replayRun} from its events alone`,
+      why: 'An append-only log is only worth keeping if a run can be told from it, in order, without any other table.',
+      sql: [`select id, turn_no, event_type, detail from agent_events where run_id = 'R-44' order by id`],
+      async run(ctx) {
+        const events = await query<EventRow>(
+          ctx,
+          `select id::text as id, turn_no, event_type, detail from agent_events where run_id = $1 order by id`,
+          [replayRun],
+        );
+        ctx.observe('replay_events', events.length, events.length > 0);
+        const story = narrate(replayRun, events);
+        ctx.observe('narrative', story.join(' '));
+        for (const sentence of story) ctx.notes.push(sentence);
+      },
+    },
+  ],
+  verdict(ctx) {
+    const o = ctx.observations;
+    const worker = operations.map((operation) => [operation, o.get(`worker_${operation}`) as Attempt] as const);
+    const owner = operations.map((operation) => [operation, o.get(`owner_${operation}`) as Attempt] as const);
+    const events = Number(o.get('replay_events') ?? 0);
+    const workerBad = worker.filter(([, attempt]) => layerOf(attempt) !== 'grant');
+    const ownerBad = owner.filter(([, attempt]) => layerOf(attempt) !== 'trigger');
+    const summary = (list: typeof worker) =>
+      list.map(([operation, attempt]) => `${operation.toUpperCase()} ${describe(attempt)}`).join(', ');
+    if (workerBad.length > 0 || ownerBad.length > 0 || events === 0) {
+      const reasons: string[] = [];
+      if (workerBad.length > 0) reasons.push(`as ${ctx.roles.worker}: ${summary(workerBad)}`);
+      if (ownerBad.length > 0) reasons.push(`as owner ${String(o.get('owner_role'))}: ${summary(ownerBad)}`);
+      if (events === 0) reasons.push(`run ${replayRun} has no agent_events rows to replay`);
+      const reason = `agent_events is not append-only: ${reasons.join('; ')}`;
+      return { verdict: 'fail', evidence: reason, reason };
+    }
+    const update = worker[0]![1];
+    return {
+      verdict: 'pass',
+      evidence:
+        `UPDATE on agent_events raised permission error (${update.code}, grant) as ${ctx.roles.worker} and trigger exception ` +
+        `(${owner[0]![1].code}) as owner ${String(o.get('owner_role'))}; DELETE and TRUNCATE refused the same way. ` +
+        `Replayed run ${replayRun} from ${countWord(events)} event rows. Narrative reconstructed without consulting the snapshot.`,
+    };
+  },
+};

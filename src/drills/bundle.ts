@@ -1,0 +1,167 @@
+// The evidence bundle: exactly the seed's JSON object (nine keys in the seed's
+// order, each "pass" or "fail: <one-line reason>", then "release_decision"),
+// the release decision paragraph immediately below it, then each drill's
+// evidence line and folder and a sha256 manifest of the evidence files.
+import { createHash } from 'node:crypto';
+import { readdir, readFile, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { writeFileAtomic } from '../util/fs.js';
+import { maskSecrets } from '../target/url.js';
+import { bundleKeys, type BundleKey, type Drill, type DrillResult } from './types.js';
+
+export type Bundle = Record<BundleKey, string> & { release_decision: string };
+
+export type Decision = 'PERMITTED' | 'BLOCKED';
+
+export function bundleValue(result: DrillResult | undefined): string {
+  if (!result) return 'fail: not run';
+  if (result.verdict === 'pass') return 'pass';
+  return `fail: ${result.reason ?? result.evidence}`;
+}
+
+export function decisionOf(results: readonly DrillResult[]): Decision {
+  return bundleKeys.every((key) => results.find((result) => result.key === key)?.verdict === 'pass')
+    ? 'PERMITTED'
+    : 'BLOCKED';
+}
+
+export function failedDrills(results: readonly DrillResult[]): DrillResult[] {
+  return bundleKeys
+    .map((key) => results.find((result) => result.key === key))
+    .filter((result): result is DrillResult => result !== undefined && result.verdict !== 'pass');
+}
+
+/** The one-line release_decision value of the JSON object. */
+export function decisionLine(results: readonly DrillResult[], drills: readonly Drill[]): string {
+  const failed = failedDrills(results);
+  const missing = bundleKeys.filter((key) => !results.some((result) => result.key === key));
+  if (failed.length === 0 && missing.length === 0) return 'PERMITTED: all nine drills passed';
+  const names = [...failed.map((result) => result.key), ...missing].map((key) => {
+    const drill = drills.find((candidate) => candidate.key === key);
+    return drill ? `${key} (Lesson ${drill.lesson}, ${drill.habit})` : key;
+  });
+  return `BLOCKED: ${names.join('; ')}`;
+}
+
+/** The drafted decision paragraph; the console lets the operator edit it before saving. */
+export function draftParagraph(results: readonly DrillResult[], drills: readonly Drill[], target: string): string {
+  const failed = failedDrills(results);
+  const passed = results.filter((result) => result.verdict === 'pass').length;
+  if (decisionOf(results) === 'PERMITTED') {
+    return (
+      `Release PERMITTED. All nine drills passed against ${target}, each verdict computed from what the database ` +
+      `and the Worker's processes did: migrations are reviewed and reversible, a crashed run resumes from its journal, ` +
+      `retries are idempotent, claims skip locked rows, the outbox retries without double-sending, agent_events is ` +
+      `append-only, tenants are isolated by row-level security, the Worker reaches the database only through four ` +
+      `MCP tools, and a failed run can be explained from its rows.`
+    );
+  }
+  const parts = failed.map((result) => {
+    const drill = drills.find((candidate) => candidate.key === result.key);
+    const lesson = drill ? `Lesson ${drill.lesson} (${drill.habit})` : 'an unknown lesson';
+    const why = result.reason ?? result.evidence;
+    return `${result.key} failed (${why}), so the habit of ${lesson} is missing`;
+  });
+  const fixes = failed
+    .map((result) => drills.find((candidate) => candidate.key === result.key)?.fix)
+    .filter((fix): fix is string => Boolean(fix));
+  return (
+    `Release BLOCKED. ${passed} of nine drills passed against ${target}; ${parts.join('; ')}. ` +
+    `The smallest change that would unblock the release: ${fixes.join('; ') || 'run the drills that did not run'}. ` +
+    `Re-run the drills after the change; the release stays blocked until all nine pass.`
+  );
+}
+
+export function assembleBundle(results: readonly DrillResult[], drills: readonly Drill[]): Bundle {
+  const bundle = {} as Bundle;
+  for (const key of bundleKeys) {
+    bundle[key] = bundleValue(results.find((result) => result.key === key));
+  }
+  bundle.release_decision = decisionLine(results, drills);
+  return bundle;
+}
+
+async function filesUnder(dir: string): Promise<string[]> {
+  const out: string[] = [];
+  let entries: string[];
+  try {
+    entries = (await readdir(dir)).sort();
+  } catch {
+    return out;
+  }
+  for (const entry of entries) {
+    const full = path.join(dir, entry);
+    const info = await stat(full);
+    if (info.isDirectory()) out.push(...(await filesUnder(full)));
+    else out.push(full);
+  }
+  return out;
+}
+
+export async function manifest(dirs: readonly string[], base: string): Promise<string[]> {
+  const lines: string[] = [];
+  for (const dir of dirs) {
+    for (const file of await filesUnder(dir)) {
+      const hash = createHash('sha256')
+        .update(await readFile(file))
+        .digest('hex');
+      lines.push(`${hash}  ${path.relative(base, file)}`);
+    }
+  }
+  return lines;
+}
+
+export interface BundleDocument {
+  bundle: Bundle;
+  paragraph: string;
+  text: string;
+}
+
+/** The whole file: JSON, the paragraph right below it, then evidence lines and the manifest. */
+export async function renderBundle(
+  results: readonly DrillResult[],
+  drills: readonly Drill[],
+  paragraph: string,
+  base: string,
+  header: { target: string; when: Date; title?: string },
+): Promise<BundleDocument> {
+  const bundle = assembleBundle(results, drills);
+  const lines: string[] = [JSON.stringify(bundle, null, 2), '', paragraph.trim(), ''];
+  lines.push(`## Evidence`, '', `Target: ${header.target}. Run: ${header.when.toISOString()}.`, '');
+  for (const key of bundleKeys) {
+    const result = results.find((candidate) => candidate.key === key);
+    const drill = drills.find((candidate) => candidate.key === key);
+    const label = drill ? `${drill.number}. ${key}` : key;
+    if (!result) {
+      lines.push(`- ${label}: not run`);
+      continue;
+    }
+    const folders = result.evidenceDirs.map((dir) => path.relative(base, dir)).join(', ');
+    lines.push(
+      `- ${label}: ${result.verdict}${result.broken ? ' (deliberate break)' : ''}: ${result.evidence}` +
+        (folders ? ` [${folders}]` : ''),
+    );
+    for (const note of result.notes) lines.push(`  - ${note}`);
+  }
+  const files = await manifest(
+    results.flatMap((result) => result.evidenceDirs),
+    base,
+  );
+  lines.push('', '## Manifest (sha256)', '', '```', ...files, '```', '');
+  const text = maskSecrets(lines.join('\n'));
+  return { bundle, paragraph, text };
+}
+
+export async function writeBundle(file: string, text: string): Promise<void> {
+  await writeFileAtomic(file, text);
+}
+
+/** Reads the JSON object back from the top of a bundle file (for tests and tooling). */
+export function parseBundle(text: string): { bundle: Bundle; paragraph: string } {
+  const end = text.indexOf('\n}\n');
+  if (end < 0) throw new Error('no JSON object at the top of the bundle');
+  const bundle = JSON.parse(text.slice(0, end + 2)) as Bundle;
+  const rest = text.slice(end + 3).trimStart();
+  const paragraph = rest.split('\n\n')[0] ?? '';
+  return { bundle, paragraph };
+}

@@ -1,0 +1,193 @@
+// Drill 1, migration_review (Lesson 1, migrations). The agent's proposed
+// migration (a nullable notes column on expenses) is read without running it,
+// with the real PostgreSQL parser: both directions present, the drop guard, no
+// rider on another table. Then it is applied on branch cap-migration-1 (never on
+// the target): up must add exactly the notes column, down must restore the
+// schema exactly; the branch is dropped afterwards.
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fixturesDir } from '../target/migrations.js';
+import { splitMigration } from '../target/migrations.js';
+import { BranchUnavailable, createNeonBranch, createTemplateBranch, type Branch } from '../target/branch.js';
+import { inTransaction, withPgClient } from '../target/pg.js';
+import { readCatalog, type Catalog } from '../oracle/catalog.js';
+import { catalogDiff } from './catalog-diff.js';
+import { reviewStatically, type StaticReview } from './migration-static.js';
+import { CouldNotDetermine } from './runner.js';
+import type { Drill, DrillContext } from './types.js';
+
+export const branchName = 'cap-migration-1';
+export const defaultMigration = path.join(fixturesDir, 'proposed', 'add_expense_notes.sql');
+/** What the proposal must do to the schema, and nothing else. */
+export const expectedChange = 'expenses: + column notes text nullable';
+
+async function publicTables(url: string): Promise<string[]> {
+  return withPgClient(url, async (client) => {
+    const { rows } = await client.query<{ name: string }>(
+      `select c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
+        where n.nspname = 'public' and c.relkind in ('r', 'p') order by c.relname`,
+    );
+    return rows.map((row) => row.name);
+  });
+}
+
+async function catalogOf(url: string): Promise<Catalog> {
+  const tables = await publicTables(url);
+  return withPgClient(url, (client) => readCatalog(client, tables));
+}
+
+function review(ctx: DrillContext): StaticReview {
+  return ctx.observations.get('review') as StaticReview;
+}
+
+export const migrationReview: Drill = {
+  number: 1,
+  key: 'migration_review',
+  title: 'Migration review',
+  lesson: 1,
+  habit: 'reviewed, reversible migrations',
+  tables: [],
+  breakDescription: 'the proposal replaced by one with a rider on another table (tenants gains a column)',
+  fix: 'split the proposal so it only adds the nullable notes column to expenses, with a down that drops it, and no DROP TABLE without an explicit override',
+  steps: [
+    {
+      id: 'read',
+      title: 'Read the proposed migration without running it',
+      why: 'A migration is reviewed as text first: the PostgreSQL parser tells what each statement does before anything touches a database.',
+      async run(ctx) {
+        const file = ctx.broken
+          ? path.join(fixturesDir, 'proposed', 'rider_on_other_table.sql')
+          : (ctx.options.migrationFile ?? defaultMigration);
+        ctx.observe('file', path.relative(process.cwd(), file) || file);
+        let text: string;
+        try {
+          text = await readFile(file, 'utf8');
+        } catch (error) {
+          throw new Error(`cannot read the migration ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+        }
+        ctx.observations.set('text', text);
+        const result = await reviewStatically(text);
+        ctx.observations.set('review', result);
+        for (const statement of [...result.up, ...result.down]) ctx.showSql(statement.text);
+        ctx.observe('up_statements', result.up.length, result.up.length > 0);
+        ctx.observe('down_statements', result.down.length, result.down.length > 0);
+        if (result.parseError) throw new Error(result.parseError);
+        if (!result.hasUp || result.up.length === 0) throw new Error('the migration has no up direction (-- migrate:up with statements)');
+        if (!result.hasDown || result.down.length === 0) throw new Error('the migration has no down direction: it cannot be rolled back');
+      },
+    },
+    {
+      id: 'drop-guard',
+      title: 'Check the drop guard',
+      why: 'DROP TABLE, DROP SCHEMA and TRUNCATE destroy data; they need an explicit override with a reason.',
+      async run(ctx) {
+        const result = review(ctx);
+        ctx.observe('destructive', result.unguardedDrops, result.unguardedDrops.length === 0);
+        if (result.override) {
+          ctx.observe('drop_override', result.override);
+          ctx.notes.push(`drop override: ${result.override}`);
+        }
+        if (result.unguardedDrops.length > 0) {
+          throw new Error(`${result.unguardedDrops.join(', ')} without an explicit override (-- sor-drills: allow-drop reason: ...)`);
+        }
+      },
+    },
+    {
+      id: 'scope',
+      title: 'Check that nothing rides along',
+      why: 'Every statement must touch only the migration\u2019s own target table; an unrelated change hides in a reviewed diff.',
+      async run(ctx) {
+        const result = review(ctx);
+        ctx.observe('target_table', result.target ?? 'none');
+        ctx.observe('riders', result.riders.map((rider) => `${rider.relation} (${rider.direction}: ${rider.statement})`), result.riders.length === 0);
+        if (result.riders.length > 0) {
+          const relations = [...new Set(result.riders.map((rider) => rider.relation))];
+          throw new Error(`scope creep: statements also touch ${relations.join(', ')} (target ${result.target})`);
+        }
+      },
+    },
+    {
+      id: 'branch',
+      title: `Make branch ${branchName}`,
+      why: 'The migration is applied on a branch of the target, never on the target itself.',
+      sql: [`create database "${branchName}" template <target>`],
+      async run(ctx) {
+        let branch: Branch;
+        try {
+          branch = ctx.options.neon
+            ? await createNeonBranch(ctx.options.neon, ctx.database, branchName)
+            : await createTemplateBranch(ctx.url, ctx.database, branchName);
+        } catch (error) {
+          if (error instanceof BranchUnavailable) throw new CouldNotDetermine(error.message);
+          throw error;
+        }
+        ctx.defer(() => branch.drop());
+        ctx.observations.set('branch', branch);
+        ctx.observe('branch_made', branch.describe, true);
+      },
+    },
+    {
+      id: 'up',
+      title: 'Apply the up migration on the branch',
+      why: 'The schema diff after up must be exactly the new nullable notes column.',
+      async run(ctx) {
+        const branch = ctx.observations.get('branch') as Branch;
+        const { up } = splitMigration(String(ctx.observations.get('text')));
+        const before = await catalogOf(branch.url);
+        ctx.observations.set('catalog_before', before);
+        ctx.showSql(up);
+        await withPgClient(branch.url, (client) => inTransaction(client, () => client.query(up)));
+        const after = await catalogOf(branch.url);
+        const changes = catalogDiff(before, after);
+        ctx.observe('up_diff', changes, changes.length === 1 && changes[0] === expectedChange);
+      },
+    },
+    {
+      id: 'down',
+      title: 'Apply the down migration on the branch',
+      why: 'Rolling back must give back exactly the schema from before the up.',
+      async run(ctx) {
+        const branch = ctx.observations.get('branch') as Branch;
+        const { down } = splitMigration(String(ctx.observations.get('text')));
+        ctx.showSql(down);
+        await withPgClient(branch.url, (client) => inTransaction(client, () => client.query(down)));
+        const after = await catalogOf(branch.url);
+        const changes = catalogDiff(ctx.observations.get('catalog_before') as Catalog, after);
+        ctx.observe('down_diff', changes, changes.length === 0);
+      },
+    },
+    {
+      id: 'drop-branch',
+      title: `Drop branch ${branchName}`,
+      why: 'The branch was only for trying the migration; the target was never touched.',
+      async run(ctx) {
+        const branch = ctx.observations.get('branch') as Branch;
+        await branch.drop();
+        ctx.observe('branch_dropped', branch.name, true);
+      },
+    },
+  ],
+  verdict(ctx) {
+    const o = ctx.observations;
+    const upDiff = (o.get('up_diff') as string[] | undefined) ?? [];
+    const downDiff = (o.get('down_diff') as string[] | undefined) ?? [];
+    const branch = o.get('branch') as Branch | undefined;
+    const reasons: string[] = [];
+    if (!(upDiff.length === 1 && upDiff[0] === expectedChange)) {
+      reasons.push(`up changed ${upDiff.length === 0 ? 'nothing' : upDiff.join('; ')} (expected only ${expectedChange})`);
+    }
+    if (downDiff.length > 0) reasons.push(`down did not restore the schema: ${downDiff.join('; ')}`);
+    if (reasons.length > 0) {
+      const reason = reasons.join('; ');
+      return { verdict: 'fail', evidence: reason, reason };
+    }
+    const override = o.get('drop_override');
+    const where = branch?.kind === 'neon' ? `Neon branch ${branchName}` : `branch ${branchName} (template copy)`;
+    return {
+      verdict: 'pass',
+      evidence:
+        `Migration adds notes column, downgrade drops it cleanly, applied and rolled back on ${where}. ` +
+        `No scope creep${override ? `; drop override recorded: ${String(override)}` : ''}.`,
+    };
+  },
+};

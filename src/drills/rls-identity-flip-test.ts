@@ -1,0 +1,195 @@
+// Drill 7, rls_identity_flip_test (Lesson 7, RLS). As a role that is neither
+// superuser nor BYPASSRLS (and not the table owner unless RLS is forced), read
+// expenses with the tenant context set to Alice, to Bob, and unset; each context
+// must see exactly its own rows, and none when unset. The expected counts are
+// read from the database first, as the connecting (owner) role, outside RLS.
+import { ident, sqlState, withPgClient } from '../target/pg.js';
+import { CouldNotDetermine } from './runner.js';
+import { query } from './sql.js';
+import type { Drill, DrillContext } from './types.js';
+
+interface ContextRead {
+  /** rows per tenant_id seen in this context */
+  seen: Record<string, number>;
+  total: number;
+  code?: string;
+}
+
+const tenants = ['alice', 'bob'] as const;
+
+async function readAs(ctx: DrillContext, tenant: string | null): Promise<ContextRead> {
+  // A deliberate break: the policy replaced by a permissive one, inside the rolled-back transaction.
+  const prelude = ctx.broken
+    ? (ctx.observations.get('policies') as string[]).map((name) => `drop policy ${ident(name)} on expenses`).concat([
+        `create policy sor_drills_break_leak on expenses for select using (true)`,
+      ])
+    : [];
+  let seen: Record<string, number> = {};
+  let total = 0;
+  const sql = `select tenant_id, count(*)::int as n from expenses group by tenant_id order by tenant_id`;
+  const attempt = await attemptAsRows(ctx, tenant, sql, prelude, (rows) => {
+    seen = Object.fromEntries(rows.map((row) => [row.tenant_id, row.n]));
+    total = rows.reduce((sum, row) => sum + row.n, 0);
+  });
+  return { seen, total, code: attempt };
+}
+
+/** Reads as the reader role inside BEGIN ... ROLLBACK, with the tenant context set (or not). */
+async function attemptAsRows(
+  ctx: DrillContext,
+  tenant: string | null,
+  sql: string,
+  prelude: string[],
+  onRows: (rows: Array<{ tenant_id: string; n: number }>) => void,
+): Promise<string | undefined> {
+  return withPgClient(ctx.url, async (client) => {
+    await client.query('begin');
+    try {
+      for (const statement of prelude) {
+        ctx.showSql(statement);
+        await client.query(statement);
+      }
+      ctx.showSql(`set local role ${ident(ctx.roles.reader)}`);
+      await client.query(`set local role ${ident(ctx.roles.reader)}`);
+      if (tenant !== null) {
+        ctx.showSql(`select set_config('app.tenant_id', '${tenant}', true)`);
+        await client.query(`select set_config('app.tenant_id', $1, true)`, [tenant]);
+      }
+      ctx.showSql(sql);
+      const { rows } = await client.query<{ tenant_id: string; n: number }>(sql);
+      onRows(rows);
+      return undefined;
+    } catch (error) {
+      return sqlState(error) ?? 'unknown';
+    } finally {
+      await client.query('rollback').catch(() => {});
+    }
+  });
+}
+
+function leakText(read: ContextRead, own: string | null): string {
+  const others = Object.entries(read.seen).filter(([tenant]) => tenant !== own);
+  return others.map(([tenant, n]) => `${n} ${tenant}`).join(', ');
+}
+
+export const rlsIdentityFlipTest: Drill = {
+  number: 7,
+  key: 'rls_identity_flip_test',
+  title: 'RLS identity flip',
+  lesson: 7,
+  habit: 'row-level security per tenant',
+  tables: ['expenses'],
+  breakDescription: 'the tenant policy on expenses replaced by a permissive USING (true) policy (inside a rolled-back transaction): rows leak',
+  fix: "enable and force row-level security on expenses with a policy USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')), and read as a role that is neither superuser nor BYPASSRLS",
+  steps: [
+    {
+      id: 'role-check',
+      title: 'Check the reader role',
+      why: 'Superusers and BYPASSRLS roles skip every policy, and the table owner skips them unless RLS is forced: such a role proves nothing.',
+      sql: [
+        `select rolsuper, rolbypassrls from pg_roles where rolname = '<reader>'`,
+        `select relrowsecurity, relforcerowsecurity, pg_get_userbyid(relowner) from pg_class where oid = 'expenses'::regclass`,
+      ],
+      async run(ctx) {
+        const roles = await query<{ rolsuper: boolean; rolbypassrls: boolean }>(
+          ctx,
+          `select rolsuper, rolbypassrls from pg_roles where rolname = $1`,
+          [ctx.roles.reader],
+        );
+        const role = roles[0];
+        if (!role) throw new CouldNotDetermine(`the reader role ${ctx.roles.reader} does not exist (name it with --reader-role)`);
+        const table = await query<{ enabled: boolean; forced: boolean; owner: string; policies: string[] }>(
+          ctx,
+          `select c.relrowsecurity as enabled, c.relforcerowsecurity as forced, pg_get_userbyid(c.relowner) as owner,
+                  array(select polname::text from pg_policy where polrelid = c.oid order by polname) as policies
+             from pg_class c where c.oid = 'expenses'::regclass`,
+        );
+        const info = table[0]!;
+        const isOwner = info.owner === ctx.roles.reader;
+        ctx.observe('reader_superuser', role.rolsuper, !role.rolsuper);
+        ctx.observe('reader_bypassrls', role.rolbypassrls, !role.rolbypassrls);
+        ctx.observe('reader_is_owner', isOwner, !isOwner || info.forced);
+        ctx.observe('rls_enabled', info.enabled, info.enabled);
+        ctx.observe('rls_forced', info.forced);
+        ctx.observe('policies', info.policies);
+      },
+    },
+    {
+      id: 'truth',
+      title: 'Count each tenant\u2019s rows outside RLS',
+      why: 'The expected answers come from the database itself, read as the owner with RLS bypassed, not from a constant.',
+      sql: ['select tenant_id, count(*) from expenses group by tenant_id'],
+      async run(ctx) {
+        const rows = await query<{ tenant_id: string; n: number }>(
+          ctx,
+          `select tenant_id, count(*)::int as n from expenses group by tenant_id order by tenant_id`,
+        );
+        const truth = Object.fromEntries(rows.map((row) => [row.tenant_id, row.n]));
+        ctx.observe('truth', truth);
+        if (Object.keys(truth).length < 2) {
+          // Without a second tenant's rows a leak could not show.
+          throw new CouldNotDetermine('expenses holds rows of fewer than two tenants, so no leak could show');
+        }
+        const superuser = await query<{ bypass: boolean }>(
+          ctx,
+          `select rolsuper or rolbypassrls as bypass from pg_roles where rolname = current_user`,
+        );
+        if (!superuser[0]?.bypass) {
+          throw new CouldNotDetermine('the connecting role is subject to RLS itself, so it cannot count rows per tenant');
+        }
+      },
+    },
+    ...tenants.map((tenant) => ({
+      id: `as-${tenant}`,
+      title: `Set the tenant context to ${tenant} and read expenses`,
+      why: `Within ${tenant}'s context the reader must see all of ${tenant}'s rows and nobody else's.`,
+      sql: [`begin; set local role <reader>; select set_config('app.tenant_id', '${tenant}', true); select * from expenses; rollback`],
+      async run(ctx: DrillContext) {
+        const read = await readAs(ctx, tenant);
+        const truth = ctx.observations.get('truth') as Record<string, number>;
+        const ok = !read.code && read.total === (truth[tenant] ?? 0) && read.total === (read.seen[tenant] ?? 0);
+        ctx.observe(`read_${tenant}`, read, ok);
+      },
+    })),
+    {
+      id: 'unset',
+      title: 'Unset the tenant context and read expenses',
+      why: 'No context must mean no rows: a policy that treats an empty setting as "all tenants" leaks everything.',
+      sql: ['begin; set local role <reader>; select * from expenses; rollback'],
+      async run(ctx) {
+        const read = await readAs(ctx, null);
+        ctx.observe('read_unset', read, !read.code && read.total === 0);
+      },
+    },
+  ],
+  verdict(ctx) {
+    const o = ctx.observations;
+    const truth = o.get('truth') as Record<string, number>;
+    const reasons: string[] = [];
+    if (o.get('reader_superuser')) reasons.push(`${ctx.roles.reader} is a superuser`);
+    if (o.get('reader_bypassrls')) reasons.push(`${ctx.roles.reader} has BYPASSRLS`);
+    if (o.get('reader_is_owner') && !o.get('rls_forced')) reasons.push(`${ctx.roles.reader} owns expenses and RLS is not forced`);
+    if (!o.get('rls_enabled')) reasons.push('row-level security is not enabled on expenses');
+    const reads = tenants.map((tenant) => [tenant, o.get(`read_${tenant}`) as ContextRead] as const);
+    for (const [tenant, read] of reads) {
+      if (read.code) reasons.push(`${tenant} context failed with ${read.code}`);
+      else if (read.total !== (read.seen[tenant] ?? 0)) reasons.push(`${tenant} context also saw ${leakText(read, tenant)}`);
+      else if (read.total !== (truth[tenant] ?? 0)) reasons.push(`${tenant} context saw ${read.total} of ${truth[tenant] ?? 0} rows`);
+    }
+    const unset = o.get('read_unset') as ContextRead;
+    if (unset.code) reasons.push(`unset context failed with ${unset.code}`);
+    else if (unset.total > 0) reasons.push(`unset context saw ${unset.total} rows (${leakText(unset, null)})`);
+    if (reasons.length > 0) {
+      const reason = `tenant isolation broken: ${reasons.join('; ')}`;
+      return { verdict: 'fail', evidence: reason, reason };
+    }
+    const [alice, bob] = reads.map(([, read]) => read.total);
+    return {
+      verdict: 'pass',
+      evidence:
+        `Alice context returned ${alice} rows (all Alice). Bob context returned ${bob} rows (all Bob). ` +
+        `Unset context returned ${unset.total} rows. No cross-tenant leakage in any flip ` +
+        `(as ${ctx.roles.reader}: not superuser, not BYPASSRLS; RLS ${o.get('rls_forced') ? 'forced' : 'enabled'}).`,
+    };
+  },
+};

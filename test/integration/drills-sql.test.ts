@@ -1,0 +1,215 @@
+// The drills whose mechanism lives in the schema alone (1 migration review,
+// 6 append-only, 7 RLS): green on the reference schema, red with their
+// deliberate break, and red when the mechanism is removed from the target
+// database itself with SQL, which the drill must report and never repair.
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runOne } from '../helpers/drills.js';
+import { appendOnlyEventTest } from '../../src/drills/append-only-event-test.js';
+import { rlsIdentityFlipTest } from '../../src/drills/rls-identity-flip-test.js';
+import { migrationReview } from '../../src/drills/migration-review.js';
+import { fixturesDir } from '../../src/target/migrations.js';
+import { withPgClient } from '../../src/target/pg.js';
+import { readCatalog } from '../../src/oracle/catalog.js';
+import { reconcilerTables } from '../../src/target/roles.js';
+
+let db: TestDatabase;
+beforeAll(async () => {
+  db = await createTestDatabase();
+});
+afterAll(async () => {
+  await db?.dispose();
+});
+
+const sql = (text: string) => withPgClient(db.url, (client) => client.query(text));
+const catalog = () => withPgClient(db.url, (client) => readCatalog(client, reconcilerTables));
+
+/** Applies a sabotage, runs the drill, checks the schema was left as sabotaged, then undoes it. */
+async function sabotaged(drill: typeof appendOnlyEventTest, apply: string, undo: string) {
+  await sql(apply);
+  try {
+    const before = await catalog();
+    const result = await runOne(drill, db);
+    expect(await catalog()).toEqual(before);
+    return result;
+  } finally {
+    await sql(undo);
+  }
+}
+
+describe('append_only_event_test', () => {
+  it('passes on the reference schema with evidence built from what happened', async () => {
+    const result = await runOne(appendOnlyEventTest, db);
+    expect(result.verdict, result.reason).toBe('pass');
+    expect(result.evidence).toMatch(/permission error \(42501, grant\) as worker_write and trigger exception \(P0001\)/);
+    expect(result.evidence).toMatch(/Replayed run R-44 from six event rows/);
+    expect(result.notes.join(' ')).toMatch(/Run R-44 started for tenant alice/);
+  });
+
+  it('fails with its deliberate break: the update lands', async () => {
+    const result = await runOne(appendOnlyEventTest, db, { broken: true });
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/UPDATE LANDED/);
+    const { rows } = await sql(`select count(*)::int as n from agent_events where event_type = 'tampered'`);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('fails when the row trigger is dropped from the target', async () => {
+    const result = await sabotaged(
+      appendOnlyEventTest,
+      'drop trigger agent_events_no_update_delete on agent_events',
+      'create trigger agent_events_no_update_delete before update or delete on agent_events for each row execute function agent_events_refuse_change()',
+    );
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/as owner reconciler_owner: UPDATE LANDED/);
+  });
+
+  it('fails when the truncate trigger is dropped from the target', async () => {
+    const result = await sabotaged(
+      appendOnlyEventTest,
+      'drop trigger agent_events_no_truncate on agent_events',
+      'create trigger agent_events_no_truncate before truncate on agent_events for each statement execute function agent_events_refuse_change()',
+    );
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/TRUNCATE LANDED/);
+  });
+
+  it('fails when UPDATE is granted to the Worker role, even with the trigger in place', async () => {
+    const result = await sabotaged(
+      appendOnlyEventTest,
+      'grant update on agent_events to worker_write',
+      'revoke update on agent_events from worker_write',
+    );
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/as worker_write: UPDATE refused by the trigger \(P0001\)/);
+  });
+
+  it('fails when a DO INSTEAD NOTHING rule hides the change instead of refusing it', async () => {
+    const result = await sabotaged(
+      appendOnlyEventTest,
+      'create rule agent_events_swallow as on update to agent_events do instead nothing',
+      'drop rule agent_events_swallow on agent_events',
+    );
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/silently swallowed/);
+  });
+});
+
+describe('rls_identity_flip_test', () => {
+  it('passes on the reference schema: 47 Alice, 31 Bob, 0 unset, counted by query', async () => {
+    const result = await runOne(rlsIdentityFlipTest, db);
+    expect(result.verdict, result.reason).toBe('pass');
+    expect(result.evidence).toMatch(/Alice context returned 47 rows \(all Alice\)\. Bob context returned 31 rows \(all Bob\)\. Unset context returned 0 rows/);
+  });
+
+  it('fails with its deliberate break: rows leak', async () => {
+    const result = await runOne(rlsIdentityFlipTest, db, { broken: true });
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/alice context also saw 31 bob/);
+  });
+
+  it('fails when the policy is dropped (RLS on, no policy: reads see nothing)', async () => {
+    const result = await sabotaged(
+      rlsIdentityFlipTest,
+      'drop policy expenses_tenant_isolation on expenses',
+      `create policy expenses_tenant_isolation on expenses for all to public using (tenant_id = nullif(current_setting('app.tenant_id', true), '')) with check (tenant_id = nullif(current_setting('app.tenant_id', true), ''))`,
+    );
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/alice context saw 0 of 47 rows/);
+  });
+
+  it('fails when row-level security is disabled on expenses', async () => {
+    const result = await sabotaged(
+      rlsIdentityFlipTest,
+      'alter table expenses disable row level security',
+      'alter table expenses enable row level security',
+    );
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/not enabled/);
+  });
+
+  it('fails when a permissive policy treats an unset context as every tenant', async () => {
+    const result = await sabotaged(
+      rlsIdentityFlipTest,
+      `create policy unset_sees_all on expenses for select using (nullif(current_setting('app.tenant_id', true), '') is null)`,
+      'drop policy unset_sees_all on expenses',
+    );
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/unset context saw 78 rows/);
+  });
+
+  it('fails when the reader role is given BYPASSRLS', async () => {
+    const result = await sabotaged(rlsIdentityFlipTest, 'alter role tenant_reader bypassrls', 'alter role tenant_reader nobypassrls');
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/BYPASSRLS/);
+  });
+});
+
+describe('migration_review', () => {
+  const proposed = (name: string) => path.join(fixturesDir, 'proposed', name);
+  afterEach(async () => {
+    const { rows } = await withPgClient(db.adminUrl, (client) =>
+      client.query(`select 1 from pg_database where datname = 'cap-migration-1'`),
+    );
+    expect(rows).toHaveLength(0);
+  });
+
+  it('passes the notes-column proposal, on a branch, leaving the target unmigrated', async () => {
+    const result = await runOne(migrationReview, db);
+    expect(result.verdict, result.reason).toBe('pass');
+    expect(result.evidence).toMatch(/Migration adds notes column, downgrade drops it cleanly, applied and rolled back on branch cap-migration-1/);
+    const { rows } = await sql(`select 1 from information_schema.columns where table_name = 'expenses' and column_name = 'notes'`);
+    expect(rows).toHaveLength(0);
+  });
+
+  it('fails its deliberate break: a rider on tenants', async () => {
+    const result = await runOne(migrationReview, db, { broken: true });
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/scope creep: statements also touch tenants/);
+  });
+
+  it.each([
+    ['rider_on_other_table.sql', /scope creep: statements also touch tenants/],
+    ['no_down.sql', /no down direction/],
+    ['drop_table.sql', /DROP TABLE pending_transactions \(up\) without an explicit override/],
+  ])('fails %s naming the reason', async (file, reason) => {
+    const result = await runOne(migrationReview, db, { migrationFile: proposed(file) });
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(reason);
+  });
+
+  it('records an explicit drop override, and still fails the drop of another table as scope creep', async () => {
+    const result = await runOne(migrationReview, db, { migrationFile: proposed('drop_table_with_override.sql') });
+    expect(result.notes.join(' ')).toMatch(/drop override: pending_transactions is replaced/);
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/scope creep: statements also touch pending_transactions/);
+  });
+
+  it('an overridden drop of its own target passes the guard and is tried on the branch', async () => {
+    const { writeFile, mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(path.join(tmpdir(), 'sor-mig-'));
+    const file = path.join(dir, 'truncate.sql');
+    await writeFile(
+      file,
+      '-- migrate:up\n-- sor-drills: allow-drop reason: expenses are re-imported nightly\nalter table expenses add column notes text;\ntruncate expenses;\n-- migrate:down\nalter table expenses drop column notes;\n',
+    );
+    const result = await runOne(migrationReview, db, { migrationFile: file });
+    expect(result.notes).toContain('drop override: expenses are re-imported nightly');
+    expect(result.verdict, result.reason).toBe('pass');
+    const { rows } = await sql('select count(*)::int as n from expenses');
+    expect(rows[0].n).toBe(78);
+  });
+
+  it('fails a file that does not parse, with the parser position', async () => {
+    const { writeFile, mkdtemp } = await import('node:fs/promises');
+    const { tmpdir } = await import('node:os');
+    const dir = await mkdtemp(path.join(tmpdir(), 'sor-mig-'));
+    const file = path.join(dir, 'bad.sql');
+    await writeFile(file, '-- migrate:up\nalter table expenses add column notes text;\nalter tabel expenses;\n-- migrate:down\nalter table expenses drop column notes;\n');
+    const result = await runOne(migrationReview, db, { migrationFile: file });
+    expect(result.verdict).toBe('fail');
+    expect(result.reason).toMatch(/up migration does not parse: syntax error at or near "tabel" at line 3/);
+  });
+});
