@@ -11,6 +11,7 @@ type Command = (args: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
   setup: async () => (await import('./cli/setup-command.js')).setupCommand,
+  tools: async () => (await import('./cli/tools-command.js')).toolsCommand,
 };
 
 async function main(argv: string[]): Promise<number> {

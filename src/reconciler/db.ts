@@ -1,0 +1,113 @@
+// The Worker side's database connections: the tool server's pool and the
+// relay's client. Both act as the worker role (worker_write by default):
+// when the URL logs in as another user (an operator's own URL given to
+// `sor-drills tools --db`, a per-test login that is a member of worker_write),
+// every connection runs `set role worker_write` before its first use, so the
+// boundary is the same whoever logged in.
+import pg from 'pg';
+import { describeConnectError, ident, sqlState, errorMessage } from '../target/pg.js';
+import { maskSecrets } from '../target/url.js';
+import { defaultRoles } from '../target/roles.js';
+
+export interface WorkerPoolOptions {
+  /** The role every connection acts as. */
+  role?: string;
+  /** Connections opened at start and kept for the life of the pool. */
+  max?: number;
+  applicationName?: string;
+  /** Called for errors of idle connections (their backend died); the pool drops them. */
+  onIdleError?: (error: Error) => void;
+}
+
+export interface WorkerPool {
+  role: string;
+  /** A client already acting as the role. Release it with release(error?) exactly once. */
+  connect(): Promise<pg.PoolClient>;
+  end(): Promise<void>;
+}
+
+/** Makes a fresh connection act as the role, or throws saying how to fix the grant. */
+export async function actAs(client: pg.ClientBase, role: string): Promise<void> {
+  const { rows } = await client.query<{ current_user: string }>('select current_user');
+  if (rows[0]?.current_user !== role) {
+    try {
+      // A role name is configuration, never an argument of a tool call: quoted as an identifier.
+      await client.query(`set role ${ident(role)}`);
+    } catch (error) {
+      throw new Error(
+        `cannot act as ${role}: ${errorMessage(error)} (SQLSTATE ${sqlState(error) ?? '?'}); ` +
+          `connect as ${role}, or grant ${role} to the URL's user`,
+        { cause: error },
+      );
+    }
+  }
+}
+
+/**
+ * Opens the pool and all of its connections now. Connections are kept (no idle
+ * timeout): the worker role's password can be rotated by the next drill without
+ * breaking a server already running, and bad credentials fail at start, not at
+ * the first tool call.
+ */
+export async function openWorkerPool(url: string, options: WorkerPoolOptions = {}): Promise<WorkerPool> {
+  const role = options.role ?? defaultRoles.worker;
+  const max = options.max ?? 6;
+  const pool = new pg.Pool({
+    connectionString: url,
+    max,
+    idleTimeoutMillis: 0,
+    connectionTimeoutMillis: 10_000,
+    application_name: options.applicationName ?? 'sor-tool-server',
+  });
+  // Without this listener a dead idle connection crashes the process.
+  pool.on('error', (error) => options.onIdleError?.(error));
+  const prepared = new WeakSet<pg.PoolClient>();
+
+  const connect = async (): Promise<pg.PoolClient> => {
+    const client = await pool.connect();
+    if (!prepared.has(client)) {
+      try {
+        await actAs(client, role);
+      } catch (error) {
+        client.release(true);
+        throw error;
+      }
+      prepared.add(client);
+    }
+    return client;
+  };
+
+  try {
+    const clients = await Promise.all(Array.from({ length: max }, () => connect()));
+    for (const client of clients) client.release();
+  } catch (error) {
+    await pool.end().catch(() => {});
+    if (error instanceof Error && error.message.startsWith('cannot act as')) throw error;
+    throw describeConnectError(error, url);
+  }
+  return { role, connect, end: () => pool.end() };
+}
+
+/** Opens one client acting as the role (the relay's). */
+export async function openWorkerClient(url: string, role: string, applicationName: string): Promise<pg.Client> {
+  const client = new pg.Client({ connectionString: url, application_name: applicationName, connectionTimeoutMillis: 10_000 });
+  client.on('error', () => {});
+  try {
+    await client.connect();
+  } catch (error) {
+    await client.end().catch(() => {});
+    throw describeConnectError(error, url);
+  }
+  try {
+    await actAs(client, role);
+  } catch (error) {
+    await client.end().catch(() => {});
+    throw error;
+  }
+  return client;
+}
+
+/** One line for a database error: message and SQLSTATE, secrets scrubbed. */
+export function describeDbError(error: unknown): { message: string; code: string | undefined } {
+  return { message: maskSecrets(errorMessage(error)), code: sqlState(error) };
+}

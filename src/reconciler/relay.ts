@@ -1,0 +1,193 @@
+// Process entry: the outbox relay. Claims pending outbox rows whose
+// next_attempt_at has come, BY STATUS with FOR UPDATE SKIP LOCKED (never an
+// `id > last_seen` cursor: ids commit out of order), one row per transaction,
+// and sends each to the email service with its dedup_key as the Idempotency-Key.
+//   success: status dispatched, attempts + 1, dispatched_at; committed.
+//   failure: attempts + 1, last_error, next_attempt_at = now() + backoff * 2^(attempts - 1);
+//            the row stays pending; committed.
+// The send happens inside the claiming transaction, so a relay killed after the
+// send and before the commit leaves the row pending: the next relay sends it
+// again and the email service's idempotency key keeps it one delivery.
+//
+// Environment (set by startRelay in system.ts; nothing is inherited):
+//   SOR_RELAY_DATABASE_URL, SOR_WORKER_ROLE (default worker_write)
+//   SOR_EMAIL_URL        base URL of the email service (POST <url>/send)
+//   SOR_POLL_MS          sleep when nothing is due (default 200)
+//   SOR_BACKOFF_MS       first retry delay (default 1000)
+//   SOR_PAUSE_AFTER_SEND_MS  sleep after a successful send, before the commit (the kill point)
+//   SOR_NO_KEY=1         the deliberate break: send without the Idempotency-Key header
+//
+// stdout, one JSON line each: relay_started {email_url, poll_ms, backoff_ms, no_key};
+// sending {outbox_id, dedup_key, attempt}; send_failed {outbox_id, dedup_key, attempts,
+// error, next_attempt_at}; sent_pausing {outbox_id, dedup_key, pause_ms, delivery_id};
+// dispatched {outbox_id, dedup_key, attempts, delivery_id}; stopping {signal}.
+import type pg from 'pg';
+import { openWorkerClient } from './db.js';
+import { emit, intSetting, requiredSetting } from './json-lines.js';
+import { errorMessage } from '../target/pg.js';
+import { maskSecrets } from '../target/url.js';
+import { delay } from '../util/wait.js';
+
+interface OutboxRow {
+  id: string;
+  dedup_key: string;
+  recipient: string;
+  subject: string;
+  body: string;
+  attempts: number;
+}
+
+const sendTimeoutMs = 5_000;
+
+/** One line for a failed send: the HTTP status, or the network error and its cause. */
+function describeSendError(error: unknown): string {
+  if (error instanceof Error) {
+    const cause = (error as Error & { cause?: { code?: string; message?: string } }).cause;
+    if (cause && typeof cause === 'object' && (cause.code || cause.message)) {
+      return `${error.message}: ${cause.message ?? ''}${cause.code ? ` (${cause.code})` : ''}`.trim();
+    }
+    return error.message;
+  }
+  return String(error);
+}
+
+async function send(emailUrl: string, row: OutboxRow, withKey: boolean): Promise<string> {
+  const headers: Record<string, string> = { 'content-type': 'application/json' };
+  if (withKey) headers['idempotency-key'] = row.dedup_key;
+  const response = await fetch(new URL('/send', emailUrl), {
+    method: 'POST',
+    headers,
+    body: JSON.stringify({
+      dedup_key: row.dedup_key,
+      outbox_id: row.id,
+      to: row.recipient,
+      subject: row.subject,
+      body: row.body,
+    }),
+    signal: AbortSignal.timeout(sendTimeoutMs),
+  });
+  const text = await response.text();
+  if (!response.ok) throw new Error(`HTTP ${response.status}: ${text.slice(0, 200)}`);
+  const answer = JSON.parse(text) as { delivery_id?: string };
+  return answer.delivery_id ?? '';
+}
+
+interface RelaySettings {
+  emailUrl: string;
+  pollMs: number;
+  backoffMs: number;
+  pauseAfterSendMs: number;
+  noKey: boolean;
+}
+
+/** Claims, sends and settles one due row. Returns false when none was due. */
+async function relayOne(client: pg.Client, settings: RelaySettings): Promise<boolean> {
+  await client.query('begin');
+  try {
+    const { rows } = await client.query<OutboxRow>(
+      `select id, dedup_key, recipient, subject, body, attempts
+         from outbox
+        where status = 'pending' and next_attempt_at <= now()
+        order by next_attempt_at, id
+        limit 1
+        for update skip locked`,
+    );
+    const row = rows[0];
+    if (!row) {
+      await client.query('commit');
+      return false;
+    }
+    emit('sending', { outbox_id: row.id, dedup_key: row.dedup_key, attempt: row.attempts + 1 });
+    let deliveryId: string;
+    try {
+      deliveryId = await send(settings.emailUrl, row, !settings.noKey);
+    } catch (error) {
+      const message = describeSendError(error);
+      const { rows: failed } = await client.query<{ attempts: number; next_attempt_at: Date }>(
+        `update outbox
+            set attempts = attempts + 1,
+                last_error = $2,
+                next_attempt_at = now() + $3 * power(2, attempts) * interval '1 millisecond'
+          where id = $1
+          returning attempts, next_attempt_at`,
+        [row.id, message, settings.backoffMs],
+      );
+      await client.query('commit');
+      emit('send_failed', {
+        outbox_id: row.id,
+        dedup_key: row.dedup_key,
+        attempts: failed[0]?.attempts,
+        error: message,
+        next_attempt_at: failed[0]?.next_attempt_at.toISOString(),
+      });
+      return true;
+    }
+    if (settings.pauseAfterSendMs > 0) {
+      // The drill's kill point: sent, not yet committed.
+      emit('sent_pausing', { outbox_id: row.id, dedup_key: row.dedup_key, pause_ms: settings.pauseAfterSendMs, delivery_id: deliveryId });
+      await delay(settings.pauseAfterSendMs);
+    }
+    const { rows: sent } = await client.query<{ attempts: number }>(
+      `update outbox
+          set status = 'dispatched', attempts = attempts + 1, dispatched_at = clock_timestamp()
+        where id = $1
+        returning attempts`,
+      [row.id],
+    );
+    await client.query('commit');
+    emit('dispatched', { outbox_id: row.id, dedup_key: row.dedup_key, attempts: sent[0]?.attempts, delivery_id: deliveryId });
+    return true;
+  } catch (error) {
+    await client.query('rollback').catch(() => {});
+    throw error;
+  }
+}
+
+async function main(): Promise<void> {
+  const env = process.env;
+  const settings: RelaySettings = {
+    emailUrl: requiredSetting(env, 'SOR_EMAIL_URL'),
+    pollMs: intSetting(env, 'SOR_POLL_MS', 200),
+    backoffMs: intSetting(env, 'SOR_BACKOFF_MS', 1_000),
+    pauseAfterSendMs: intSetting(env, 'SOR_PAUSE_AFTER_SEND_MS', 0),
+    noKey: env.SOR_NO_KEY === '1',
+  };
+  const client = await openWorkerClient(
+    requiredSetting(env, 'SOR_RELAY_DATABASE_URL'),
+    env.SOR_WORKER_ROLE || 'worker_write',
+    'sor-outbox-relay',
+  );
+  let stopping = false;
+  const wake = new AbortController();
+  const stop = (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    emit('stopping', { signal });
+    wake.abort();
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  emit('relay_started', {
+    email_url: settings.emailUrl,
+    poll_ms: settings.pollMs,
+    backoff_ms: settings.backoffMs,
+    pause_after_send_ms: settings.pauseAfterSendMs,
+    no_key: settings.noKey,
+  });
+  try {
+    while (!stopping) {
+      const worked = await relayOne(client, settings);
+      if (!worked) await delay(settings.pollMs, wake.signal).catch(() => {});
+    }
+  } finally {
+    await client.end().catch(() => {});
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (error: unknown) => {
+    process.stderr.write(`relay: ${maskSecrets(errorMessage(error))}\n`);
+    process.exit(1);
+  },
+);

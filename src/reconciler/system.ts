@@ -1,0 +1,259 @@
+// The launcher the drills call: typed functions that start the Reconciler's
+// processes through a Supervisor and hand back what the drills need.
+//
+// Contracts (the drills rely on them; keep them exact):
+//   workerCredentials(adminUrl, roles)     -> the worker role's URL, with a fresh password
+//   startToolServer(sup, options)          -> { name, url, token }   MCP over Streamable HTTP
+//   startWorker(sup, options)              -> ProcessInfo            the MCP client Worker
+//   startRelay(sup, options)               -> ProcessInfo            the outbox relay
+//   startEmailService(sup, options?)       -> EmailService            { url, failNext, report }
+// Child processes run the COMPILED scripts (dist/reconciler/*.js), never a TS
+// loader: scriptPath() finds them from dist/ and from the TypeScript sources.
+import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import { formatBreaks, type ToolBreaks } from './actions.js';
+import type { EmailReport, FailMode } from './email-report.js';
+import { allowListEnv } from './env.js';
+import { parseJsonLine } from './json-lines.js';
+import type { ProcessInfo, Supervisor } from './supervisor.js';
+import type { WorkerMode } from './worker-plan.js';
+import { freePort } from '../target/embedded.js';
+import { ident, literal, withPgClient } from '../target/pg.js';
+import { defaultRoles, type Roles } from '../target/roles.js';
+import { withCredentials } from '../target/url.js';
+
+export type { ToolBreaks } from './actions.js';
+export type { EmailReport, FailMode } from './email-report.js';
+export type { WorkerMode } from './worker-plan.js';
+
+export type ReconcilerScript = 'tool-server' | 'worker' | 'relay' | 'email-service';
+
+/** The compiled script: beside this module in dist/, or dist/reconciler/ when running from src/ (vitest). */
+export function scriptPath(script: ReconcilerScript): string {
+  const beside = fileURLToPath(new URL(`./${script}.js`, import.meta.url));
+  if (existsSync(beside)) return beside;
+  const built = fileURLToPath(new URL(`../../dist/reconciler/${script}.js`, import.meta.url));
+  if (existsSync(built)) return built;
+  throw new Error(`cannot find the compiled ${script}.js (looked at ${beside} and ${built}): run npm run build`);
+}
+
+const startTimeoutMs = 15_000;
+
+async function waitListening(sup: Supervisor, name: string): Promise<{ url: string; port: number }> {
+  const line = await sup.waitForEvent(name, 'listening', { timeoutMs: startTimeoutMs });
+  return { url: String(line.url), port: Number(line.port) };
+}
+
+/**
+ * The URL the Worker side connects with: a fresh random password is set on the
+ * worker role (ALTER ROLE ... PASSWORD, never logged) and the admin URL's host and
+ * database are reused with the worker role's name. Nothing else about the role
+ * changes (no LOGIN is added). When SOR_WORKER_URL is set it is returned as is
+ * and nothing changes.
+ *
+ * Rotating the password is cluster-wide: servers already running keep their
+ * connections (they open them all at start), but two callers racing on one
+ * cluster (parallel test files) can break each other's startup. Tests use
+ * createWorkerLogin() instead.
+ */
+export async function workerCredentials(adminUrl: string, roles: Roles = defaultRoles): Promise<string> {
+  const given = process.env.SOR_WORKER_URL;
+  if (given) return given;
+  const password = randomBytes(24).toString('base64url');
+  await withPgClient(adminUrl, (client) => client.query(`alter role ${ident(roles.worker)} password ${literal(password)}`));
+  return withCredentials(adminUrl, roles.worker, password);
+}
+
+export interface WorkerLogin {
+  /** Logs in as `login`, a member of the worker role; the servers `set role` to the worker role. */
+  url: string;
+  login: string;
+  /** Drops the login role (stop every process using it first). */
+  drop(): Promise<void>;
+}
+
+/**
+ * A throwaway LOGIN role that is a member of the worker role, for tests running
+ * in parallel on one cluster: no shared password is rotated under another test's
+ * feet, and the tool server and relay still act as the worker role (set role).
+ */
+export async function createWorkerLogin(
+  databaseUrl: string,
+  roles: Roles = defaultRoles,
+  login = `sor_test_${randomBytes(4).toString('hex')}`,
+): Promise<WorkerLogin> {
+  // databaseUrl: a superuser (or CREATEROLE) URL of the database the login will connect to.
+  const password = randomBytes(18).toString('base64url');
+  await withPgClient(databaseUrl, (client) =>
+    client.query(`create role ${ident(login)} login password ${literal(password)} in role ${ident(roles.worker)}`),
+  );
+  return {
+    url: withCredentials(databaseUrl, login, password),
+    login,
+    drop: () => withPgClient(databaseUrl, async (client) => void (await client.query(`drop role if exists ${ident(login)}`))),
+  };
+}
+
+export interface ToolServerOptions {
+  /** How the tool server connects (worker_write's URL from workerCredentials). */
+  databaseUrl: string;
+  breaks?: ToolBreaks;
+  /** Default claim lock hold (ms) when a claim call does not say; 0 by default. */
+  claimHoldMs?: number;
+  /** Claim lease (ms); 60 s by default. */
+  leaseMs?: number;
+  /** The role to act as when the URL's user is another (default worker_write). */
+  role?: string;
+  /** Supervisor name; 'tool-server' by default. */
+  processName?: string;
+}
+
+export interface ToolServer {
+  name: string;
+  /** http://127.0.0.1:<port>/mcp (the port is kept across restarts). */
+  url: string;
+  /** The bearer token every request must carry. */
+  token: string;
+}
+
+/** Starts the MCP tool server and resolves once it is connected and listening. */
+export async function startToolServer(sup: Supervisor, options: ToolServerOptions): Promise<ToolServer> {
+  const name = options.processName ?? 'tool-server';
+  const token = randomBytes(24).toString('base64url');
+  const port = await freePort();
+  await sup.start({
+    name,
+    args: [scriptPath('tool-server')],
+    env: allowListEnv({
+      SOR_TOOLS_DATABASE_URL: options.databaseUrl,
+      SOR_TOOLS_TOKEN: token,
+      SOR_TOOLS_PORT: port,
+      SOR_TOOLS_BREAKS: formatBreaks(options.breaks),
+      SOR_CLAIM_HOLD_MS: options.claimHoldMs,
+      SOR_LEASE_MS: options.leaseMs,
+      SOR_WORKER_ROLE: options.role,
+    }),
+  });
+  const { url } = await waitListening(sup, name);
+  return { name, url, token };
+}
+
+export interface WorkerOptions {
+  /** The Worker's name: its runs are found by it; also the supervisor name unless processName. */
+  name: string;
+  tenant: string;
+  tools: { url: string; token: string };
+  /** Sleep before each call (ms). */
+  pace_ms: number;
+  /** Turns of a new run (default 5). */
+  turns?: number;
+  /** Resume a crashed run (default true); false is the resume drill's deliberate break. */
+  resume?: boolean;
+  /** 'run' (default) or 'claim-once' (one claim in a 1-turn run: the race drill). */
+  mode?: WorkerMode;
+  /** The boundary drill's deliberate break: hands the Worker DATABASE_URL. Never otherwise. */
+  leakDatabaseUrl?: string;
+  processName?: string;
+}
+
+/** The Worker's whole environment: the allow-list of env.ts (plus DATABASE_URL only under the leak break). */
+export function workerEnv(options: WorkerOptions, source: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  return allowListEnv(
+    {
+      SOR_TOOLS_URL: options.tools.url,
+      SOR_TOOLS_TOKEN: options.tools.token,
+      SOR_WORKER_NAME: options.name,
+      SOR_TENANT: options.tenant,
+      SOR_PACE_MS: options.pace_ms,
+      SOR_TURNS: options.turns ?? 5,
+      SOR_RESUME: (options.resume ?? true) ? '1' : '0',
+      SOR_MODE: options.mode ?? 'run',
+      DATABASE_URL: options.leakDatabaseUrl,
+    },
+    source,
+  );
+}
+
+/** Starts a Worker; resolves once it runs (wait on its JSON lines for progress). Restart it with sup.restart(name). */
+export async function startWorker(sup: Supervisor, options: WorkerOptions): Promise<ProcessInfo> {
+  return sup.start({ name: options.processName ?? options.name, args: [scriptPath('worker')], env: workerEnv(options) });
+}
+
+export interface RelayOptions {
+  /** How the relay connects (the worker role's URL). */
+  databaseUrl: string;
+  /** The email service's base URL (startEmailService().url); the relay POSTs to <emailUrl>/send. */
+  emailUrl: string;
+  /** Sleep when no row is due (ms). */
+  pollMs: number;
+  /** First retry delay (ms); doubled per attempt. */
+  backoffMs: number;
+  /** Sleep after a successful send and before the commit (ms), logging sent_pausing: the drill's kill point. */
+  pauseAfterSendMs?: number;
+  /** The outbox drill's deliberate break: no Idempotency-Key header. */
+  noKey?: boolean;
+  role?: string;
+  processName?: string;
+}
+
+/** Starts the outbox relay and resolves once it is connected (relay_started). */
+export async function startRelay(sup: Supervisor, options: RelayOptions): Promise<ProcessInfo> {
+  const name = options.processName ?? 'relay';
+  await sup.start({
+    name,
+    args: [scriptPath('relay')],
+    env: allowListEnv({
+      SOR_RELAY_DATABASE_URL: options.databaseUrl,
+      SOR_EMAIL_URL: options.emailUrl,
+      SOR_POLL_MS: options.pollMs,
+      SOR_BACKOFF_MS: options.backoffMs,
+      SOR_PAUSE_AFTER_SEND_MS: options.pauseAfterSendMs,
+      SOR_NO_KEY: options.noKey ? '1' : undefined,
+      SOR_WORKER_ROLE: options.role,
+    }),
+  });
+  await sup.waitForEvent(name, 'relay_started', { timeoutMs: startTimeoutMs });
+  return sup.get(name)!;
+}
+
+export interface EmailService {
+  name: string;
+  /** Base URL, http://127.0.0.1:<port> (kept across restarts). */
+  url: string;
+  /** The next `count` sends answer 503 ('status503') or have their connection destroyed ('reset'). */
+  failNext(count: number, mode: FailMode): Promise<void>;
+  /** Requests and deliveries, in total, per dedup_key and per idempotency key. */
+  report(): Promise<EmailReport>;
+}
+
+/** Starts the email service and resolves once it listens. */
+export async function startEmailService(sup: Supervisor, options: { processName?: string } = {}): Promise<EmailService> {
+  const name = options.processName ?? 'email-service';
+  const port = await freePort();
+  await sup.start({ name, args: [scriptPath('email-service')], env: allowListEnv({ SOR_EMAIL_PORT: port }) });
+  const { url } = await waitListening(sup, name);
+  const call = async (path: string, init?: RequestInit): Promise<unknown> => {
+    const response = await fetch(new URL(path, url), { ...init, signal: AbortSignal.timeout(5_000) });
+    const text = await response.text();
+    if (!response.ok) throw new Error(`email service ${path}: HTTP ${response.status} ${text}`);
+    return JSON.parse(text) as unknown;
+  };
+  return {
+    name,
+    url,
+    async failNext(count, mode) {
+      await call('/control/fail-next', {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ count, mode }),
+      });
+    },
+    report: async () => (await call('/report')) as EmailReport,
+  };
+}
+
+/** The JSON lines among a process's recent lines (every start; other lines skipped). */
+export function jsonLines(sup: Supervisor, name: string) {
+  return (sup.get(name)?.recentLines ?? []).map(parseJsonLine).filter((line) => line !== undefined);
+}
