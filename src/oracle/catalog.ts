@@ -16,8 +16,10 @@ export interface TableCatalog {
   owner: string;
   rls: { enabled: boolean; forced: boolean };
   columns: ColumnState[];
-  constraints: Array<{ name: string; type: string; definition: string }>;
-  indexes: Array<{ name: string; definition: string }>;
+  /** `columns`: the constrained columns in order (empty for a check on an expression). */
+  constraints: Array<{ name: string; type: string; definition: string; columns: string[] }>;
+  /** `columns`: the key columns (or expressions) in order, without INCLUDE columns. */
+  indexes: Array<{ name: string; definition: string; columns: string[]; unique: boolean }>;
   policies: Array<{
     name: string;
     command: string;
@@ -37,12 +39,13 @@ export type Catalog = Record<string, TableCatalog | null>;
 export async function readCatalog(client: pg.Client, tables: readonly string[], schema = 'public'): Promise<Catalog> {
   const catalog: Catalog = {};
   for (const table of [...tables].sort()) {
-    catalog[table] = await readTable(client, schema, table);
+    catalog[table] = await readTableCatalog(client, schema, table);
   }
   return catalog;
 }
 
-async function readTable(client: pg.Client, schema: string, table: string): Promise<TableCatalog | null> {
+/** Reads one table's catalog (null when `schema.table` is not a table). */
+export async function readTableCatalog(client: pg.Client, schema: string, table: string): Promise<TableCatalog | null> {
   const { rows: found } = await client.query<{ oid: number; owner: string; enabled: boolean; forced: boolean }>(
     `select c.oid::int as oid, pg_get_userbyid(c.relowner) as owner,
             c.relrowsecurity as enabled, c.relforcerowsecurity as forced
@@ -62,17 +65,24 @@ async function readTable(client: pg.Client, schema: string, table: string): Prom
       order by a.attname`,
     [oid],
   );
-  const constraints = await client.query<{ name: string; type: string; definition: string }>(
-    `select conname as name,
-            case contype when 'p' then 'primary key' when 'u' then 'unique' when 'f' then 'foreign key'
-                         when 'c' then 'check' when 'x' then 'exclusion' else contype::text end as type,
-            pg_get_constraintdef(oid) as definition
-       from pg_constraint where conrelid = $1 and contype <> 'n'
-      order by conname`,
+  const constraints = await client.query<TableCatalog['constraints'][number]>(
+    `select c.conname as name,
+            case c.contype when 'p' then 'primary key' when 'u' then 'unique' when 'f' then 'foreign key'
+                           when 'c' then 'check' when 'x' then 'exclusion' else c.contype::text end as type,
+            pg_get_constraintdef(c.oid) as definition,
+            array(select a.attname::text
+                    from unnest(coalesce(c.conkey, '{}'::int2[])) with ordinality as k(attnum, position)
+                    join pg_attribute a on a.attrelid = c.conrelid and a.attnum = k.attnum
+                   order by k.position) as columns
+       from pg_constraint c where c.conrelid = $1 and c.contype <> 'n'
+      order by c.conname`,
     [oid],
   );
-  const indexes = await client.query<{ name: string; definition: string }>(
-    `select i.relname as name, pg_get_indexdef(x.indexrelid) as definition
+  const indexes = await client.query<TableCatalog['indexes'][number]>(
+    `select i.relname as name, pg_get_indexdef(x.indexrelid) as definition,
+            array(select pg_get_indexdef(x.indexrelid, k, true)
+                    from generate_series(1, x.indnkeyatts::int) as k order by k) as columns,
+            x.indisunique as unique
        from pg_index x join pg_class i on i.oid = x.indexrelid
       where x.indrelid = $1 order by i.relname`,
     [oid],

@@ -58,8 +58,30 @@ export function installExitHandlers(onError: (error: unknown) => void = defaultR
       void exitWith(code);
     });
   }
+  // A reader that went away (`| head`) is not a crash: end quietly with 141 (128 + SIGPIPE), as a shell tool does.
+  // Without this, reporting the EPIPE to a closed stderr raises another one, forever.
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code === 'EPIPE') {
+        if (!exiting) void exitWith(141);
+        return;
+      }
+      throw error;
+    });
+  }
+  let crashed = false;
   const crash = (error: unknown) => {
-    onError(error);
+    if ((error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE') {
+      if (!exiting) void exitWith(141);
+      return;
+    }
+    if (crashed) return;
+    crashed = true;
+    try {
+      onError(error);
+    } catch {
+      // stderr itself is gone: nothing left to tell
+    }
     void exitWith(70);
   };
   process.on('uncaughtException', crash);
