@@ -11,6 +11,7 @@ type Command = (args: string[]) => Promise<number>;
 
 const commands: Record<string, () => Promise<Command>> = {
   setup: async () => (await import('./cli/setup-command.js')).setupCommand,
+  run: async () => (await import('./cli/run-command.js')).runCommand,
   oracle: async () => (await import('./cli/oracle-command.js')).oracleCommand,
   tools: async () => (await import('./cli/tools-command.js')).toolsCommand,
 };

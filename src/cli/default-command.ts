@@ -1,30 +1,28 @@
-// `sor-drills` with no command. Until the console exists, it starts the target,
-// installs the reference schema and says what it did.
+// `sor-drills` with no command: the console when a person is at a terminal,
+// the headless run otherwise (a pipe, CI, --json), so `npm start` in a pipe
+// prints the nine verdicts and writes the bundle.
 import { parse } from './args.js';
 import { exitCodes } from './errors.js';
-import { resolveTarget } from '../target/target.js';
-import { setup } from '../target/setup.js';
-import { printKept } from './kept.js';
+import { paceOf, runCommand, runFlags } from './run-command.js';
 import { usage } from './usage.js';
+import { UsageError } from '../target/url.js';
+
+export function wantsConsole(values: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): boolean {
+  if (values.json) return false;
+  if (env.CI && env.CI !== 'false' && env.CI !== '0') return false;
+  return Boolean(process.stdin.isTTY && process.stdout.isTTY);
+}
 
 export async function defaultCommand(args: string[]): Promise<number> {
-  const { values } = parse(
-    args,
-    {
-      db: { type: 'string' },
-      yes: { type: 'boolean', short: 'y' },
-      keep: { type: 'boolean' },
-    },
-    usage,
-  );
-  const progress = (line: string) => process.stderr.write(`${line}\n`);
-  const target = await resolveTarget({ db: values.db as string | undefined, keep: Boolean(values.keep), onProgress: progress });
-  try {
-    progress(`target: ${target.display}`);
-    await setup(target.url, { embedded: target.kind === 'embedded', yes: Boolean(values.yes), onProgress: progress });
-    if (target.cluster && values.keep) printKept(target.cluster);
+  const { values } = parse(args, { ...runFlags, auto: { type: 'boolean' } }, usage);
+  if (values.help) {
+    process.stdout.write(`${usage}\n`);
     return exitCodes.ok;
-  } finally {
-    await target.close();
   }
+  if (!wantsConsole(values)) {
+    if (values.auto) throw new UsageError('--auto needs a terminal; without one, sor-drills runs headless (see sor-drills run --help)');
+    return runCommand(args);
+  }
+  // The Ink console lands in its own change; until then a terminal gets the headless run too.
+  return runCommand(args);
 }

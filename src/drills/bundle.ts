@@ -45,7 +45,10 @@ export function decisionLine(results: readonly DrillResult[], drills: readonly D
 
 /** The drafted decision paragraph; the console lets the operator edit it before saving. */
 export function draftParagraph(results: readonly DrillResult[], drills: readonly Drill[], target: string): string {
-  const failed = failedDrills(results);
+  const missing = bundleKeys
+    .filter((key) => !results.some((result) => result.key === key))
+    .map((key): DrillResult => ({ key, verdict: 'fail', evidence: 'not run', reason: 'not run', evidenceDirs: [], broken: false, notes: [], durationMs: 0 }));
+  const failed = [...failedDrills(results), ...missing];
   const passed = results.filter((result) => result.verdict === 'pass').length;
   if (decisionOf(results) === 'PERMITTED') {
     return (
@@ -63,11 +66,13 @@ export function draftParagraph(results: readonly DrillResult[], drills: readonly
     return `${result.key} failed (${why}), so the habit of ${lesson} is missing`;
   });
   const fixes = failed
+    .filter((result) => result.reason !== 'not run')
     .map((result) => drills.find((candidate) => candidate.key === result.key)?.fix)
     .filter((fix): fix is string => Boolean(fix));
+  if (failed.some((result) => result.reason === 'not run')) fixes.push('run the drills that did not run');
   return (
     `Release BLOCKED. ${passed} of nine drills passed against ${target}; ${parts.join('; ')}. ` +
-    `The smallest change that would unblock the release: ${fixes.join('; ') || 'run the drills that did not run'}. ` +
+    `The smallest change that would unblock the release: ${fixes.join('; ')}. ` +
     `Re-run the drills after the change; the release stays blocked until all nine pass.`
   );
 }

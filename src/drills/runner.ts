@@ -102,7 +102,14 @@ export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'o
     roles: run.roles,
     broken,
     options: run.options,
-    operator: run.operator,
+    // Every ask reaches the listeners (the console shows it, the headless printer prints it).
+    operator: {
+      async request(ask, perform) {
+        run.emit({ type: 'operator-ask', key: drill.key, ask });
+        await run.operator.request(ask, perform);
+        run.emit({ type: 'operator-done', key: drill.key });
+      },
+    },
     signal: controller.signal,
     emit: run.emit,
     observations,

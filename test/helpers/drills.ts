@@ -8,19 +8,29 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 
-/** For drills that start no process. */
+/** For drills that start no process: any attempt to start one fails the test. */
+const refuse = async (): Promise<never> => {
+  throw new Error('this drill was not expected to start a process');
+};
 export const noProcesses: DrillSystem = {
   list: () => [],
-  kill: async () => {},
-  restart: async () => {},
+  kill: refuse,
+  restart: refuse,
   subscribe: () => () => {},
   stopAll: async () => {},
+  stop: async () => {},
+  supervisor: () => {
+    throw new Error('this drill was not expected to start a process');
+  },
+  workerUrl: refuse,
+  toolServer: refuse,
+  emailService: refuse,
 };
 
 export async function runOne(
   drill: Drill,
   db: TestDatabase,
-  options: { broken?: boolean; migrationFile?: string; system?: DrillSystem; events?: RunnerEvent[] } = {},
+  options: { broken?: boolean; migrationFile?: string; system?: DrillSystem; events?: RunnerEvent[]; serverLog?: string } = {},
 ): Promise<DrillResult> {
   const breaks = new Set<BundleKey>(options.broken ? [drill.key] : []);
   return runDrill(drill, {
@@ -28,10 +38,11 @@ export async function runOne(
     display: db.name,
     database: db.name,
     embedded: true,
+    serverLog: options.serverLog,
     roles: defaultRoles,
     options: {
       paceMs: 0,
-      claimHoldMs: 600,
+      claimHoldMs: 1_500,
       evidenceRoot: path.join(mkdtempSync(path.join(tmpdir(), 'sor-evidence-')), 'oracle'),
       migrationFile: options.migrationFile,
     },
@@ -39,5 +50,28 @@ export async function runOne(
     breaks,
     system: options.system ?? noProcesses,
     emit: (event) => options.events?.push(event),
+  });
+}
+
+/**
+ * The real Reconciler processes for a test database. The Worker side logs in
+ * through a throwaway member of worker_write, so parallel test files never
+ * rotate each other's worker_write password.
+ */
+export async function testSystem(db: TestDatabase): Promise<DrillSystem & { dispose(): Promise<void> }> {
+  const { createDrillSystem } = await import('../../src/drills/system.js');
+  const { createWorkerLogin } = await import('../../src/reconciler/system.js');
+  const login = await createWorkerLogin(db.url);
+  const system = createDrillSystem({
+    url: db.url,
+    roles: defaultRoles,
+    logDir: mkdtempSync(path.join(tmpdir(), 'sor-processes-')),
+    workerUrl: async () => login.url,
+  });
+  return Object.assign(system, {
+    async dispose() {
+      await system.stopAll();
+      await login.drop();
+    },
   });
 }

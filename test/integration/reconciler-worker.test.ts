@@ -271,11 +271,12 @@ describe('two Workers racing for claims', () => {
 
   it('with SKIP LOCKED: different transactions, and B claimed while A still held its lock', async () => {
     await addPending('bob', 'T-4', 4);
-    const server = await startToolServer(sup, { databaseUrl: login.url, claimHoldMs: 800, processName: 'tools-race' });
+    const server = await startToolServer(sup, { databaseUrl: login.url, claimHoldMs: 3_000, processName: 'tools-race' });
     const { a, b } = await race(server, 'race-a', 'race-b');
     expect(a.transaction_id).toBe('T-4-001');
     expect(b.transaction_id).toBe('T-4-002');
-    // Neither waited: B's lock was taken before A's was released.
+    // Neither waited: B's lock was taken before A's was released. The hold is long
+    // enough that B's process start, even on a loaded machine, lands inside it.
     expect(Date.parse(b.locked_at)).toBeLessThan(Date.parse(a.released_at));
     await sup.stop(server.name);
   });
@@ -283,7 +284,7 @@ describe('two Workers racing for claims', () => {
   it('without SKIP LOCKED (the deliberate break): B waits for A', async () => {
     const server = await startToolServer(sup, {
       databaseUrl: login.url,
-      claimHoldMs: 800,
+      claimHoldMs: 3_000,
       breaks: { noSkipLocked: true },
       processName: 'tools-race-broken',
     });

@@ -1,0 +1,77 @@
+// Every drill's before/after evidence goes through the oracle: snapshot the
+// drill's tables on a fresh connection, act, snapshot again, normalise, diff,
+// and write the seed's evidence folder under .agent-history/oracle/<bundle-key>/.
+// The oracle's per-expectation verdicts become the drill's observations.
+import { runOracle, type OracleResult, type QuiescenceCondition, type Scope, type TableScope } from '../oracle/index.js';
+import type { DrillContext } from './types.js';
+
+export interface EvidenceSpec {
+  /** What the action is, for action.log and the verdict file. */
+  label: string;
+  tables: Array<string | TableScope>;
+  schema?: boolean;
+  /** Oracle expectations, e.g. `expenses:+1`; each becomes an observation. */
+  expect: string[];
+  /** Extra volatile column patterns for this drill. */
+  volatiles?: string[];
+  /** Snapshot a different database than the target (the migration branch). */
+  url?: string;
+  quiescence?: { condition: QuiescenceCondition; timeoutMs: number };
+}
+
+/**
+ * Runs `act` inside the oracle's workflow. `act` returns the action's exit code
+ * (0 when the drill's action did what it set out to do); a thrown error is
+ * recorded as exit code 1 and rethrown after the evidence is written.
+ */
+export async function withEvidence(
+  ctx: DrillContext,
+  spec: EvidenceSpec,
+  act: (log: (text: string) => void) => Promise<number | void>,
+): Promise<OracleResult> {
+  let thrown: unknown;
+  const scope: Scope = {
+    tables: spec.tables,
+    schema: spec.schema,
+  };
+  if (spec.volatiles) {
+    const { defaultVolatiles } = await import('../oracle/index.js');
+    const base = defaultVolatiles();
+    scope.volatiles = { ...base, patterns: [...base.patterns, ...spec.volatiles] };
+  }
+  const result = await runOracle({
+    url: spec.url ?? ctx.url,
+    card: ctx.key,
+    scope,
+    expectations: spec.expect,
+    dir: ctx.options.evidenceRoot,
+    quiescence: spec.quiescence,
+    action: {
+      label: spec.label,
+      primary: 'library-qa',
+      run: async (log) => {
+        try {
+          const code = await act(log);
+          return code ?? 0;
+        } catch (error) {
+          thrown = error;
+          log(`error: ${error instanceof Error ? error.message : String(error)}`);
+          return 1;
+        }
+      },
+    },
+  });
+  ctx.evidenceDirs.push(result.folder);
+  ctx.emit({ type: 'diff', key: ctx.key, text: result.diffText, folder: result.folder });
+  for (const expectation of result.expectations) {
+    ctx.observe(`oracle ${expectation.predicate}`, `${expectation.verdict}: ${expectation.evidence}`, expectation.verdict === 'satisfied');
+  }
+  ctx.observations.set(`oracle:${spec.label}`, result.verdict);
+  if (thrown) throw thrown;
+  return result;
+}
+
+/** True when every expectation of the oracle run was satisfied. */
+export function oracleSatisfied(result: OracleResult): boolean {
+  return result.expectations.length > 0 && result.expectations.every((expectation) => expectation.verdict === 'satisfied');
+}

@@ -1,0 +1,113 @@
+// Drill 3, idempotency_retry_test (Lesson 3, idempotency keys). The same write,
+// with the same idempotency key, sent twice through the tool server as an agent
+// retrying would: exactly one expenses row may land, and the second call must say
+// it was a no-op. The count is read by the oracle before and after, and again by
+// query; the unique key that makes ON CONFLICT work lives in the target.
+import { randomUUID } from 'node:crypto';
+import { withEvidence } from './evidence.js';
+import { createDrillTenant, type DrillTenant } from './inputs.js';
+import { callTool, withToolsClient, type ToolAnswer } from './mcp.js';
+import { query } from './sql.js';
+import type { Drill } from './types.js';
+
+function inserted(answer: ToolAnswer | undefined): boolean | undefined {
+  const value = answer?.value?.inserted;
+  return typeof value === 'boolean' ? value : undefined;
+}
+
+export const idempotencyRetryTest: Drill = {
+  number: 3,
+  key: 'idempotency_retry_test',
+  title: 'Idempotent retry',
+  lesson: 3,
+  habit: 'idempotency keys',
+  tables: ['expenses', 'tool_calls'],
+  breakDescription: 'the tool server writes without the idempotency key (a fresh key per call, no ON CONFLICT): delta +2',
+  fix: 'keep a unique key on expenses (tenant_id, idempotency_key) and write with INSERT ... ON CONFLICT (tenant_id, idempotency_key) DO NOTHING, passing the same key on every retry',
+  steps: [
+    {
+      id: 'tenant',
+      title: 'Make a tenant for this drill',
+      why: 'The drill writes its own rows, so it can run again and never disturbs the rows other drills count.',
+      async run(ctx) {
+        ctx.observations.set('drill_tenant', await createDrillTenant(ctx, 'idem'));
+      },
+    },
+    {
+      id: 'tool-server',
+      title: 'Start the tool server',
+      why: 'The write goes through the MCP tool server, the only process holding database credentials.',
+      async run(ctx) {
+        const server = await ctx.system.toolServer({ breaks: ctx.broken ? { noIdempotencyKey: true } : {} });
+        ctx.defer(() => ctx.system.stop(server.name));
+        ctx.observations.set('tools', server);
+        ctx.observe('tool_server', server.url.replace(/\/mcp$/, ''));
+      },
+    },
+    {
+      id: 'write-twice',
+      title: 'Send the same write twice',
+      why: 'A retry after a timeout sends the same call again; with the same key the second must be a no-op, not a second row.',
+      sql: [
+        'insert into expenses (tenant_id, idempotency_key, transaction_id, amount_cents, description) values ($1, $2, $3, $4, $5) on conflict (tenant_id, idempotency_key) do nothing returning id',
+      ],
+      async run(ctx) {
+        const tenant = ctx.observations.get('drill_tenant') as DrillTenant;
+        const tools = ctx.observations.get('tools') as { url: string; token: string };
+        const key = `${tenant.id}:retry-1`;
+        const runId = randomUUID();
+        ctx.observe('idempotency_key', key);
+        const answers: ToolAnswer[] = [];
+        await withEvidence(
+          ctx,
+          {
+            label: `write ${key} twice through the tool server`,
+            tables: [{ name: 'expenses', filter: { tenant_id: tenant.id }, key: ['tenant_id', 'idempotency_key'] }],
+            expect: ['expenses:+1', `expenses:+{tenant_id="${tenant.id}"}`],
+          },
+          async (log) => {
+            await withToolsClient(tools, async (client) => {
+              for (const call of [1, 2]) {
+                const answer = await callTool(client, 'write', {
+                  journal: { run_id: runId, worker: tenant.worker, tenant: tenant.id, turn: 1, of: 1, call, ends_turn: call === 2 },
+                  idempotency_key: key,
+                  amount_cents: 4200,
+                  description: 'Retried expense',
+                });
+                log(`write call ${call}: ${answer.text}`);
+                answers.push(answer);
+              }
+            });
+            return answers.every((answer) => !answer.isError) ? 0 : 1;
+          },
+        );
+        answers.forEach((answer, index) => {
+          ctx.observe(`write_${index + 1}`, answer.isError ? `error: ${answer.text}` : `inserted=${String(inserted(answer))}`, !answer.isError);
+        });
+        ctx.observations.set('answers', answers);
+        const rows = await query<{ n: number }>(ctx, `select count(*)::int as n from expenses where tenant_id = $1`, [tenant.id]);
+        ctx.observe('rows_landed', rows[0]?.n ?? 0, rows[0]?.n === 1);
+      },
+    },
+  ],
+  verdict(ctx) {
+    const answers = (ctx.observations.get('answers') as ToolAnswer[] | undefined) ?? [];
+    const landed = Number(ctx.observations.get('rows_landed') ?? 0);
+    const [first, second] = answers;
+    const failedCall = answers.find((answer) => answer.isError);
+    if (failedCall) {
+      const reason = `the write failed through the tool server: ${failedCall.text}`;
+      return { verdict: 'fail', evidence: reason, reason };
+    }
+    if (landed !== 1 || inserted(first) !== true || inserted(second) !== false) {
+      const reason =
+        `two invocations with the same idempotency key produced ${landed} expenses rows ` +
+        `(first inserted=${String(inserted(first))}, second inserted=${String(inserted(second))}); row count delta: +${landed}`;
+      return { verdict: 'fail', evidence: reason, reason };
+    }
+    return {
+      verdict: 'pass',
+      evidence: `Two invocations with the same idempotency key produced one expenses row. Second insert was a no-op. Row count delta: +${landed}.`,
+    };
+  },
+};

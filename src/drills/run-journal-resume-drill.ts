@@ -1,0 +1,261 @@
+// Drill 2, run_journal_resume_drill (Lesson 2, run journal). A Worker runs a
+// 5-turn Reconciler run and is killed with SIGKILL in the middle of turn 3. The
+// journal must show the crash signature (status running, finished_at null); the
+// restarted Worker must read runs, turns and tool_calls, resume from the last
+// incomplete turn, finish the run, and not execute a completed call again.
+import { startWorker } from '../reconciler/system.js';
+import { withEvidence } from './evidence.js';
+import { createDrillTenant, insertPending, sampleTransactions, type DrillTenant } from './inputs.js';
+import { query } from './sql.js';
+import type { Drill, DrillContext } from './types.js';
+
+const turns = 5;
+const crashTurn = 3;
+const worker = 'worker';
+
+interface CallRow {
+  id: string;
+  turn_no: number;
+  call_no: number;
+  tool: string;
+  status: string;
+}
+
+async function calls(ctx: DrillContext, runId: string): Promise<CallRow[]> {
+  return query<CallRow>(
+    ctx,
+    `select id::text as id, turn_no, call_no, tool, status from tool_calls where run_id = $1 order by tool_calls.id`,
+    [runId],
+  );
+}
+
+function list(numbers: number[]): string {
+  if (numbers.length <= 1) return numbers.join('');
+  return `${numbers.slice(0, -1).join(', ')} and ${numbers.at(-1)}`;
+}
+
+export const runJournalResumeDrill: Drill = {
+  number: 2,
+  key: 'run_journal_resume_drill',
+  title: 'Run journal crash and resume',
+  lesson: 2,
+  habit: 'a run journal the Worker resumes from',
+  tables: ['runs', 'turns', 'tool_calls', 'expenses', 'outbox'],
+  breakDescription: 'the Worker restarted with resume off: it ignores the crashed run and redoes its turns in a new run',
+  fix: "journal every run, turn and tool call, and on start resume the crashed run (status 'running', finished_at null) from its last incomplete turn, reusing the recorded results of completed calls",
+  steps: [
+    {
+      id: 'inputs',
+      title: `Make a tenant with ${turns} pending transactions`,
+      why: 'The run needs work of its own: one pending transaction per turn, for a tenant no other drill touches.',
+      async run(ctx) {
+        const tenant = await createDrillTenant(ctx, 'resume');
+        ctx.observations.set('drill_tenant', tenant);
+        const ids = await insertPending(ctx, tenant.id, sampleTransactions.slice(0, turns));
+        ctx.observe('pending', ids);
+      },
+    },
+    {
+      id: 'tool-server',
+      title: 'Start the tool server',
+      why: 'The Worker reaches the database only through the MCP tool server, which journals every call.',
+      async run(ctx) {
+        const server = await ctx.system.toolServer();
+        ctx.defer(() => ctx.system.stop(server.name));
+        ctx.observations.set('tools', server);
+      },
+    },
+    {
+      id: 'start',
+      title: `Start the Worker on a ${turns}-turn run`,
+      why: 'Each turn claims a transaction, writes its expense and queues an email: three journaled tool calls.',
+      async run(ctx) {
+        const tenant = ctx.observations.get('drill_tenant') as DrillTenant;
+        const tools = ctx.observations.get('tools') as { url: string; token: string };
+        const sup = ctx.system.supervisor();
+        await startWorker(sup, {
+          name: tenant.worker,
+          processName: worker,
+          tenant: tenant.id,
+          tools,
+          pace_ms: ctx.options.paceMs,
+          turns,
+          resume: !ctx.broken,
+        });
+        ctx.defer(() => ctx.system.stop(worker));
+        const started = await sup.waitForEvent(worker, 'run_started', { timeoutMs: 15_000 });
+        ctx.observe('run_id', String(started.run_id));
+        ctx.observe('worker_pid', sup.get(worker)?.pid);
+      },
+    },
+    {
+      id: 'kill',
+      title: `Kill the Worker in the middle of turn ${crashTurn}`,
+      why: 'SIGKILL gives the Worker no chance to clean up: exactly what a crash, an OOM kill or a lost node does.',
+      operator: 'kill',
+      async run(ctx) {
+        const sup = ctx.system.supervisor();
+        const runId = String(ctx.observations.get('run_id'));
+        // Turn 3 has begun once its claim completed; the write and queue are still to come.
+        await sup.waitForEvent(worker, 'call_completed', {
+          timeoutMs: 60_000,
+          match: (line) => line.run_id === runId && line.turn === crashTurn && line.call === 1,
+        });
+        await ctx.operator.request(
+          { kind: 'kill', process: worker, prompt: `The Worker is in turn ${crashTurn} of ${turns}: press k to kill it (SIGKILL)` },
+          () => ctx.system.kill(worker, 'SIGKILL'),
+        );
+        const info = sup.get(worker);
+        ctx.observe('killed_by', info?.signal ?? `exit ${info?.exitCode}`, info?.signal === 'SIGKILL');
+        const journal = await calls(ctx, runId);
+        const last = journal.at(-1);
+        ctx.observations.set('calls_at_crash', journal);
+        ctx.observe('crash_point', last ? `turn ${last.turn_no} call ${last.call_no} (${last.tool}, ${last.status})` : 'no call journaled');
+      },
+    },
+    {
+      id: 'signature',
+      title: 'Read the crash signature from the journal',
+      why: "A run whose process died is still status 'running' with finished_at null: that is how a restarted Worker finds it.",
+      sql: ["select status, finished_at from runs where id = $1", 'select turn_no, status from turns where run_id = $1 order by turn_no'],
+      async run(ctx) {
+        const runId = String(ctx.observations.get('run_id'));
+        const [run] = await query<{ status: string; finished_at: string | null }>(
+          ctx,
+          `select status, finished_at::text from runs where id = $1`,
+          [runId],
+        );
+        const signature = run?.status === 'running' && run.finished_at === null;
+        ctx.observe('crash_signature', run ? `status=${run.status}, finished_at=${run.finished_at ?? 'null'}` : 'no runs row', signature);
+        const open = await query<{ turn_no: number; status: string }>(
+          ctx,
+          `select turn_no, status from turns where run_id = $1 and status <> 'completed' order by turn_no`,
+          [runId],
+        );
+        const completed = await query<{ turn_no: number }>(
+          ctx,
+          `select turn_no from turns where run_id = $1 and status = 'completed' order by turn_no`,
+          [runId],
+        );
+        ctx.observe('completed_before_crash', completed.map((row) => row.turn_no));
+        ctx.observe('incomplete_turn', open[0]?.turn_no ?? null, open.length > 0);
+      },
+    },
+    {
+      id: 'restart',
+      title: 'Restart the Worker',
+      why: 'On start the Worker reads runs, turns and tool_calls, finds the crashed run and resumes it from its last incomplete turn.',
+      operator: 'restart',
+      async run(ctx) {
+        const sup = ctx.system.supervisor();
+        const tenant = ctx.observations.get('drill_tenant') as DrillTenant;
+        const runId = String(ctx.observations.get('run_id'));
+        const journal = ctx.observations.get('calls_at_crash') as CallRow[];
+        const lastId = journal.at(-1)?.id ?? '0';
+        await withEvidence(
+          ctx,
+          {
+            label: `restart the Worker and let run ${runId} finish`,
+            tables: [
+              { name: 'runs', filter: { id: runId }, key: ['id'] },
+              { name: 'turns', filter: { run_id: runId }, key: ['run_id', 'turn_no'] },
+              { name: 'expenses', filter: { tenant_id: tenant.id }, key: ['tenant_id', 'idempotency_key'] },
+            ],
+            expect: [`runs:~{id="${runId}",status="running"}->{status="finished"}`],
+          },
+          async (log) => {
+            const since = sup.cursor(worker);
+            await ctx.operator.request(
+              { kind: 'restart', process: worker, prompt: 'The crash signature is in the journal: press r to restart the Worker' },
+              () => ctx.system.restart(worker),
+            );
+            const resumed = await sup
+              .waitForLine(worker, (line) => line.includes('"event":"run_resumed"') || line.includes('"event":"run_started"'), {
+                timeoutMs: 15_000,
+                since,
+              })
+              .catch(() => undefined);
+            log(`worker after restart: ${resumed ?? 'no start line'}`);
+            ctx.observations.set('restart_line', resumed ? JSON.parse(resumed) : undefined);
+            const exit = await sup.waitForExit(worker);
+            log(`worker exited: code ${exit.exitCode ?? 'none'}, signal ${exit.signal ?? 'none'}`);
+            ctx.observe('worker_exit', exit.exitCode ?? exit.signal, exit.exitCode === 0);
+            return exit.exitCode ?? 1;
+          },
+        );
+        const line = ctx.observations.get('restart_line') as { event: string; run_id?: string; from_turn?: number } | undefined;
+        ctx.observe(
+          'restart_event',
+          line ? `${line.event}${line.from_turn ? ` from turn ${line.from_turn}` : ''} (run ${String(line.run_id)})` : 'none',
+          line?.event === 'run_resumed' && line.run_id === runId,
+        );
+        const after = await calls(ctx, runId);
+        ctx.observations.set('new_calls', after.filter((call) => BigInt(call.id) > BigInt(lastId)));
+      },
+    },
+    {
+      id: 'journal',
+      title: 'Check the journal after the restart',
+      why: 'Turns completed before the crash must have no new tool calls, and a call completed before the crash must not appear twice.',
+      sql: ['select turn_no, call_no, count(*) from tool_calls where run_id = $1 group by 1, 2', 'select status, finished_at from runs where id = $1'],
+      async run(ctx) {
+        const runId = String(ctx.observations.get('run_id'));
+        const before = ctx.observations.get('calls_at_crash') as CallRow[];
+        const fresh = ctx.observations.get('new_calls') as CallRow[];
+        const crashTurnSeen = Number(ctx.observations.get('incomplete_turn') ?? crashTurn);
+        const redone = fresh.filter((call) => call.turn_no < crashTurnSeen);
+        ctx.observe('redone_earlier_turns', redone.map((call) => `turn ${call.turn_no} call ${call.call_no} (${call.tool})`), redone.length === 0);
+        const completedInCrashTurn = before.filter((call) => call.turn_no === crashTurnSeen && call.status === 'completed');
+        const repeated = completedInCrashTurn.filter((call) =>
+          fresh.some((again) => again.turn_no === call.turn_no && again.call_no === call.call_no),
+        );
+        ctx.observe('repeated_crash_turn_calls', repeated.map((call) => `call ${call.call_no} (${call.tool})`), repeated.length === 0);
+        const [run] = await query<{ status: string; finished_at: string | null; turns: number }>(
+          ctx,
+          `select r.status, r.finished_at::text,
+                  (select count(*)::int from turns t where t.run_id = r.id and t.status = 'completed') as turns
+             from runs r where r.id = $1`,
+          [runId],
+        );
+        ctx.observe('run_after', run ? `status=${run.status}, ${run.turns} of ${turns} turns completed` : 'missing', run?.status === 'finished');
+        ctx.observations.set('turns_completed', run?.turns ?? 0);
+        ctx.observations.set('run_status', run?.status);
+      },
+    },
+  ],
+  verdict(ctx) {
+    const o = ctx.observations;
+    const reasons: string[] = [];
+    if (o.get('killed_by') !== 'SIGKILL') reasons.push(`the Worker was not killed by SIGKILL (${String(o.get('killed_by'))})`);
+    if (!String(o.get('crash_signature') ?? '').startsWith('status=running, finished_at=null')) {
+      reasons.push(`no crash signature after the kill (${String(o.get('crash_signature'))})`);
+    }
+    const line = o.get('restart_line') as { event: string; run_id?: string; from_turn?: number } | undefined;
+    const runId = String(o.get('run_id'));
+    if (line?.event !== 'run_resumed' || line.run_id !== runId) {
+      reasons.push(
+        line?.event === 'run_started'
+          ? `the restarted Worker ignored crashed run ${runId.slice(0, 8)} and began a new run ${String(line.run_id).slice(0, 8)} at turn 1`
+          : 'the restarted Worker did not resume the run',
+      );
+    }
+    const redone = o.get('redone_earlier_turns') as string[] | undefined;
+    if (redone && redone.length > 0) reasons.push(`turns before the crash were re-executed: ${redone.join(', ')}`);
+    const repeated = o.get('repeated_crash_turn_calls') as string[] | undefined;
+    if (repeated && repeated.length > 0) reasons.push(`completed calls of the crashed turn ran again: ${repeated.join(', ')}`);
+    if (o.get('run_status') !== 'finished') reasons.push(`run ${runId.slice(0, 8)} ended ${String(o.get('run_status'))}, not finished`);
+    if (reasons.length > 0) {
+      const reason = reasons.join('; ');
+      return { verdict: 'fail', evidence: reason, reason };
+    }
+    const from = Number(line?.from_turn);
+    const earlier = (o.get('completed_before_crash') as number[]).filter((turn) => turn < from);
+    const completed = Number(o.get('turns_completed'));
+    return {
+      verdict: 'pass',
+      evidence:
+        `Run resumed from turn ${from} of ${completed}. Turns ${list(earlier)} were not re-executed. ` +
+        `Journal shows continuous timeline with one gap closed (Worker pid ${String(o.get('worker_pid'))} killed by SIGKILL at ${String(o.get('crash_point'))}).`,
+    };
+  },
+};

@@ -1,0 +1,93 @@
+// A drill session: the nine drills against one prepared target, with the
+// Reconciler's processes under one supervisor. The headless run and the console
+// both drive drills only through a session.
+import path from 'node:path';
+import type { Target } from '../target/target.js';
+import { defaultRoles, type Roles } from '../target/roles.js';
+import { drills as allDrills } from './index.js';
+import { runDrill, runDrills } from './runner.js';
+import { createDrillSystem, type DrillSystem } from './system.js';
+import type { BundleKey, Drill, DrillOptions, DrillResult, Operator, RunnerEvent } from './types.js';
+
+export interface SessionOptions {
+  target: Target;
+  roles?: Roles;
+  breaks: ReadonlySet<BundleKey>;
+  only?: ReadonlySet<BundleKey>;
+  options: DrillOptions;
+}
+
+export interface DrillSession {
+  drills: readonly Drill[];
+  processes: DrillSystem;
+  run(operator: Operator, emit: (event: RunnerEvent) => void, signal?: AbortSignal): Promise<DrillResult[]>;
+  runOne(key: BundleKey, broken: boolean, operator: Operator, emit: (event: RunnerEvent) => void): Promise<DrillResult>;
+  close(): Promise<void>;
+}
+
+export const defaultDrillOptions: DrillOptions = {
+  paceMs: 50,
+  claimHoldMs: 1_500,
+  evidenceRoot: path.resolve('.agent-history', 'oracle'),
+  neon:
+    process.env.NEON_API_KEY && process.env.NEON_PROJECT_ID
+      ? { apiKey: process.env.NEON_API_KEY, projectId: process.env.NEON_PROJECT_ID }
+      : undefined,
+};
+
+export function createSession(options: SessionOptions): DrillSession {
+  const roles = options.roles ?? defaultRoles;
+  const system = createDrillSystem({
+    url: options.target.url,
+    roles,
+    logDir: path.join(path.dirname(options.options.evidenceRoot), 'processes'),
+  });
+  const base = {
+    url: options.target.url,
+    display: options.target.display,
+    database: options.target.database,
+    embedded: options.target.kind === 'embedded',
+    serverLog: options.target.cluster?.logFile,
+    roles,
+    options: options.options,
+    system,
+  };
+  const forward = (emit: (event: RunnerEvent) => void) =>
+    system.subscribe((event) => {
+      if (event.type === 'process') emit({ type: 'process', process: event.process });
+      else emit({ type: 'process-line', name: event.name, line: event.line });
+    });
+  return {
+    drills: allDrills,
+    processes: system,
+    async run(operator, emit, signal) {
+      const unsubscribe = forward(emit);
+      try {
+        return await runDrills({
+          ...base,
+          drills: allDrills,
+          operator,
+          breaks: options.breaks,
+          only: options.only,
+          signal,
+          emit,
+        });
+      } finally {
+        unsubscribe();
+      }
+    },
+    async runOne(key, broken, operator, emit) {
+      const drill = allDrills.find((candidate) => candidate.key === key);
+      if (!drill) throw new Error(`no drill ${key}`);
+      const unsubscribe = forward(emit);
+      try {
+        return await runDrill(drill, { ...base, operator, breaks: new Set(broken ? [key] : []), emit });
+      } finally {
+        unsubscribe();
+      }
+    },
+    async close() {
+      await system.stopAll();
+    },
+  };
+}

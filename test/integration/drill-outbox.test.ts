@@ -1,0 +1,119 @@
+// Drill 5, outbox_relay_retry_test, against real processes (tool server, relay,
+// email service) and a real Postgres: green on the reference system, red with its
+// deliberate break (no idempotency key: two deliveries), red when the target itself
+// takes away what the relay needs, and the target is left as it was sabotaged.
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runOne, testSystem } from '../helpers/drills.js';
+import { outboxRelayRetryTest } from '../../src/drills/outbox-relay-retry-test.js';
+import { isAlive } from '../../src/reconciler/supervisor.js';
+import { withPgClient } from '../../src/target/pg.js';
+import type { DrillSystem } from '../../src/drills/system.js';
+import type { RunnerEvent } from '../../src/drills/types.js';
+
+let db: TestDatabase;
+let system: DrillSystem & { dispose(): Promise<void> };
+beforeAll(async () => {
+  db = await createTestDatabase();
+  system = await testSystem(db);
+});
+afterAll(async () => {
+  const pids = system?.supervisor().startedPids() ?? [];
+  await system?.dispose();
+  await db?.dispose();
+  expect(pids.filter(isAlive)).toEqual([]);
+});
+
+const sql = (text: string, params: unknown[] = []) => withPgClient(db.url, (client) => client.query(text, params));
+
+/** The drill's own outbox row, read back after the run. */
+async function drillRow(events: RunnerEvent[]) {
+  const observed = events.find((event) => event.type === 'observation' && event.label === 'dedup_key');
+  expect(observed, 'the drill observed its dedup_key').toBeDefined();
+  const dedupKey = (observed as { value: string }).value;
+  const { rows } = await sql(`select id, status, attempts, last_error, dispatched_at from outbox where dedup_key = $1`, [dedupKey]);
+  return { dedupKey, row: rows[0] as { id: string; status: string; attempts: number; last_error: string | null; dispatched_at: Date | null } };
+}
+
+describe('outbox_relay_retry_test', () => {
+  it('passes: blip, retry, kill between send and commit, re-send; one delivery; evidence from what was observed', async () => {
+    const events: RunnerEvent[] = [];
+    const started = Date.now();
+    const result = await runOne(outboxRelayRetryTest, db, { system, events });
+    expect(result.verdict, result.reason).toBe('pass');
+    const { row } = await drillRow(events);
+    expect(row).toMatchObject({ status: 'dispatched', attempts: 2, last_error: expect.stringMatching(/fetch failed/) });
+    expect(row.dispatched_at).not.toBeNull();
+    const killed = events.find((event) => event.type === 'observation' && event.label === 'relay_killed') as { value: string };
+    const pid = /^pid (\d+) by SIGKILL$/.exec(killed.value)?.[1];
+    expect(pid, killed.value).toBeDefined();
+    expect(result.evidence).toBe(
+      `Relay failed once, retried once, dispatched once: the blip left ${row.id} pending with attempts 1, last_error and ` +
+        `next_attempt_at set; the relay was killed (pid ${pid} by SIGKILL) after the retry's send and before its commit, ` +
+        'the row still read pending, and the restarted relay re-sent it once. ' +
+        `Outbox row ${row.id} ended in dispatched (attempts 2). ` +
+        'Email service received exactly one delivery for this dedup_key (3 requests).',
+    );
+    expect(row.id).toMatch(/^O-4\d\d$/);
+    expect(result.evidenceDirs).toHaveLength(1);
+    // The relay was killed, then a new relay process took over.
+    const restarted = events.find((event) => event.type === 'observation' && event.label === 'relay_restarted') as { value: string };
+    expect(restarted.value).toMatch(/^pid \d+$/);
+    expect(restarted.value).not.toBe(`pid ${pid}`);
+    expect(Date.now() - started).toBeLessThan(10_000);
+    expect(system.list().filter((process) => process.state === 'running')).toEqual([]);
+  });
+
+  it('drains rows already due before its own, so the blip lands on its row', async () => {
+    // A row another run left pending and due: the relay would take it first.
+    await sql(
+      `insert into outbox (tenant_id, dedup_key, recipient, subject, body) values ('alice', 'left-pending:' || gen_random_uuid(), 'a@alice.example', 'Left pending', 'body')`,
+    );
+    const events: RunnerEvent[] = [];
+    const result = await runOne(outboxRelayRetryTest, db, { system, events });
+    expect(result.verdict, result.reason).toBe('pass');
+    const backlog = events.find((event) => event.type === 'observation' && event.label === 'backlog_sent') as { value: string } | undefined;
+    expect(backlog?.value).toBe('1');
+    const { rows } = await sql(`select count(*)::int as n from outbox where status = 'pending'`);
+    expect(rows[0].n).toBe(0);
+  });
+
+  it('fails with its deliberate break (no idempotency key): two deliveries for the dedup_key', async () => {
+    const events: RunnerEvent[] = [];
+    const result = await runOne(outboxRelayRetryTest, db, { system, broken: true, events });
+    expect(result.verdict).toBe('fail');
+    const { dedupKey, row } = await drillRow(events);
+    expect(result.reason).toContain(
+      `email service received 2 deliveries for dedup_key ${dedupKey} in 3 requests (0 of them carried the dedup_key as the Idempotency-Key)`,
+    );
+    expect(result.reason).toMatch(/the re-send after the kill was delivered again/);
+    // The break is in the relay, not the table: the row still ends dispatched.
+    expect(row.status).toBe('dispatched');
+  });
+
+  it('fails when the target revokes UPDATE on outbox from the worker role (no retry metadata can be recorded), and leaves it revoked', async () => {
+    await sql('revoke update on outbox from worker_write');
+    try {
+      const result = await runOne(outboxRelayRetryTest, db, { system });
+      expect(result.verdict).toBe('fail');
+      expect(result.reason).toMatch(/^Start the relay; its first send hits a network blip: .*permission denied for table outbox/);
+      const { rows } = await sql(`select has_table_privilege('worker_write', 'outbox', 'UPDATE') as can`);
+      expect(rows[0].can).toBe(false);
+    } finally {
+      await sql('grant update on outbox to worker_write');
+    }
+  });
+
+  it('fails when the target drops the unique key on dedup_key, and leaves it dropped', async () => {
+    await sql('alter table outbox drop constraint outbox_dedup_key');
+    try {
+      const result = await runOne(outboxRelayRetryTest, db, { system });
+      expect(result.verdict).toBe('fail');
+      expect(result.reason).toMatch(/^Queue an email through the tool server: the queue tool failed: .*(42P10|no unique or exclusion constraint)/);
+      const { rows } = await sql(`select 1 from pg_constraint where conname = 'outbox_dedup_key'`);
+      expect(rows).toHaveLength(0);
+    } finally {
+      await sql('alter table outbox add constraint outbox_dedup_key unique (dedup_key)');
+    }
+  });
+});

@@ -1,0 +1,61 @@
+// `sor-drills run` as CI would use it: the healthy reference passes all nine
+// and is PERMITTED; each drill's deliberate break blocks the release naming
+// that drill; the bundle file has the seed's shape with the paragraph below.
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runCli } from '../helpers/cli.js';
+import { parseBundle } from '../../src/drills/bundle.js';
+import { bundleKeys } from '../../src/drills/types.js';
+
+let db: TestDatabase;
+let dir: string;
+beforeAll(async () => {
+  db = await createTestDatabase();
+  dir = await mkdtemp(path.join(tmpdir(), 'sor-run-'));
+});
+afterAll(async () => {
+  await db?.dispose();
+});
+
+const run = (args: string[]) => runCli(['run', '--db', db.url, '--yes', '--pace', '0', ...args], { cwd: dir });
+
+describe('sor-drills run', () => {
+  it('a healthy reference (its own embedded cluster): nine passes, PERMITTED, exit 0, the bundle on disk and on stdout', async () => {
+    const out = path.join(dir, 'healthy.md');
+    // The embedded target, as `npm start` in a pipe: the console turns the statement log on itself.
+    const result = await runCli(['run', '--pace', '0', '--out', out, '--json', '--junit', path.join(dir, 'junit.xml')], { cwd: dir });
+    expect(result.exitCode, result.stderr).toBe(0);
+    const { bundle, paragraph } = parseBundle(await readFile(out, 'utf8'));
+    expect(Object.keys(bundle)).toEqual([...bundleKeys, 'release_decision']);
+    for (const key of bundleKeys) expect(bundle[key], `${key}: ${bundle[key]}`).toBe('pass');
+    expect(paragraph).toMatch(/^Release PERMITTED\./);
+    expect(JSON.parse(result.stdout)).toEqual(bundle);
+    const junit = await readFile(path.join(dir, 'junit.xml'), 'utf8');
+    expect(junit).toMatch(/tests="9" failures="0"/);
+  });
+
+  it('refuses a URL target without --yes (exit 2) and writes nothing', async () => {
+    const result = await runCli(['run', '--db', db.url], { cwd: dir });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/append-only.*--yes/);
+  });
+
+  it('an unknown drill key is bad usage', async () => {
+    const result = await run(['--break', 'no_such_drill']);
+    expect(result.exitCode).toBe(2);
+  });
+
+  it.each(bundleKeys)('--break %s fails that drill and blocks the release naming it', async (key) => {
+    const out = path.join(dir, `break-${key}.md`);
+    const result = await run(['--only', key, '--break', key, '--out', out]);
+    expect(result.exitCode).toBe(1);
+    const { bundle, paragraph } = parseBundle(await readFile(out, 'utf8'));
+    expect(bundle[key]).toMatch(/^fail: /);
+    expect(bundle[key]).not.toBe('fail: not run');
+    expect(bundle.release_decision).toMatch(new RegExp(`^BLOCKED: .*${key} \\(Lesson \\d`));
+    expect(paragraph).toMatch(new RegExp(`${key} failed \\(`));
+  });
+});
