@@ -34,6 +34,9 @@ export async function inspectTarget(client: pg.Client, migrations: Migration[]):
       where c.relkind in ('r', 'p', 'v', 'm')
         and n.nspname not in ('pg_catalog', 'information_schema')
         and n.nspname not like 'pg\\_%'
+        -- objects an extension made (pg_stat_statements' views) are not the database's own tables
+        and not exists (select 1 from pg_depend d
+                          where d.classid = 'pg_class'::regclass and d.objid = c.oid and d.deptype = 'e')
       order by c.relname`,
   );
   const names = tables.map((row) => row.name);

@@ -75,6 +75,18 @@ describe('sor-drills setup --db', () => {
     expect(rows.map((row) => row.name)).toEqual(['customers']);
   });
 
+  it("an extension's own views (pg_buffercache) do not make a database foreign", async () => {
+    const withExtension = await createTestDatabase({ empty: true });
+    try {
+      await withPgClient(withExtension.url, (client) => client.query('create extension pg_buffercache'));
+      const result = await runCli(['setup', '--db', withCredentials(withExtension.url, roleName, password)]);
+      expect(result.exitCode, result.stderr).toBe(0);
+      expect(result.stderr).toMatch(/inserted seed rows/);
+    } finally {
+      await withExtension.dispose();
+    }
+  });
+
   it('takes DATABASE_URL when --db is absent', async () => {
     const result = await runCli(['setup'], { env: { DATABASE_URL: freshUrl } });
     expect(result.exitCode).toBe(0);
