@@ -62,7 +62,7 @@ export async function query<T extends pg.QueryResultRow>(
   return withPgClient(ctx.url, async (client) => (await client.query<T>(sql, params)).rows);
 }
 
-/** A one-word name for small counts, for evidence lines in the seed's wording ("six event rows"). */
+/** A one-word name for small counts, so evidence lines read like the seed ("from six ... rows", built from the count). */
 export function countWord(count: number): string {
   const words = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten'];
   return words[count] ?? String(count);
