@@ -23,10 +23,13 @@ afterAll(async () => {
 const run = (args: string[]) => runCli(['run', '--db', db.url, '--yes', '--pace', '0', ...args], { cwd: dir });
 
 describe('sor-drills run', () => {
-  it('a healthy reference (its own embedded cluster): nine passes, PERMITTED, exit 0, the bundle on disk and on stdout', async () => {
+  it('a healthy reference: `sor-drills` in a pipe runs headless on its own embedded cluster: nine passes, PERMITTED, exit 0', async () => {
     const out = path.join(dir, 'healthy.md');
-    // The embedded target, as `npm start` in a pipe: the console turns the statement log on itself.
-    const result = await runCli(['run', '--pace', '0', '--out', out, '--json', '--junit', path.join(dir, 'junit.xml')], { cwd: dir });
+    // No command and no terminal: the same as `run` on the embedded target, as `npm start` in a pipe.
+    const result = await runCli(
+      ['--pace', '0', '--out', out, '--json', '--junit', path.join(dir, 'junit.xml'), '--gate', 'idempotency_retry_test'],
+      { cwd: dir },
+    );
     expect(result.exitCode, result.stderr).toBe(0);
     const { bundle, paragraph } = parseBundle(await readFile(out, 'utf8'));
     expect(Object.keys(bundle)).toEqual([...bundleKeys, 'release_decision']);
@@ -35,6 +38,13 @@ describe('sor-drills run', () => {
     expect(JSON.parse(result.stdout)).toEqual(bundle);
     const junit = await readFile(path.join(dir, 'junit.xml'), 'utf8');
     expect(junit).toMatch(/tests="9" failures="0"/);
+
+    // The mastery gate: the same drill again with its deliberate break, written honestly as a second bundle.
+    const gate = parseBundle(await readFile(out.replace(/\.md$/, '-gate.md'), 'utf8'));
+    expect(gate.bundle.idempotency_retry_test).toMatch(/^fail: two invocations with the same idempotency key produced 2 expenses rows/);
+    expect(gate.bundle.release_decision).toMatch(/^BLOCKED: idempotency_retry_test \(Lesson 3, idempotency keys\)/);
+    expect(gate.paragraph).toMatch(/^Release BLOCKED\. 8 of nine drills passed/);
+    expect(result.stderr).toMatch(/mastery gate: idempotency_retry_test failed honestly/);
   });
 
   it('refuses a URL target without --yes (exit 2) and writes nothing', async () => {
