@@ -5,6 +5,7 @@ import { parse } from './args.js';
 import { exitCodes } from './errors.js';
 import { paceOf, runCommand, runFlags } from './run-command.js';
 import { usage } from './usage.js';
+import { isBundleKey, type BundleKey } from '../drills/types.js';
 import { UsageError } from '../target/url.js';
 
 export function wantsConsole(values: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): boolean {
@@ -23,6 +24,21 @@ export async function defaultCommand(args: string[]): Promise<number> {
     if (values.auto) throw new UsageError('--auto needs a terminal; without one, sor-drills runs headless (see sor-drills run --help)');
     return runCommand(args);
   }
-  // The Ink console lands in its own change; until then a terminal gets the headless run too.
-  return runCommand(args);
+  for (const flag of ['only', 'junit', 'gate', 'migration', 'worker-role', 'reader-role', 'owner-role'] as const) {
+    if (values[flag] !== undefined) throw new UsageError(`--${flag} is for the headless run: use sor-drills run --${flag} ...`);
+  }
+  const breaks = ((values.break as string[] | undefined) ?? []).map((key) => {
+    if (!isBundleKey(key)) throw new UsageError(`--break ${key}: not a drill (see sor-drills run --help for the keys)`);
+    return key as BundleKey;
+  });
+  const { startConsole, defaultPaceMs } = await import('../console/start.js');
+  return startConsole({
+    db: values.db as string | undefined,
+    keep: Boolean(values.keep),
+    yes: Boolean(values.yes),
+    auto: Boolean(values.auto),
+    paceMs: paceOf(values.pace, defaultPaceMs),
+    out: values.out as string | undefined,
+    breaks,
+  });
 }

@@ -21,7 +21,7 @@ Runs the nine drills in order, headless, and writes the evidence bundle.
   --json            print the bundle object on stdout
   --junit FILE      also write JUnit XML of the drills
   --gate KEY        mastery gate: when all nine pass, repeat KEY with its deliberate break
-                    and write that honest failure as a second bundle beside the first
+                    and write that honest failure as a second bundle beside the first (<name>.mastery.md)
   --pace MS         milliseconds the Worker waits between tool calls (default 50)
   --worker-role, --reader-role, --owner-role NAME
                     role names of a schema installed another way
@@ -61,10 +61,6 @@ export function paceOf(value: unknown, fallback: number): number {
   const pace = Number(value);
   if (!Number.isInteger(pace) || pace < 0) throw new UsageError(`--pace ${String(value)}: expected milliseconds (0 or more)`);
   return pace;
-}
-
-function timestamp(date: Date): string {
-  return date.toISOString().replace(/[-:]/g, '').replace(/\..*$/, '').replace('T', 'T');
 }
 
 /** One line per step on stderr, for CI logs and pipes. */
@@ -125,7 +121,9 @@ export async function runCommand(args: string[]): Promise<number> {
     },
   });
   const { createSession, defaultDrillOptions } = await import('../drills/session.js');
-  const { renderBundle, writeBundle, draftParagraph, decisionOf } = await import('../drills/bundle.js');
+  const { renderBundle, writeBundle, draftParagraph, decisionOf, defaultBundlePath, masteryBundlePath } = await import(
+    '../drills/bundle.js'
+  );
   const session = createSession({
     target: prepared.target,
     roles: prepared.roles,
@@ -141,7 +139,7 @@ export async function runCommand(args: string[]): Promise<number> {
     const when = new Date();
     const headless = { request: async (_ask: unknown, perform: () => Promise<void>) => perform() };
     const results = await session.run(headless, progressPrinter(write));
-    const out = path.resolve(String(values.out ?? path.join('evidence', `bundle-${timestamp(when)}.md`)));
+    const out = path.resolve(String(values.out ?? defaultBundlePath(when)));
     const paragraph = draftParagraph(results, session.drills, prepared.target.display);
     const document = await renderBundle(results, session.drills, paragraph, process.cwd(), {
       target: prepared.target.display,
@@ -164,7 +162,7 @@ export async function runCommand(args: string[]): Promise<number> {
         target: prepared.target.display,
         when: new Date(),
       });
-      const gateOut = out.replace(/(\.md)?$/, '-gate.md');
+      const gateOut = masteryBundlePath(out);
       await writeBundle(gateOut, gateDocument.text);
       write(`mastery gate: ${gate} ${broken.verdict === 'pass' ? 'PASSED despite its break' : 'failed honestly'}; second bundle (${decisionOf(gated)}) written to ${path.relative(process.cwd(), gateOut)}`);
       if (broken.verdict === 'pass') return exitCodes.blocked;

@@ -8,7 +8,6 @@
 type Cleanup = () => void | Promise<void>;
 
 const cleanups: Array<{ name: string; run: Cleanup }> = [];
-let exiting = false;
 let installed = false;
 
 export function onCleanup(name: string, run: Cleanup): () => void {
@@ -32,15 +31,37 @@ export async function runCleanups(deadlineMs = 15_000): Promise<void> {
   }
 }
 
-/** Runs the cleanups, flushes stdout and stderr, and exits with the code. */
+let exitCode: number | undefined;
+let cleaning: Promise<void> | undefined;
+
+/**
+ * Runs the cleanups, flushes stdout and stderr, and exits with the code. A second
+ * call (a signal or a crash during the cleanups) waits for the cleanups already
+ * running instead of cutting them short, and keeps the first code.
+ */
 export async function exitWith(code: number): Promise<never> {
-  if (!exiting) {
-    exiting = true;
-    await runCleanups();
-  }
-  await new Promise<void>((resolve) => process.stdout.write('', () => resolve()));
-  await new Promise<void>((resolve) => process.stderr.write('', () => resolve()));
-  process.exit(code);
+
+  exitCode ??= code;
+  cleaning ??= runCleanups();
+  await cleaning;
+  const flush = (stream: NodeJS.WriteStream) =>
+    new Promise<void>((resolve) => {
+      if (stream.destroyed || !stream.writable) return resolve();
+      try {
+        stream.write('', () => resolve());
+      } catch {
+        resolve();
+      }
+    });
+  await flush(process.stdout);
+  await flush(process.stderr);
+  process.exit(exitCode);
+}
+
+/** A write to a terminal or pipe that is gone: EPIPE (reader left) or EIO (terminal closed). */
+function isGoneOutput(error: unknown): boolean {
+  const code = (error as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'EPIPE' || code === 'EIO';
 }
 
 /** Installs the signal and crash handlers once. */
@@ -54,7 +75,6 @@ export function installExitHandlers(onError: (error: unknown) => void = defaultR
   ];
   for (const [signal, code] of signals) {
     process.on(signal, () => {
-      if (exiting) return;
       void exitWith(code);
     });
   }
@@ -62,8 +82,8 @@ export function installExitHandlers(onError: (error: unknown) => void = defaultR
   // Without this, reporting the EPIPE to a closed stderr raises another one, forever.
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (error: NodeJS.ErrnoException) => {
-      if (error.code === 'EPIPE') {
-        if (!exiting) void exitWith(141);
+      if (isGoneOutput(error)) {
+        void exitWith(error.code === 'EPIPE' ? 141 : 129);
         return;
       }
       throw error;
@@ -71,8 +91,8 @@ export function installExitHandlers(onError: (error: unknown) => void = defaultR
   }
   let crashed = false;
   const crash = (error: unknown) => {
-    if ((error as NodeJS.ErrnoException | undefined)?.code === 'EPIPE') {
-      if (!exiting) void exitWith(141);
+    if (isGoneOutput(error)) {
+      void exitWith((error as NodeJS.ErrnoException).code === 'EPIPE' ? 141 : 129);
       return;
     }
     if (crashed) return;

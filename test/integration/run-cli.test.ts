@@ -40,7 +40,7 @@ describe('sor-drills run', () => {
     expect(junit).toMatch(/tests="9" failures="0"/);
 
     // The mastery gate: the same drill again with its deliberate break, written honestly as a second bundle.
-    const gate = parseBundle(await readFile(out.replace(/\.md$/, '-gate.md'), 'utf8'));
+    const gate = parseBundle(await readFile(out.replace(/\.md$/, '.mastery.md'), 'utf8'));
     expect(gate.bundle.idempotency_retry_test).toMatch(/^fail: two invocations with the same idempotency key produced 2 expenses rows/);
     expect(gate.bundle.release_decision).toMatch(/^BLOCKED: idempotency_retry_test \(Lesson 3, idempotency keys\)/);
     expect(gate.paragraph).toMatch(/^Release BLOCKED\. 8 of nine drills passed/);

@@ -1,0 +1,29 @@
+// What a key asks the console to do. The key table maps keys to these; the
+// controller carries them out. Screens never act on their own.
+import type { EditorKey } from './editor.js';
+
+export type Intent =
+  | { type: 'open-drill' }
+  | { type: 'start-drill'; broken: boolean }
+  | { type: 'next-drill' }
+  | { type: 'to-decision' }
+  | { type: 'operator'; kind: 'start' | 'continue' }
+  | { type: 'kill' }
+  | { type: 'restart' }
+  | { type: 'select'; delta: -1 | 1 }
+  | { type: 'panel' }
+  | { type: 'help' }
+  | { type: 'back' }
+  | { type: 'quit' }
+  | { type: 'confirm-quit'; yes: boolean }
+  | { type: 'interrupt' }
+  | { type: 'consent'; yes: boolean }
+  | { type: 'save' }
+  | { type: 'edit' }
+  | { type: 'edit-done' }
+  | { type: 'editor-key'; input: string; key: EditorKey }
+  | { type: 'mastery' }
+  | { type: 'mastery-run' }
+  | { type: 'switch-bundle' };
+
+export type Dispatch = (intent: Intent) => void;

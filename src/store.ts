@@ -1,0 +1,214 @@
+// The console's one store (zustand, vanilla). It holds serialisable data only:
+// what the screens draw. Who changes it: the runner's events (src/console/events.ts),
+// the console's non-UI logic (src/console/*), never a component. Screens read it
+// with useConsole(selector) and send keys to the key router.
+import { createStore } from 'zustand/vanilla';
+import { useStore } from 'zustand';
+import type { BundleKey, OperatorAsk, ProcessView, Verdict } from './drills/types.js';
+
+export type PanelName = 'counts' | 'diff' | 'processes';
+export const panelNames: readonly PanelName[] = ['counts', 'diff', 'processes'];
+
+/** Every screen but help; help remembers which of these to go back to. */
+export type MainScreen =
+  | { name: 'boot' }
+  | { name: 'consent' }
+  | { name: 'list' }
+  | { name: 'drill' }
+  | { name: 'decision' }
+  | { name: 'mastery' }
+  | { name: 'exiting' };
+
+export type Screen = MainScreen | { name: 'help'; back: MainScreen };
+
+export type Tone = 'plain' | 'dim' | 'ok' | 'bad' | 'accent' | 'warn';
+
+export type DrillStatus = 'waiting' | 'running' | 'pass' | 'fail';
+
+export interface DrillRow {
+  key: BundleKey;
+  number: number;
+  title: string;
+  lesson: number;
+  habit: string;
+  tables: string[];
+  breakDescription: string;
+  status: DrillStatus;
+  broken: boolean;
+  /** The evidence line (pass) or the reason (fail) of a finished drill. */
+  evidence?: string;
+  durationMs?: number;
+}
+
+export interface StepRow {
+  id: string;
+  title: string;
+  why: string;
+  sql: string[];
+  operator?: OperatorAsk['kind'];
+  state: 'waiting' | 'running' | 'ok' | 'failed';
+  summary?: string;
+}
+
+export interface CurrentDrill {
+  key: BundleKey;
+  /** ready: shown, not started (enter starts it, b starts it broken); running; finished. */
+  phase: 'ready' | 'running' | 'finished';
+  broken: boolean;
+  /** The mastery gate's repeat of a drill (its result goes to the second bundle). */
+  mastery: boolean;
+  steps: StepRow[];
+  /** -1 before the first step starts. */
+  stepIndex: number;
+  /** Statements the current step ran, latest last. */
+  sql: string[];
+  diff?: { text: string; folder: string };
+  tables: string[];
+  verdict?: Verdict;
+  evidence?: string;
+  reason?: string;
+  evidenceDirs: string[];
+}
+
+export interface TableCount {
+  name: string;
+  count: number | null;
+  /** The count when the current step began (null until read). */
+  base: number | null;
+}
+
+export interface AskState {
+  ask: OperatorAsk;
+  performing: boolean;
+  error?: string;
+}
+
+export interface HistoryLine {
+  id: number;
+  text: string;
+  tone: Tone;
+}
+
+export interface DecisionDraft {
+  kind: 'run' | 'mastery';
+  decision: 'PERMITTED' | 'BLOCKED';
+  /** The bundle's JSON object as ordered entries. */
+  bundle: Array<[string, string]>;
+  passed: number;
+  text: string;
+  cursor: number;
+  editing: boolean;
+  /** Where ctrl+s writes. */
+  path: string;
+  savedPath?: string;
+  saveError?: string;
+  saving: boolean;
+  /** Edited (or never saved) since the last save. */
+  dirty: boolean;
+}
+
+export interface ConsoleState {
+  screen: Screen;
+  color: boolean;
+  terminal: { columns: number; rows: number };
+  auto: boolean;
+  boot: {
+    target: string;
+    lines: string[];
+    phase: 'starting' | 'ready' | 'failed';
+    error?: string;
+    elapsedMs: number;
+    consent?: string;
+  };
+  drills: DrillRow[];
+  /** Index of the drill that runs next (or is running). */
+  nextIndex: number;
+  current?: CurrentDrill;
+  counts: { tables: TableCount[]; paused: boolean; note?: string; error?: string };
+  processes: ProcessView[];
+  selected: number;
+  diffScroll: number;
+  helpScroll: number;
+  panel: PanelName;
+  /** Set when the operator switched the panel by hand during this drill (no automatic switching then). */
+  panelPinned: boolean;
+  ask?: AskState;
+  notice?: { text: string; tone: Tone };
+  history: HistoryLine[];
+  runFinished: boolean;
+  decisions: DecisionDraft[];
+  activeDecision: number;
+  mastery: { offered: boolean; selected: number; running: boolean };
+  confirmQuit?: string;
+  exiting: { lines: string[] };
+}
+
+export function initialState(): ConsoleState {
+  return {
+    screen: { name: 'boot' },
+    color: true,
+    terminal: { columns: 100, rows: 40 },
+    auto: false,
+    boot: { target: '', lines: [], phase: 'starting', elapsedMs: 0 },
+    drills: [],
+    nextIndex: 0,
+    current: undefined,
+    counts: { tables: [], paused: false },
+    processes: [],
+    selected: 0,
+    diffScroll: 0,
+    helpScroll: 0,
+    panel: 'counts',
+    panelPinned: false,
+    ask: undefined,
+    notice: undefined,
+    history: [],
+    runFinished: false,
+    decisions: [],
+    activeDecision: 0,
+    mastery: { offered: false, selected: 0, running: false },
+    confirmQuit: undefined,
+    exiting: { lines: [] },
+  };
+}
+
+export const store = createStore<ConsoleState>(() => initialState());
+
+/** Back to the initial state (tests; a fresh console). */
+export function resetStore(overrides: Partial<ConsoleState> = {}): void {
+  store.setState({ ...initialState(), ...overrides }, true);
+  historyId = 0;
+}
+
+export function getState(): ConsoleState {
+  return store.getState();
+}
+
+/** Merges a change into the state; an empty change notifies nobody. */
+export function update(change: Partial<ConsoleState> | ((state: ConsoleState) => Partial<ConsoleState>)): void {
+  const partial = typeof change === 'function' ? change(store.getState()) : change;
+  if (Object.keys(partial).length > 0) store.setState(partial);
+}
+
+let historyId = 0;
+
+/** Appends lines to the transcript that <Static> prints above the live region. */
+export function appendHistory(lines: Array<{ text: string; tone?: Tone }>): void {
+  if (lines.length === 0) return;
+  store.setState((state) => ({
+    history: [...state.history, ...lines.map((line) => ({ id: ++historyId, text: line.text, tone: line.tone ?? 'plain' }))],
+  }));
+}
+
+/** Screens read the store through this. Select primitives or existing objects, never build new ones. */
+export function useConsole<T>(selector: (state: ConsoleState) => T): T {
+  return useStore(store, selector);
+}
+
+export function activeDecision(state: ConsoleState): DecisionDraft | undefined {
+  return state.decisions[state.activeDecision];
+}
+
+export function drillRunning(state: ConsoleState): boolean {
+  return state.current?.phase === 'running';
+}
