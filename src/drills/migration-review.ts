@@ -12,6 +12,7 @@ import { BranchUnavailable, createNeonBranch, createTemplateBranch, type Branch 
 import { inTransaction, withPgClient } from '../target/pg.js';
 import { readCatalog, type Catalog } from '../oracle/catalog.js';
 import { catalogDiff } from './catalog-diff.js';
+import { withEvidence } from './evidence.js';
 import { reviewStatically, type StaticReview } from './migration-static.js';
 import { CouldNotDetermine } from './runner.js';
 import type { Drill, DrillContext } from './types.js';
@@ -136,7 +137,19 @@ export const migrationReview: Drill = {
         const before = await catalogOf(branch.url);
         ctx.observations.set('catalog_before', before);
         ctx.showSql(up);
-        await withPgClient(branch.url, (client) => inTransaction(client, () => client.query(up)));
+        await withEvidence(
+          ctx,
+          {
+            label: `apply the up migration on ${branch.name}`,
+            url: branch.url,
+            tables: [{ name: 'expenses', rows: false, schema: true }],
+            expect: ['expenses:+column:notes'],
+          },
+          async (log) => {
+            await withPgClient(branch.url, (client) => inTransaction(client, () => client.query(up)));
+            log(`applied the up migration on ${branch.describe}`);
+          },
+        );
         const after = await catalogOf(branch.url);
         const changes = catalogDiff(before, after);
         ctx.observe('up_diff', changes, changes.length === 1 && changes[0] === expectedChange);
@@ -150,7 +163,19 @@ export const migrationReview: Drill = {
         const branch = ctx.observations.get('branch') as Branch;
         const { down } = splitMigration(String(ctx.observations.get('text')));
         ctx.showSql(down);
-        await withPgClient(branch.url, (client) => inTransaction(client, () => client.query(down)));
+        await withEvidence(
+          ctx,
+          {
+            label: `apply the down migration on ${branch.name}`,
+            url: branch.url,
+            tables: [{ name: 'expenses', rows: false, schema: true }],
+            expect: ['expenses:-column:notes'],
+          },
+          async (log) => {
+            await withPgClient(branch.url, (client) => inTransaction(client, () => client.query(down)));
+            log(`applied the down migration on ${branch.describe}`);
+          },
+        );
         const after = await catalogOf(branch.url);
         const changes = catalogDiff(ctx.observations.get('catalog_before') as Catalog, after);
         ctx.observe('down_diff', changes, changes.length === 0);
@@ -177,6 +202,7 @@ export const migrationReview: Drill = {
       reasons.push(`up changed ${upDiff.length === 0 ? 'nothing' : upDiff.join('; ')} (expected only ${expectedChange})`);
     }
     if (downDiff.length > 0) reasons.push(`down did not restore the schema: ${downDiff.join('; ')}`);
+    // The catalog diff decides; the oracle's folders hold the before/after evidence of each direction.
     if (reasons.length > 0) {
       const reason = reasons.join('; ');
       return { verdict: 'fail', evidence: reason, reason };

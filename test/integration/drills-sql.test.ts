@@ -159,6 +159,10 @@ describe('migration_review', () => {
     const result = await runOne(migrationReview, db);
     expect(result.verdict, result.reason).toBe('pass');
     expect(result.evidence).toMatch(/Migration adds notes column, downgrade drops it cleanly, applied and rolled back on branch cap-migration-1/);
+    // The oracle's evidence for each direction, taken on the branch.
+    expect(result.evidenceDirs).toHaveLength(2);
+    const { readFile } = await import('node:fs/promises');
+    expect(await readFile(path.join(result.evidenceDirs[0]!, 'diff.txt'), 'utf8')).toMatch(/^\+.*"notes"/m);
     const { rows } = await sql(`select 1 from information_schema.columns where table_name = 'expenses' and column_name = 'notes'`);
     expect(rows).toHaveLength(0);
   });
