@@ -4,6 +4,7 @@
 // exists (an UPDATE matching no row raises nothing and proves nothing) and is rolled
 // back. Then one run is rebuilt from its agent_events rows alone and narrated.
 import { ident } from '../target/pg.js';
+import { withEvidence } from './evidence.js';
 import { attemptAs, countWord, query, type Attempt } from './sql.js';
 import type { Drill, DrillContext } from './types.js';
 
@@ -143,12 +144,25 @@ export const appendOnlyEventTest: Drill = {
       async run(ctx) {
         const id = String(ctx.observations.get('target_id'));
         const triggers = ctx.observations.get('triggers') as string[];
-        for (const operation of operations) {
-          const attempt = await attemptAs(ctx, ctx.roles.worker, statement(operation, id), {
-            prelude: breakPrelude(ctx, triggers),
-          });
-          ctx.observe(`worker_${operation}`, attempt, layerOf(attempt) === 'grant');
-        }
+        // The oracle confirms from committed state that no attempt changed a row.
+        await withEvidence(
+          ctx,
+          {
+            label: `UPDATE, DELETE and TRUNCATE on agent_events as ${ctx.roles.worker}, each rolled back`,
+            tables: [{ name: 'agent_events', key: ['id'] }],
+            expect: ['agent_events:='],
+            volatiles: ['!id'],
+          },
+          async (log) => {
+            for (const operation of operations) {
+              const attempt = await attemptAs(ctx, ctx.roles.worker, statement(operation, id), {
+                prelude: breakPrelude(ctx, triggers),
+              });
+              log(`${operation}: ${describe(attempt)}`);
+              ctx.observe(`worker_${operation}`, attempt, layerOf(attempt) === 'grant');
+            }
+          },
+        );
       },
     },
     {

@@ -2,7 +2,7 @@
 // drill's tables on a fresh connection, act, snapshot again, normalise, diff,
 // and write the seed's evidence folder under .agent-history/oracle/<bundle-key>/.
 // The oracle's per-expectation verdicts become the drill's observations.
-import { runOracle, type OracleResult, type QuiescenceCondition, type Scope, type TableScope } from '../oracle/index.js';
+import { defaultVolatiles, extendVolatiles, runOracle, type OracleResult, type QuiescenceCondition, type Scope, type TableScope } from '../oracle/index.js';
 import type { DrillContext } from './types.js';
 
 export interface EvidenceSpec {
@@ -12,7 +12,7 @@ export interface EvidenceSpec {
   schema?: boolean;
   /** Oracle expectations, e.g. `expenses:+1`; each becomes an observation. */
   expect: string[];
-  /** Extra volatile column patterns for this drill. */
+  /** Extra volatile columns for this drill (`col`, `table.col`), or `!col` to keep one the default set drops. */
   volatiles?: string[];
   /** Snapshot a different database than the target (the migration branch). */
   url?: string;
@@ -34,11 +34,7 @@ export async function withEvidence(
     tables: spec.tables,
     schema: spec.schema,
   };
-  if (spec.volatiles) {
-    const { defaultVolatiles } = await import('../oracle/index.js');
-    const base = defaultVolatiles();
-    scope.volatiles = { ...base, patterns: [...base.patterns, ...spec.volatiles] };
-  }
+  if (spec.volatiles) scope.volatiles = extendVolatiles(defaultVolatiles(), spec.volatiles);
   const result = await runOracle({
     url: spec.url ?? ctx.url,
     card: ctx.key,

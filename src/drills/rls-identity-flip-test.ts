@@ -5,6 +5,7 @@
 // read from the database first, as the connecting (owner) role, outside RLS.
 import { ident, sqlState, withPgClient } from '../target/pg.js';
 import { CouldNotDetermine } from './runner.js';
+import { withEvidence } from './evidence.js';
 import { query } from './sql.js';
 import type { Drill, DrillContext } from './types.js';
 
@@ -157,8 +158,20 @@ export const rlsIdentityFlipTest: Drill = {
       why: 'No context must mean no rows: a policy that treats an empty setting as "all tenants" leaks everything.',
       sql: ['begin; set local role <reader>; select * from expenses; rollback'],
       async run(ctx) {
-        const read = await readAs(ctx, null);
-        ctx.observe('read_unset', read, !read.code && read.total === 0);
+        // Reads change nothing: the oracle checks that from committed state around this last flip.
+        await withEvidence(
+          ctx,
+          {
+            label: `read expenses as ${ctx.roles.reader} with no tenant context`,
+            tables: [{ name: 'expenses', rows: false }],
+            expect: ['expenses:='],
+          },
+          async (log) => {
+            const read = await readAs(ctx, null);
+            log(`unset context: ${read.code ? `failed with ${read.code}` : `${read.total} rows`}`);
+            ctx.observe('read_unset', read, !read.code && read.total === 0);
+          },
+        );
       },
     },
   ],

@@ -45,6 +45,10 @@ describe('append_only_event_test', () => {
     expect(result.evidence).toMatch(/permission error \(42501, grant\) as worker_write and trigger exception \(P0001\)/);
     expect(result.evidence).toMatch(/Replayed run R-44 from six event rows/);
     expect(result.notes.join(' ')).toMatch(/Run R-44 started for tenant alice/);
+    // The oracle's before/after of agent_events: nothing changed in committed state.
+    expect(result.evidenceDirs).toHaveLength(1);
+    const { readFile } = await import('node:fs/promises');
+    expect(await readFile(path.join(result.evidenceDirs[0]!, 'verdict.md'), 'utf8')).toMatch(/\*\*Verdict\*\*: APPROVE/);
   });
 
   it('fails with its deliberate break: the update lands', async () => {
@@ -101,6 +105,7 @@ describe('rls_identity_flip_test', () => {
     const result = await runOne(rlsIdentityFlipTest, db);
     expect(result.verdict, result.reason).toBe('pass');
     expect(result.evidence).toMatch(/Alice context returned 47 rows \(all Alice\)\. Bob context returned 31 rows \(all Bob\)\. Unset context returned 0 rows/);
+    expect(result.evidenceDirs).toHaveLength(1);
   });
 
   it('fails with its deliberate break: rows leak', async () => {
