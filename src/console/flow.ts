@@ -52,18 +52,17 @@ export function bootLabel(db: string | undefined): string {
   return url ? maskUrl(url) : 'embedded PostgreSQL (throwaway: started now, removed on exit)';
 }
 
-/** The Worker's pause between tool calls when a person is at the keys: the crash drill asks for k mid-turn 3. */
-export const humanWorkerPaceMs = 2_500;
+/** The Worker's pause between tool calls when a person watches: slow enough to see the counts climb. */
+export const humanWorkerPaceMs = 800;
 
 /**
- * How slowly the Reconciler's Worker goes. The crash drill asks the operator to kill it in
- * the middle of turn 3 and the Worker does not wait for that: at the headless pace (tens of
- * ms) it would finish the run before anyone pressed k. A person gets a few seconds per call;
- * autoplay gets comfortably more than its own pace between key presses.
+ * How slowly the Reconciler's Worker goes. The crash drill's Worker stalls in the middle of
+ * turn 3 until the operator kills it, so the pace is only for watching: a person sees each
+ * call land; autoplay goes about as fast as its own key presses.
  */
 export function workerPaceMs(options: { auto?: boolean; paceMs?: number }, headless: number): number {
   if (!options.auto) return Math.max(headless, humanWorkerPaceMs);
-  return Math.max(headless, 2 * (options.paceMs ?? 0) + 250);
+  return Math.max(headless, options.paceMs ?? 0);
 }
 
 function bootLine(line: string): void {

@@ -3,7 +3,7 @@
 // journal must show the crash signature (status running, finished_at null); the
 // restarted Worker must read runs, turns and tool_calls, resume from the last
 // incomplete turn, finish the run, and not execute a completed call again.
-import { startWorker } from '../reconciler/system.js';
+import { startWorker, type WorkerOptions } from '../reconciler/system.js';
 import { withEvidence } from './evidence.js';
 import { createDrillTenant, insertPending, sampleTransactions, type DrillTenant } from './inputs.js';
 import { query } from './sql.js';
@@ -73,7 +73,7 @@ export const runJournalResumeDrill: Drill = {
         const tenant = ctx.observations.get('drill_tenant') as DrillTenant;
         const tools = ctx.observations.get('tools') as { url: string; token: string };
         const sup = ctx.system.supervisor();
-        await startWorker(sup, {
+        const options: WorkerOptions = {
           name: tenant.worker,
           processName: worker,
           tenant: tenant.id,
@@ -81,7 +81,11 @@ export const runJournalResumeDrill: Drill = {
           pace_ms: ctx.options.paceMs,
           turns,
           resume: !ctx.broken,
-        });
+        };
+        ctx.observations.set('worker_options', options);
+        // It stalls after turn 3's claim (as behind a slow model call) until it is killed,
+        // so the kill lands mid-turn however long the operator takes.
+        await startWorker(sup, { ...options, pauseAfter: `${crashTurn}.1` });
         ctx.defer(() => ctx.system.stop(worker));
         const started = await sup.waitForEvent(worker, 'run_started', { timeoutMs: 15_000 });
         ctx.observe('run_id', String(started.run_id));
@@ -97,7 +101,7 @@ export const runJournalResumeDrill: Drill = {
         const sup = ctx.system.supervisor();
         const runId = String(ctx.observations.get('run_id'));
         // Turn 3 has begun once its claim completed; the write and queue are still to come.
-        await sup.waitForEvent(worker, 'call_completed', {
+        await sup.waitForEvent(worker, 'paused', {
           timeoutMs: 60_000,
           match: (line) => line.run_id === runId && line.turn === crashTurn && line.call === 1,
         });
@@ -165,9 +169,13 @@ export const runJournalResumeDrill: Drill = {
           },
           async (log) => {
             const since = sup.cursor(worker);
+            // The same Worker, started again (without the stall: a restarted Worker just runs).
+            const options = ctx.observations.get('worker_options') as WorkerOptions;
             await ctx.operator.request(
               { kind: 'restart', process: worker, prompt: 'The crash signature is in the journal: press r to restart the Worker' },
-              () => ctx.system.restart(worker),
+              async () => {
+                await startWorker(sup, options);
+              },
             );
             const resumed = await sup
               .waitForLine(worker, (line) => line.includes('"event":"run_resumed"') || line.includes('"event":"run_started"'), {

@@ -19,6 +19,7 @@ export const workerEnvAllowList = [
   'SOR_TURNS',
   'SOR_RESUME',
   'SOR_MODE',
+  'SOR_PAUSE_AFTER',
 ] as const;
 
 export type WorkerEnvName = (typeof workerEnvAllowList)[number];

@@ -152,6 +152,8 @@ export interface WorkerOptions {
   resume?: boolean;
   /** 'run' (default) or 'claim-once' (one claim in a 1-turn run: the race drill). */
   mode?: WorkerMode;
+  /** `turn.call`: stall after executing that call (not after reusing it), so it can be killed mid-turn. */
+  pauseAfter?: string;
   /** The boundary drill's deliberate break: hands the Worker DATABASE_URL. Never otherwise. */
   leakDatabaseUrl?: string;
   processName?: string;
@@ -169,6 +171,7 @@ export function workerEnv(options: WorkerOptions, source: NodeJS.ProcessEnv = pr
       SOR_TURNS: options.turns ?? 5,
       SOR_RESUME: (options.resume ?? true) ? '1' : '0',
       SOR_MODE: options.mode ?? 'run',
+      SOR_PAUSE_AFTER: options.pauseAfter,
       DATABASE_URL: options.leakDatabaseUrl,
     },
     source,

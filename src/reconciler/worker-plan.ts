@@ -15,6 +15,11 @@ export interface WorkerConfig {
   turns: number;
   resume: boolean;
   mode: WorkerMode;
+  /**
+   * `turn.call` (e.g. `3.1`): after executing that call the Worker stalls, as a slow
+   * model call would, so the operator can kill it mid-turn. A reused call does not stall.
+   */
+  pauseAfter: string | undefined;
 }
 
 /** The Worker's settings, from its allow-listed environment (system.ts startWorker). */
@@ -22,6 +27,10 @@ export function readWorkerConfig(env: NodeJS.ProcessEnv): WorkerConfig {
   const mode = env.SOR_MODE || 'run';
   if (mode !== 'run' && mode !== 'claim-once') throw new Error(`SOR_MODE must be run or claim-once, got ${mode}`);
   const turns = intSetting(env, 'SOR_TURNS', 5);
+  const pauseAfter = env.SOR_PAUSE_AFTER || undefined;
+  if (pauseAfter !== undefined && !/^\d+\.\d+$/.test(pauseAfter)) {
+    throw new Error(`SOR_PAUSE_AFTER must be turn.call (e.g. 3.1), got ${pauseAfter}`);
+  }
   if (turns < 1) throw new Error('SOR_TURNS must be at least 1');
   return {
     toolsUrl: requiredSetting(env, 'SOR_TOOLS_URL'),
@@ -32,6 +41,7 @@ export function readWorkerConfig(env: NodeJS.ProcessEnv): WorkerConfig {
     turns,
     resume: !['0', 'false', 'off', 'no'].includes((env.SOR_RESUME ?? '1').toLowerCase()),
     mode,
+    pauseAfter,
   };
 }
 

@@ -30,6 +30,9 @@ import type { Journal } from './journal.js';
 import { callKey, queueArguments, readWorkerConfig, resumePoint, writeArguments, type WorkerConfig } from './worker-plan.js';
 import { delay } from '../util/wait.js';
 
+/** How long a Worker stalls at SOR_PAUSE_AFTER before it goes on by itself. */
+const stallMs = 10 * 60_000;
+
 export const workerExitCodes = { finished: 0, callFailed: 1, badSettings: 2, unreachable: 3 } as const;
 
 class ToolFailure extends Error {
@@ -87,6 +90,11 @@ async function run(config: WorkerConfig, client: Client): Promise<number> {
     try {
       const result = await callTool(client, tool, { ...args, journal });
       emit('call_completed', { run_id: runId, turn, call, tool, result });
+      if (config.pauseAfter === callKey(turn, call)) {
+        // Stalled mid-turn, as behind a slow model call: the operator kills it here.
+        emit('paused', { run_id: runId, turn, call, pause_ms: stallMs });
+        await delay(stallMs);
+      }
       return result;
     } catch (error) {
       if (error instanceof ToolFailure) {
