@@ -3,7 +3,9 @@ import { runDrill } from '../../src/drills/runner.js';
 import { defaultRoles } from '../../src/target/roles.js';
 import type { BundleKey, Drill, DrillResult, RunnerEvent } from '../../src/drills/types.js';
 import type { DrillSystem } from '../../src/drills/system.js';
-import type { TestDatabase } from './db.js';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { createTestDatabase, type TestDatabase } from './db.js';
+import { isAlive } from '../../src/reconciler/supervisor.js';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -58,7 +60,7 @@ export async function runOne(
  * through a throwaway member of worker_write, so parallel test files never
  * rotate each other's worker_write password.
  */
-export async function testSystem(db: TestDatabase): Promise<DrillSystem & { dispose(): Promise<void> }> {
+export async function testSystem(db: TestDatabase): Promise<TestSystem> {
   const { createDrillSystem } = await import('../../src/drills/system.js');
   const { createWorkerLogin } = await import('../../src/reconciler/system.js');
   const login = await createWorkerLogin(db.url);
@@ -73,5 +75,27 @@ export async function testSystem(db: TestDatabase): Promise<DrillSystem & { disp
       await system.stopAll();
       await login.drop();
     },
+  });
+}
+
+export type TestSystem = DrillSystem & { dispose(): Promise<void> };
+
+/**
+ * A test file's database and Reconciler processes: made before its tests, and
+ * afterwards every process stopped (checked by pid) and the database disposed.
+ */
+export function useDrillTarget(ready: (target: { db: TestDatabase; system: TestSystem }) => void): void {
+  let db: TestDatabase | undefined;
+  let system: TestSystem | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase();
+    system = await testSystem(db);
+    ready({ db, system });
+  });
+  afterAll(async () => {
+    const pids = system?.supervisor().startedPids() ?? [];
+    await system?.dispose();
+    await db?.dispose();
+    expect(pids.filter(isAlive)).toEqual([]);
   });
 }

@@ -6,9 +6,9 @@
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { testSystem } from '../helpers/drills.js';
+import { describe, expect, inject, it } from 'vitest';
+import type { TestDatabase } from '../helpers/db.js';
+import { useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import {
   analyseWindow,
   mcpBoundaryTest,
@@ -17,24 +17,14 @@ import {
   type EnvironmentRead,
 } from '../../src/drills/mcp-boundary-test.js';
 import { runDrill } from '../../src/drills/runner.js';
-import type { DrillSystem } from '../../src/drills/system.js';
 import type { BundleKey, DrillResult, RunnerEvent } from '../../src/drills/types.js';
 import { isAlive } from '../../src/reconciler/supervisor.js';
 import { withPgClient } from '../../src/target/pg.js';
 import { defaultRoles } from '../../src/target/roles.js';
 
 let db: TestDatabase;
-let system: DrillSystem & { dispose(): Promise<void> };
-beforeAll(async () => {
-  db = await createTestDatabase();
-  system = await testSystem(db);
-});
-afterAll(async () => {
-  const pids = system?.supervisor().startedPids() ?? [];
-  await system?.dispose();
-  await db?.dispose();
-  expect(pids.filter(isAlive)).toEqual([]);
-});
+let system: TestSystem;
+useDrillTarget((target) => ({ db, system } = target));
 
 const sql = (text: string, params: unknown[] = []) => withPgClient(db.url, (client) => client.query(text, params));
 

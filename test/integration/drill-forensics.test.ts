@@ -5,27 +5,16 @@
 // itself keeps the events from being written, leaving the sabotage in place.
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { runOne, testSystem } from '../helpers/drills.js';
+import { describe, expect, it } from 'vitest';
+import type { TestDatabase } from '../helpers/db.js';
+import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import { buildReport, forensicsDrill, nextAction } from '../../src/drills/forensics-drill.js';
-import type { DrillSystem } from '../../src/drills/system.js';
 import type { RunnerEvent } from '../../src/drills/types.js';
-import { isAlive } from '../../src/reconciler/supervisor.js';
 import { withPgClient } from '../../src/target/pg.js';
 
 let db: TestDatabase;
-let system: DrillSystem & { dispose(): Promise<void> };
-beforeAll(async () => {
-  db = await createTestDatabase();
-  system = await testSystem(db);
-});
-afterAll(async () => {
-  const pids = system?.supervisor().startedPids() ?? [];
-  await system?.dispose();
-  await db?.dispose();
-  expect(pids.filter(isAlive)).toEqual([]);
-});
+let system: TestSystem;
+useDrillTarget((target) => ({ db, system } = target));
 
 const sql = (text: string, params: unknown[] = []) => withPgClient(db.url, (client) => client.query(text, params));
 

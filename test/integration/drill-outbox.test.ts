@@ -2,27 +2,16 @@
 // email service) and a real Postgres: green on the reference system, red with its
 // deliberate break (no idempotency key: two deliveries), red when the target itself
 // takes away what the relay needs, and the target is left as it was sabotaged.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { runOne, testSystem } from '../helpers/drills.js';
+import { describe, expect, it } from 'vitest';
+import type { TestDatabase } from '../helpers/db.js';
+import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import { outboxRelayRetryTest } from '../../src/drills/outbox-relay-retry-test.js';
-import { isAlive } from '../../src/reconciler/supervisor.js';
 import { withPgClient } from '../../src/target/pg.js';
-import type { DrillSystem } from '../../src/drills/system.js';
 import type { RunnerEvent } from '../../src/drills/types.js';
 
 let db: TestDatabase;
-let system: DrillSystem & { dispose(): Promise<void> };
-beforeAll(async () => {
-  db = await createTestDatabase();
-  system = await testSystem(db);
-});
-afterAll(async () => {
-  const pids = system?.supervisor().startedPids() ?? [];
-  await system?.dispose();
-  await db?.dispose();
-  expect(pids.filter(isAlive)).toEqual([]);
-});
+let system: TestSystem;
+useDrillTarget((target) => ({ db, system } = target));
 
 const sql = (text: string, params: unknown[] = []) => withPgClient(db.url, (client) => client.query(text, params));
 

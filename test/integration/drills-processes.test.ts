@@ -1,25 +1,17 @@
 // The drills that need the Reconciler's processes, against real processes and a
 // real Postgres: green on the reference system, red with their deliberate break,
 // red when the target itself lacks the mechanism.
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { runOne, testSystem } from '../helpers/drills.js';
+import { describe, expect, it } from 'vitest';
+import type { TestDatabase } from '../helpers/db.js';
+import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import { idempotencyRetryTest } from '../../src/drills/idempotency-retry-test.js';
 import { runJournalResumeDrill } from '../../src/drills/run-journal-resume-drill.js';
 import { concurrencyClaimTest } from '../../src/drills/concurrency-claim-test.js';
 import { withPgClient } from '../../src/target/pg.js';
-import type { DrillSystem } from '../../src/drills/system.js';
 
 let db: TestDatabase;
-let system: DrillSystem & { dispose(): Promise<void> };
-beforeAll(async () => {
-  db = await createTestDatabase();
-  system = await testSystem(db);
-});
-afterAll(async () => {
-  await system?.dispose();
-  await db?.dispose();
-});
+let system: TestSystem;
+useDrillTarget((target) => ({ db, system } = target));
 
 const sql = (text: string) => withPgClient(db.url, (client) => client.query(text));
 
