@@ -7,6 +7,7 @@
 // run, timeline, failed step, side effects, root cause in one sentence taken
 // from the failing call's error, and the recommended next action. Without the
 // run's agent_events the report cannot be built, and the drill says so.
+import type { RunRow } from '../reconciler/actions.js';
 import path from 'node:path';
 import { startWorker, jsonLines } from '../reconciler/system.js';
 import { errorMessage, inTransaction, sqlState, withPgClient } from '../target/pg.js';
@@ -47,16 +48,8 @@ export const forensicQueries = {
  order by id`,
 } as const;
 
-export interface RunRow {
-  id: string;
-  tenant_id: string;
-  worker: string;
-  status: string;
-  total_turns: number;
-  error: string | null;
-  started_at: string;
-  finished_at: string | null;
-}
+/** The runs row, as the tool server's journal reads it too. */
+export type { RunRow };
 
 export interface CallRow {
   turn_no: number;
