@@ -3,7 +3,7 @@
 // prints the nine verdicts and writes the bundle.
 import { parse } from './args.js';
 import { exitCodes } from './errors.js';
-import { paceOf, runCommand, runFlags } from './run-command.js';
+import { paceOf, runFlags } from './run-flags.js';
 import { usage } from './usage.js';
 import { isBundleKey, type BundleKey } from '../drills/types.js';
 import { UsageError } from '../target/url.js';
@@ -22,6 +22,7 @@ export async function defaultCommand(args: string[]): Promise<number> {
   }
   if (!wantsConsole(values)) {
     if (values.auto) throw new UsageError('--auto needs a terminal; without one, sor-drills runs headless (see sor-drills run --help)');
+    const { runCommand } = await import('./run-command.js');
     return runCommand(args);
   }
   for (const flag of ['only', 'junit', 'gate', 'migration', 'worker-role', 'reader-role', 'owner-role'] as const) {

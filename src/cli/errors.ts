@@ -1,8 +1,10 @@
 // Exit codes and the one top-level catch: every failure a user can cause ends
 // as one line saying what to do, never a stack trace.
-import { ConsentError } from '../target/setup.js';
-import { TargetError, errorMessage } from '../target/pg.js';
-import { UsageError, maskSecrets } from '../target/url.js';
+//
+// The errors are told apart by name, not instanceof: the entry must not load pg or
+// the target modules just to report a failure (the console's first frame waits on
+// what the entry imports).
+import { maskSecrets } from '../target/url.js';
 
 export const exitCodes = {
   ok: 0,
@@ -12,9 +14,17 @@ export const exitCodes = {
   escalate: 4,
 } as const;
 
+const codeByName: Record<string, number> = {
+  UsageError: exitCodes.usage,
+  ConsentError: exitCodes.blocked,
+  TargetError: exitCodes.unreachable,
+};
+
 export function describeFailure(error: unknown): { code: number; message: string } {
-  if (error instanceof UsageError) return { code: exitCodes.usage, message: error.message };
-  if (error instanceof ConsentError) return { code: exitCodes.blocked, message: error.message };
-  if (error instanceof TargetError) return { code: exitCodes.unreachable, message: error.message };
-  return { code: 70, message: maskSecrets(errorMessage(error)) };
+  if (error instanceof Error) {
+    const code = codeByName[error.name];
+    if (code !== undefined) return { code, message: error.message };
+    return { code: 70, message: maskSecrets(error.message) };
+  }
+  return { code: 70, message: maskSecrets(String(error)) };
 }

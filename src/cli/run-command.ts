@@ -3,6 +3,7 @@
 // 1 BLOCKED, 2 bad usage, 3 target unreachable.
 import path from 'node:path';
 import { parse } from './args.js';
+import { paceOf, runFlags } from './run-flags.js';
 import { exitCodes } from './errors.js';
 import { prepareTarget, type PreparedTarget } from './prepare-target.js';
 import { UsageError } from '../target/url.js';
@@ -30,23 +31,7 @@ Keys: migration_review run_journal_resume_drill idempotency_retry_test concurren
       forensics_drill
 Exit: 0 PERMITTED, 1 BLOCKED, 2 bad usage, 3 target unreachable`;
 
-export const runFlags = {
-  db: { type: 'string' },
-  yes: { type: 'boolean', short: 'y' },
-  break: { type: 'string', multiple: true },
-  only: { type: 'string', multiple: true },
-  migration: { type: 'string' },
-  out: { type: 'string' },
-  json: { type: 'boolean' },
-  junit: { type: 'string' },
-  gate: { type: 'string' },
-  pace: { type: 'string' },
-  keep: { type: 'boolean' },
-  'worker-role': { type: 'string' },
-  'reader-role': { type: 'string' },
-  'owner-role': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
-} as const;
+
 
 function keys(values: unknown, flag: string): BundleKey[] {
   const list = (values as string[] | undefined) ?? [];
@@ -56,12 +41,6 @@ function keys(values: unknown, flag: string): BundleKey[] {
   return list as BundleKey[];
 }
 
-export function paceOf(value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  const pace = Number(value);
-  if (!Number.isInteger(pace) || pace < 0) throw new UsageError(`--pace ${String(value)}: expected milliseconds (0 or more)`);
-  return pace;
-}
 
 /** One line per step on stderr, for CI logs and pipes. */
 export function progressPrinter(write: (line: string) => void): (event: RunnerEvent) => void {
