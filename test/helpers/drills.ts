@@ -6,8 +6,7 @@ import type { DrillSystem } from '../../src/drills/system.js';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import { isAlive } from '../../src/reconciler/supervisor.js';
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { scratchDir } from './scratch.js';
 import path from 'node:path';
 
 /** For drills that start no process: any attempt to start one fails the test. */
@@ -45,7 +44,7 @@ export async function runOne(
     options: {
       paceMs: 0,
       claimHoldMs: 1_500,
-      evidenceRoot: path.join(mkdtempSync(path.join(tmpdir(), 'sor-evidence-')), 'oracle'),
+      evidenceRoot: path.join(scratchDir('evidence-'), 'oracle'),
       migrationFile: options.migrationFile,
     },
     operator: { request: async (_ask, perform) => perform() },
@@ -67,7 +66,7 @@ export async function testSystem(db: TestDatabase): Promise<TestSystem> {
   const system = createDrillSystem({
     url: db.url,
     roles: defaultRoles,
-    logDir: mkdtempSync(path.join(tmpdir(), 'sor-processes-')),
+    logDir: scratchDir('processes-'),
     workerUrl: async () => login.url,
   });
   return Object.assign(system, {

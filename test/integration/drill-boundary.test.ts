@@ -3,8 +3,7 @@
 // on the reference system, red with its deliberate break (a raw SQL tool and the
 // URL handed to the Worker), red when the target turns data into statements, and
 // could-not-determine where no statement log can be read.
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { scratchDir } from '../helpers/scratch.js';
 import path from 'node:path';
 import { describe, expect, inject, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
@@ -42,7 +41,7 @@ async function run(
     options: {
       paceMs: 0,
       claimHoldMs: 600,
-      evidenceRoot: path.join(mkdtempSync(path.join(tmpdir(), 'sor-evidence-')), 'oracle'),
+      evidenceRoot: path.join(scratchDir('evidence-'), 'oracle'),
     },
     operator: { request: async (_ask, perform) => perform() },
     breaks: new Set<BundleKey>(options.broken ? [mcpBoundaryTest.key] : []),
@@ -168,7 +167,7 @@ describe('mcp_boundary_test', () => {
       embedded: true,
       serverLog: inject('pgLogFile'),
       roles: defaultRoles,
-      options: { paceMs: 0, claimHoldMs: 600, evidenceRoot: path.join(mkdtempSync(path.join(tmpdir(), 'sor-evidence-')), 'oracle') },
+      options: { paceMs: 0, claimHoldMs: 600, evidenceRoot: path.join(scratchDir('evidence-'), 'oracle') },
       operator: { request: async (_ask, perform) => perform() },
       breaks: new Set<BundleKey>(),
       system,

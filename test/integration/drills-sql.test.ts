@@ -5,6 +5,7 @@
 import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { scratchDir } from '../helpers/scratch.js';
 import { runOne } from '../helpers/drills.js';
 import { appendOnlyEventTest } from '../../src/drills/append-only-event-test.js';
 import { rlsIdentityFlipTest } from '../../src/drills/rls-identity-flip-test.js';
@@ -196,9 +197,8 @@ describe('migration_review', () => {
   });
 
   it('an overridden drop of its own target passes the guard and is tried on the branch', async () => {
-    const { writeFile, mkdtemp } = await import('node:fs/promises');
-    const { tmpdir } = await import('node:os');
-    const dir = await mkdtemp(path.join(tmpdir(), 'sor-mig-'));
+    const { writeFile } = await import('node:fs/promises');
+    const dir = scratchDir('migration-');
     const file = path.join(dir, 'truncate.sql');
     await writeFile(
       file,
@@ -212,9 +212,8 @@ describe('migration_review', () => {
   });
 
   it('fails a file that does not parse, with the parser position', async () => {
-    const { writeFile, mkdtemp } = await import('node:fs/promises');
-    const { tmpdir } = await import('node:os');
-    const dir = await mkdtemp(path.join(tmpdir(), 'sor-mig-'));
+    const { writeFile } = await import('node:fs/promises');
+    const dir = scratchDir('migration-');
     const file = path.join(dir, 'bad.sql');
     await writeFile(file, '-- migrate:up\nalter table expenses add column notes text;\nalter tabel expenses;\n-- migrate:down\nalter table expenses drop column notes;\n');
     const result = await runOne(migrationReview, db, { migrationFile: file });

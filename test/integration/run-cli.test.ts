@@ -1,11 +1,11 @@
 // `sor-drills run` as CI would use it: the healthy reference passes all nine
 // and is PERMITTED; each drill's deliberate break blocks the release naming
 // that drill; the bundle file has the seed's shape with the paragraph below.
-import { mkdtemp, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { scratchDir } from '../helpers/scratch.js';
 import { runCli } from '../helpers/cli.js';
 import { parseBundle } from '../../src/drills/bundle.js';
 import { bundleKeys } from '../../src/drills/types.js';
@@ -14,7 +14,7 @@ let db: TestDatabase;
 let dir: string;
 beforeAll(async () => {
   db = await createTestDatabase();
-  dir = await mkdtemp(path.join(tmpdir(), 'sor-run-'));
+  dir = scratchDir('run-');
 });
 afterAll(async () => {
   await db?.dispose();
