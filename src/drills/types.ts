@@ -99,12 +99,14 @@ export type RunnerEvent =
   | { type: 'run-finished'; results: DrillResult[] }
   | { type: 'log'; message: string };
 
+/** What the console and the printer show of a drill (a Drill is this plus its steps and verdict). */
 export interface DrillSummary {
   number: number;
   key: BundleKey;
   title: string;
   lesson: number;
   habit: string;
+  /** Tables whose live counts the console shows while this drill runs. */
   tables: string[];
   breakDescription: string;
 }
@@ -177,15 +179,7 @@ export interface VerdictResult {
   reason?: string;
 }
 
-export interface Drill {
-  number: number;
-  key: BundleKey;
-  title: string;
-  lesson: number;
-  habit: string;
-  /** Tables whose live counts the console shows while this drill runs. */
-  tables: string[];
-  breakDescription: string;
+export interface Drill extends DrillSummary {
   /** The smallest change that would turn this drill green, for the decision paragraph. */
   fix: string;
   steps: Step[];

@@ -51,3 +51,8 @@ export async function openConnections(adminUrl: string, database: string): Promi
     await new Promise((resolve) => setTimeout(resolve, 50));
   }
 }
+
+/** The rows of one query on its own connection. */
+export function queryRows<T extends Record<string, unknown>>(url: string, sql: string, params: unknown[] = []): Promise<T[]> {
+  return withPgClient(url, async (client) => (await client.query<T>(sql, params)).rows);
+}

@@ -7,8 +7,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { withPgClient } from '../../src/target/pg.js';
+import { createTestDatabase, queryRows, type TestDatabase } from '../helpers/db.js';
 import { isAlive, Supervisor } from '../../src/reconciler/supervisor.js';
 import {
   createWorkerLogin,
@@ -25,8 +24,7 @@ let logDir: string;
 let sup: Supervisor;
 let email: EmailService;
 
-const query = <T extends Record<string, unknown>>(sql: string, params: unknown[] = []) =>
-  withPgClient(db.url, async (client) => (await client.query<T>(sql, params)).rows);
+const query = <T extends Record<string, unknown>>(sql: string, params: unknown[] = []) => queryRows<T>(db.url, sql, params);
 
 /** The one row a query returns. */
 const one = async <T extends Record<string, unknown>>(sql: string, params: unknown[] = []) => (await query<T>(sql, params))[0]!;

@@ -6,8 +6,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { withPgClient } from '../../src/target/pg.js';
+import { createTestDatabase, queryRows, type TestDatabase } from '../helpers/db.js';
 import { isAlive, Supervisor } from '../../src/reconciler/supervisor.js';
 import { credentialVariables, parseEnviron, workerEnvAllowList } from '../../src/reconciler/env.js';
 import { parseJsonLine, type JsonLine } from '../../src/reconciler/json-lines.js';
@@ -26,8 +25,7 @@ let logDir: string;
 let sup: Supervisor;
 let tools: ToolServer;
 
-const query = <T extends Record<string, unknown>>(sql: string, params: unknown[] = []) =>
-  withPgClient(db.url, async (client) => (await client.query<T>(sql, params)).rows);
+const query = <T extends Record<string, unknown>>(sql: string, params: unknown[] = []) => queryRows<T>(db.url, sql, params);
 
 /** The one row a query returns. */
 const one = async <T extends Record<string, unknown>>(sql: string, params: unknown[] = []) => (await query<T>(sql, params))[0]!;
