@@ -31,7 +31,7 @@ async function main(argv: string[]): Promise<number> {
   if (first !== undefined && !first.startsWith('-')) {
     const load = commands[first];
     if (!load) {
-      const { UsageError } = await import('./target/url.js');
+      const { UsageError } = await import('./postgres/url.js');
       throw new UsageError(`unknown command: ${first}\n\n${usage}`);
     }
     return (await load())(rest);

@@ -38,7 +38,7 @@ function peakRssMb() {
 }
 
 async function child(kind, url, dir) {
-  const { withPgClient } = await import(`${dist}/target/pg.js`);
+  const { withPgClient } = await import(`${dist}/postgres/pg.js`);
   const oracle = await import(`${dist}/oracle/index.js`);
   const change = (client) => client.query(`update ledger set amount_cents = amount_cents + 1 where entry_no = 500000`);
   const revert = (client) => client.query(`update ledger set amount_cents = amount_cents - 1 where entry_no = 500000`);
@@ -80,8 +80,8 @@ async function child(kind, url, dir) {
 async function main() {
   const rows = Number(values.rows);
   const repeat = Number(values.repeat);
-  const { startEmbedded } = await import(`${dist}/target/embedded.js`);
-  const { withPgClient } = await import(`${dist}/target/pg.js`);
+  const { startEmbedded } = await import(`${dist}/postgres/embedded.js`);
+  const { withPgClient } = await import(`${dist}/postgres/pg.js`);
   const { to: copyTo } = await import('pg-copy-streams');
   const cluster = await startEmbedded({ database: 'oracle_bench' });
   const work = await mkdtemp(path.join(tmpdir(), 'sor-oracle-bench-'));

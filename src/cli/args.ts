@@ -1,6 +1,6 @@
 // Flags are typed and unknown flags are refused (exit 2 with the usage).
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { UsageError } from '../target/url.js';
+import { UsageError } from '../postgres/url.js';
 
 export type Options = NonNullable<ParseArgsConfig['options']>;
 

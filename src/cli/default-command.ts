@@ -6,7 +6,7 @@ import { exitCodes } from './errors.js';
 import { paceOf, runFlags } from './run-flags.js';
 import { usage } from './usage.js';
 import { isBundleKey, type BundleKey } from '../drills/types.js';
-import { UsageError } from '../target/url.js';
+import { UsageError } from '../postgres/url.js';
 
 export function wantsConsole(values: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): boolean {
   if (values.json) return false;

@@ -4,7 +4,7 @@
 // The errors are told apart by name, not instanceof: the entry must not load pg or
 // the target modules just to report a failure (the console's first frame waits on
 // what the entry imports).
-import { maskSecrets } from '../target/url.js';
+import { maskSecrets } from '../postgres/url.js';
 
 export const exitCodes = {
   ok: 0,

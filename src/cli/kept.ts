@@ -1,4 +1,4 @@
-import type { EmbeddedCluster } from '../target/embedded.js';
+import type { EmbeddedCluster } from '../postgres/embedded.js';
 
 /** Tells the operator how to reach a kept cluster without printing its password. */
 export function printKept(cluster: EmbeddedCluster): void {

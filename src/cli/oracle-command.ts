@@ -3,7 +3,7 @@
 import Table from 'cli-table3';
 import { parse } from './args.js';
 import { exitCodes } from './errors.js';
-import { maskSecrets, parseUrl, UsageError } from '../target/url.js';
+import { maskSecrets, parseUrl, UsageError } from '../postgres/url.js';
 import { runOracle } from '../oracle/run.js';
 import { extendVolatiles, defaultVolatiles } from '../oracle/volatiles.js';
 import { displayPath } from '../oracle/verdict.js';

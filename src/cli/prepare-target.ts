@@ -2,12 +2,12 @@
 // writing into anything that is not our own embedded cluster, and install the
 // reference schema only into a target that holds none. A target that already
 // holds a Reconciler schema is tested as it is.
-import { resolveTarget, type Target } from '../target/target.js';
-import { inspectTarget, setup } from '../target/setup.js';
-import { loadMigrations } from '../target/migrations.js';
-import { withPgClient } from '../target/pg.js';
-import { defaultRoles, type Roles } from '../target/roles.js';
-import { UsageError } from '../target/url.js';
+import { resolveTarget, type Target } from '../postgres/target.js';
+import { inspectTarget, setup } from '../postgres/setup.js';
+import { loadMigrations } from '../postgres/migrations.js';
+import { withPgClient } from '../postgres/pg.js';
+import { defaultRoles, type Roles } from '../postgres/roles.js';
+import { UsageError } from '../postgres/url.js';
 
 export interface PrepareOptions {
   db?: string;

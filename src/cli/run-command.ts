@@ -6,7 +6,7 @@ import { parse } from './args.js';
 import { paceOf, runFlags } from './run-flags.js';
 import { exitCodes } from './errors.js';
 import { prepareTarget, type PreparedTarget } from './prepare-target.js';
-import { UsageError } from '../target/url.js';
+import { UsageError } from '../postgres/url.js';
 import { isBundleKey, type BundleKey, type RunnerEvent } from '../drills/types.js';
 
 export const runUsage = `Usage: sor-drills run [--db URL] [--yes] [--break KEY]... [--only KEY]... [--migration FILE]

@@ -1,6 +1,6 @@
 // The run's flags and their checks, apart from the run itself, so the console's
 // entry can parse them without loading the drills, pg or the target modules.
-import { UsageError } from '../target/url.js';
+import { UsageError } from '../postgres/url.js';
 
 export const runFlags = {
   db: { type: 'string' },

@@ -1,7 +1,7 @@
 import { parse } from './args.js';
 import { exitCodes } from './errors.js';
-import { resolveTarget } from '../target/target.js';
-import { setup, setupDown } from '../target/setup.js';
+import { resolveTarget } from '../postgres/target.js';
+import { setup, setupDown } from '../postgres/setup.js';
 import { printKept } from './kept.js';
 
 const usage = `Usage: sor-drills setup [--db URL] [--yes] [--down] [--keep]

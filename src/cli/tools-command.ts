@@ -8,9 +8,9 @@ import { exitCodes } from './errors.js';
 import { openWorkerPool } from '../reconciler/db.js';
 import { createToolServer } from '../reconciler/tools.js';
 import { parseBreaks } from '../reconciler/actions.js';
-import { defaultRoles } from '../target/roles.js';
-import { errorMessage } from '../target/pg.js';
-import { UsageError, maskSecrets, maskUrl, parseUrl } from '../target/url.js';
+import { defaultRoles } from '../postgres/roles.js';
+import { errorMessage } from '../postgres/pg.js';
+import { UsageError, maskSecrets, maskUrl, parseUrl } from '../postgres/url.js';
 
 const usage = `Usage: sor-drills tools [--db URL] [--worker-role NAME] [--claim-hold-ms N] [--lease-ms N]
 

@@ -3,7 +3,7 @@
 // the bundle saved. The long-running flow (src/console/flow.ts) waits here for
 // the operator's decisions (start, advance, consent, mastery) by name.
 import type { BundleKey, ProcessView } from '../drills/types.js';
-import type { ProcessControl } from '../drills/system.js';
+import type { ProcessControl } from '../drills/processes.js';
 import {
   activeDecision,
   drillRunning,

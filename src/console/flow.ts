@@ -5,9 +5,9 @@
 // Everything heavy (the target, pg, the drills, the Reconciler, the MCP SDK) is
 // imported here, after the first frame is on screen.
 import type { BundleKey, Drill, DrillOptions, DrillResult, Operator, RunnerEvent } from '../drills/types.js';
-import type { ProcessControl } from '../drills/system.js';
-import type { Target } from '../target/target.js';
-import { maskUrl } from '../target/url.js';
+import type { ProcessControl } from '../drills/processes.js';
+import type { Target } from '../postgres/target.js';
+import { maskUrl } from '../postgres/url.js';
 import { onCleanup } from '../util/lifecycle.js';
 import { appendHistory, getState, update } from '../store.js';
 import { Quitting, type ConsoleController } from './controller.js';
@@ -82,8 +82,8 @@ export interface FlowDeps {
 /** The real dependencies, imported only now: the target, pg, the drills, the Reconciler, the MCP SDK. */
 export async function loadDeps(): Promise<FlowDeps> {
   const [{ resolveTarget }, { setup, ConsentError }, { createSession, defaultDrillOptions }] = await Promise.all([
-    import('../target/target.js'),
-    import('../target/setup.js'),
+    import('../postgres/target.js'),
+    import('../postgres/setup.js'),
     import('../drills/session.js'),
   ]);
   return {

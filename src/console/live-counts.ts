@@ -26,7 +26,7 @@ export interface LiveCountsOptions {
 }
 
 async function defaultConnect(url: string): Promise<CountClient> {
-  const { connect } = await import('../target/pg.js');
+  const { connect } = await import('../postgres/pg.js');
   const client = await connect(url, { applicationName: 'sor-drills live counts', statementTimeoutMs: 2_000 });
   // Never queue for long behind a drill's lock: skip the tick instead.
   await client.query(`set lock_timeout = '500ms'`);

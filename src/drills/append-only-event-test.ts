@@ -3,7 +3,7 @@
 // everyone, the owner included, by triggers (P0001). Each attempt targets a row that
 // exists (an UPDATE matching no row raises nothing and proves nothing) and is rolled
 // back. Then one run is rebuilt from its agent_events rows alone and narrated.
-import { ident } from '../target/pg.js';
+import { ident } from '../postgres/pg.js';
 import { withEvidence } from './evidence.js';
 import { attemptAs, countWord, query, type Attempt } from './sql.js';
 import type { Drill, DrillContext } from './types.js';

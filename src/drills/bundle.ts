@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/fs.js';
-import { maskSecrets } from '../target/url.js';
+import { maskSecrets } from '../postgres/url.js';
 import { bundleKeys, type BundleKey, type Drill, type DrillResult } from './types.js';
 
 export type Bundle = Record<BundleKey, string> & { release_decision: string };

@@ -5,8 +5,8 @@
 // each got its lock (clock_timestamp inside the claim transaction), the lock waits
 // Postgres itself reported while the race ran, and any 55P03 / 40P01 errors.
 import { randomBytes } from 'node:crypto';
-import { startWorker } from '../reconciler/system.js';
-import { withPgClient } from '../target/pg.js';
+import { startWorker } from '../reconciler/launch.js';
+import { withPgClient } from '../postgres/pg.js';
 import { withEvidence } from './evidence.js';
 import { query } from './sql.js';
 import type { Drill, DrillContext } from './types.js';

@@ -9,8 +9,8 @@
 // run's agent_events the report cannot be built, and the drill says so.
 import type { RunRow } from '../reconciler/actions.js';
 import path from 'node:path';
-import { startWorker, jsonLines } from '../reconciler/system.js';
-import { errorMessage, inTransaction, sqlState, withPgClient } from '../target/pg.js';
+import { startWorker, jsonLines } from '../reconciler/launch.js';
+import { errorMessage, inTransaction, sqlState, withPgClient } from '../postgres/pg.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { withEvidence } from './evidence.js';
 import { createDrillTenant, insertPending, type DrillTenant } from './inputs.js';

@@ -4,7 +4,7 @@
 // highest T-number already there. Written as the connecting role, inside the
 // tenant's RLS context (a non-superuser owner is subject to the forced policies).
 import { randomBytes } from 'node:crypto';
-import { inTransaction, withPgClient } from '../target/pg.js';
+import { inTransaction, withPgClient } from '../postgres/pg.js';
 import type { DrillContext } from './types.js';
 
 export interface DrillTenant {

@@ -6,10 +6,10 @@
 // schema exactly; the branch is dropped afterwards.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fixturesDir } from '../target/migrations.js';
-import { splitMigration } from '../target/migrations.js';
-import { BranchUnavailable, createNeonBranch, createTemplateBranch, type Branch } from '../target/branch.js';
-import { inTransaction, withPgClient } from '../target/pg.js';
+import { fixturesDir } from '../postgres/migrations.js';
+import { splitMigration } from '../postgres/migrations.js';
+import { BranchUnavailable, createNeonBranch, createTemplateBranch, type Branch } from '../postgres/branch.js';
+import { inTransaction, withPgClient } from '../postgres/pg.js';
 import { readCatalog, type Catalog } from '../oracle/catalog.js';
 import { catalogDiff } from './catalog-diff.js';
 import { withEvidence } from './evidence.js';

@@ -2,7 +2,7 @@
 // parser (libpg-query): both directions present, the drop guard, and the scope
 // (every statement touches only the migration's own target table).
 import { parse } from 'libpg-query';
-import { hasStatements, splitMigration } from '../target/migrations.js';
+import { hasStatements, splitMigration } from '../postgres/migrations.js';
 
 export interface ParsedStatement {
   /** The statement's node type, e.g. AlterTableStmt. */

@@ -12,7 +12,7 @@
 // The oracle snapshots the row before the first send and after the dispatch.
 import { randomUUID } from 'node:crypto';
 import type { OracleResult } from '../oracle/index.js';
-import { jsonLines, startRelay, type EmailReport, type EmailService, type RelayOptions } from '../reconciler/system.js';
+import { jsonLines, startRelay, type EmailReport, type EmailService, type RelayOptions } from '../reconciler/launch.js';
 import type { JsonLine } from '../reconciler/json-lines.js';
 import { waitFor } from '../util/wait.js';
 import { oracleSatisfied, withEvidence, type EvidenceSpec } from './evidence.js';

@@ -3,7 +3,7 @@
 // expenses with the tenant context set to Alice, to Bob, and unset; each context
 // must see exactly its own rows, and none when unset. The expected counts are
 // read from the database first, as the connecting (owner) role, outside RLS.
-import { ident, sqlState, withPgClient } from '../target/pg.js';
+import { ident, sqlState, withPgClient } from '../postgres/pg.js';
 import { CouldNotDetermine } from './runner.js';
 import { withEvidence } from './evidence.js';
 import { query } from './sql.js';

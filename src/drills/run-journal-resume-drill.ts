@@ -3,7 +3,7 @@
 // journal must show the crash signature (status running, finished_at null); the
 // restarted Worker must read runs, turns and tool_calls, resume from the last
 // incomplete turn, finish the run, and not execute a completed call again.
-import { startWorker, type WorkerOptions } from '../reconciler/system.js';
+import { startWorker, type WorkerOptions } from '../reconciler/launch.js';
 import { withEvidence } from './evidence.js';
 import { createDrillTenant, insertPending, sampleTransactions, type DrillTenant } from './inputs.js';
 import { query } from './sql.js';

@@ -1,9 +1,9 @@
 // The one runner: executes the drills in order, step by step, and emits typed
 // events. The headless printer and the console are two listeners on the same
 // events; neither runs a drill any other way.
-import type { Roles } from '../target/roles.js';
-import { errorMessage } from '../target/pg.js';
-import { maskSecrets } from '../target/url.js';
+import type { Roles } from '../postgres/roles.js';
+import { errorMessage } from '../postgres/pg.js';
+import { maskSecrets } from '../postgres/url.js';
 import type {
   BundleKey,
   Drill,
@@ -15,7 +15,7 @@ import type {
   RunnerEvent,
   StepSummary,
 } from './types.js';
-import type { DrillSystem } from './system.js';
+import type { DrillSystem } from './processes.js';
 
 /** Thrown by a step whose precondition cannot be met (no CREATEDB, no statement log): could-not-determine. */
 export class CouldNotDetermine extends Error {

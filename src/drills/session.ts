@@ -2,11 +2,11 @@
 // Reconciler's processes under one supervisor. The headless run and the console
 // both drive drills only through a session.
 import path from 'node:path';
-import type { Target } from '../target/target.js';
-import { defaultRoles, type Roles } from '../target/roles.js';
+import type { Target } from '../postgres/target.js';
+import { defaultRoles, type Roles } from '../postgres/roles.js';
 import { drills as allDrills } from './index.js';
 import { runDrill, runDrills } from './runner.js';
-import { createDrillSystem, type DrillSystem } from './system.js';
+import { createDrillSystem, type DrillSystem } from './processes.js';
 import type { BundleKey, Drill, DrillOptions, DrillResult, Operator, RunnerEvent } from './types.js';
 
 export interface SessionOptions {

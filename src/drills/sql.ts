@@ -3,7 +3,7 @@
 // database would do and leaves it as it was (a deliberate break is applied
 // inside that same transaction and rolled back with it).
 import type pg from 'pg';
-import { ident, sqlState, errorMessage, withPgClient } from '../target/pg.js';
+import { ident, sqlState, errorMessage, withPgClient } from '../postgres/pg.js';
 import type { DrillContext } from './types.js';
 
 export interface Attempt {

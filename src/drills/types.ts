@@ -19,7 +19,10 @@
 // operator   Whoever presses the keys: a person in the console, the autoplay, or the
 //            headless runner (which acts at once).
 
-import type { Roles } from '../target/roles.js';
+import type { Roles } from '../postgres/roles.js';
+import type { DrillSystem, ProcessView } from './processes.js';
+
+export type { ProcessView } from './processes.js';
 
 export const bundleKeys = [
   'migration_review',
@@ -73,15 +76,6 @@ export interface Operator {
   request(ask: OperatorAsk, perform: () => Promise<void>): Promise<void>;
 }
 
-export interface ProcessView {
-  name: string;
-  pid: number | undefined;
-  state: string;
-  exitCode?: number | null;
-  signal?: string | null;
-  lastLine?: string;
-}
-
 export type RunnerEvent =
   | { type: 'run-started'; drills: DrillSummary[]; target: string }
   | { type: 'drill-started'; key: BundleKey; broken: boolean; steps: StepSummary[] }
@@ -133,7 +127,7 @@ export interface DrillOptions {
   neon?: { apiKey: string; projectId: string };
 }
 
-/** What every step can reach. Built once per run by src/drills/context.ts. */
+/** What every step can reach. Built for each drill by runDrill (src/drills/runner.ts). */
 export interface DrillContext {
   key: BundleKey;
   /** Superuser (or owner) URL of the target database. */
@@ -160,8 +154,8 @@ export interface DrillContext {
   notes: string[];
   /** Cleanups for what the drill started (processes, branches); run when the drill ends. */
   defer(cleanup: () => Promise<void> | void): void;
-  /** The Reconciler processes, started on demand (see src/drills/system.ts). */
-  system: import('./system.js').DrillSystem;
+  /** The Reconciler processes, started on demand (src/drills/processes.ts). */
+  system: DrillSystem;
 }
 
 export interface Step {

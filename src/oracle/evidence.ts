@@ -3,7 +3,7 @@
 // second get `-2`, `-3`...: the folder is claimed by mkdir, which only one can win.
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
-import { UsageError } from '../target/url.js';
+import { UsageError } from '../postgres/url.js';
 import { evidenceFiles, type EvidenceFile } from './types.js';
 
 export const defaultEvidenceRoot = path.join('.agent-history', 'oracle');

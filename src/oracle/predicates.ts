@@ -15,7 +15,7 @@
 //
 // Values: `name=X` compares with the text of the value (a number 3 matches `3`), `name=null`
 // means SQL NULL, a JSON string in double quotes (`name="a, b"`) keeps commas and `null` literal.
-import { UsageError } from '../target/url.js';
+import { UsageError } from '../postgres/url.js';
 import type { TableCatalog } from './catalog.js';
 import { canonicalJson } from './json-text.js';
 import type {

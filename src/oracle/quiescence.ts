@@ -2,8 +2,8 @@
 // deadline. Not settling in time is reported (the predicates become
 // could-not-determine); it is never a pass.
 import type pg from 'pg';
-import { connect, errorMessage } from '../target/pg.js';
-import { maskSecrets } from '../target/url.js';
+import { connect, errorMessage } from '../postgres/pg.js';
+import { maskSecrets } from '../postgres/url.js';
 import { waitFor, WaitTimeout } from '../util/wait.js';
 import type { QuiescenceCondition, QuiescenceResult } from './types.js';
 

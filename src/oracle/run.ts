@@ -5,8 +5,8 @@
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { errorMessage } from '../target/pg.js';
-import { maskSecrets, parseUrl } from '../target/url.js';
+import { errorMessage } from '../postgres/pg.js';
+import { maskSecrets, parseUrl } from '../postgres/url.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { onCleanup } from '../util/lifecycle.js';
 import { runAction } from './action.js';

@@ -10,8 +10,8 @@
 // beyond it. Schema state comes from pg_catalog, never from a cache.
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
-import { ident, literal, sqlState, TargetError, withPgClient, errorMessage } from '../target/pg.js';
-import { maskSecrets, maskUrl, UsageError } from '../target/url.js';
+import { ident, literal, sqlState, TargetError, withPgClient, errorMessage } from '../postgres/pg.js';
+import { maskSecrets, maskUrl, UsageError } from '../postgres/url.js';
 import { readTableCatalog } from './catalog.js';
 import { drainInto, releaseStore, RowSink } from './rows.js';
 import type { ColumnInfo, KeyKind, NaturalKey, Scalar, Scope, Snapshot, TableScope, TableSnapshot, VolatileSpec } from './types.js';

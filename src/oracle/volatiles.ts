@@ -1,6 +1,6 @@
 // Volatile fields: the seed's set, what a drill or card adds, and what a spec
 // asserts (never volatile: asserting a column means the spec is not silent about it).
-import { UsageError } from '../target/url.js';
+import { UsageError } from '../postgres/url.js';
 import type { VolatileSpec } from './types.js';
 
 /** The seed's table: autoincrement ids, wall-clock timestamps, random tokens, lock versions, counter caches. */

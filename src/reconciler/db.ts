@@ -5,9 +5,9 @@
 // every connection runs `set role worker_write` before its first use, so the
 // boundary is the same whoever logged in.
 import pg from 'pg';
-import { describeConnectError, ident, sqlState, errorMessage } from '../target/pg.js';
-import { maskSecrets } from '../target/url.js';
-import { defaultRoles } from '../target/roles.js';
+import { describeConnectError, ident, sqlState, errorMessage } from '../postgres/pg.js';
+import { maskSecrets } from '../postgres/url.js';
+import { defaultRoles } from '../postgres/roles.js';
 
 export interface WorkerPoolOptions {
   /** The role every connection acts as. */

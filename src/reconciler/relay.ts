@@ -24,8 +24,8 @@
 import type pg from 'pg';
 import { openWorkerClient } from './db.js';
 import { emit, intSetting, requiredSetting } from './json-lines.js';
-import { errorMessage } from '../target/pg.js';
-import { maskSecrets } from '../target/url.js';
+import { errorMessage } from '../postgres/pg.js';
+import { maskSecrets } from '../postgres/url.js';
 import { delay } from '../util/wait.js';
 
 interface OutboxRow {

@@ -18,7 +18,7 @@ import { createWriteStream, existsSync, mkdirSync, readFileSync, type WriteStrea
 import path from 'node:path';
 import { createInterface } from 'node:readline';
 import { execa, type ResultPromise } from 'execa';
-import { maskSecrets } from '../target/url.js';
+import { maskSecrets } from '../postgres/url.js';
 import { onCleanup } from '../util/lifecycle.js';
 import { parseJsonLine, type JsonLine } from './json-lines.js';
 

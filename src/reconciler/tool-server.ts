@@ -22,8 +22,8 @@ import { parseBreaks } from './actions.js';
 import { openWorkerPool } from './db.js';
 import { emit, intSetting, requiredSetting } from './json-lines.js';
 import { createToolServer, type ToolContext } from './tools.js';
-import { errorMessage } from '../target/pg.js';
-import { maskSecrets } from '../target/url.js';
+import { errorMessage } from '../postgres/pg.js';
+import { maskSecrets } from '../postgres/url.js';
 
 function bearerMatches(header: string | undefined, token: string): boolean {
   const expected = Buffer.from(`Bearer ${token}`);

@@ -3,8 +3,8 @@
 // to its database is still open (a leaked client), then drops the database.
 import { randomBytes } from 'node:crypto';
 import { inject } from 'vitest';
-import { ident, withPgClient } from '../../src/target/pg.js';
-import { withDatabase } from '../../src/target/url.js';
+import { ident, withPgClient } from '../../src/postgres/pg.js';
+import { withDatabase } from '../../src/postgres/url.js';
 
 export interface TestDatabase {
   name: string;

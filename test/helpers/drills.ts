@@ -1,8 +1,8 @@
 // Running single drills against a test database, the way the runner does.
 import { runDrill } from '../../src/drills/runner.js';
-import { defaultRoles } from '../../src/target/roles.js';
+import { defaultRoles } from '../../src/postgres/roles.js';
 import type { BundleKey, Drill, DrillResult, RunnerEvent } from '../../src/drills/types.js';
-import type { DrillSystem } from '../../src/drills/system.js';
+import type { DrillSystem } from '../../src/drills/processes.js';
 import { afterAll, beforeAll, expect } from 'vitest';
 import { createTestDatabase, type TestDatabase } from './db.js';
 import { isAlive } from '../../src/reconciler/supervisor.js';
@@ -60,8 +60,8 @@ export async function runOne(
  * rotate each other's worker_write password.
  */
 export async function testSystem(db: TestDatabase): Promise<TestSystem> {
-  const { createDrillSystem } = await import('../../src/drills/system.js');
-  const { createWorkerLogin } = await import('../../src/reconciler/system.js');
+  const { createDrillSystem } = await import('../../src/drills/processes.js');
+  const { createWorkerLogin } = await import('../../src/reconciler/launch.js');
   const login = await createWorkerLogin(db.url);
   const system = createDrillSystem({
     url: db.url,

@@ -5,10 +5,10 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import type { TestProject } from 'vitest/node';
-import { startEmbedded } from '../../src/target/embedded.js';
-import { setup } from '../../src/target/setup.js';
-import { withPgClient } from '../../src/target/pg.js';
-import { withDatabase } from '../../src/target/url.js';
+import { startEmbedded } from '../../src/postgres/embedded.js';
+import { setup } from '../../src/postgres/setup.js';
+import { withPgClient } from '../../src/postgres/pg.js';
+import { withDatabase } from '../../src/postgres/url.js';
 
 declare module 'vitest' {
   export interface ProvidedContext {

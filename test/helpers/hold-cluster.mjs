@@ -2,7 +2,7 @@
 // starts a cluster from the built code, prints where it is, and waits forever.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { startEmbedded } from '../../dist/target/embedded.js';
+import { startEmbedded } from '../../dist/postgres/embedded.js';
 
 const cluster = await startEmbedded();
 const postmaster = Number((await readFile(path.join(cluster.dir, 'data', 'postmaster.pid'), 'utf8')).split('\n')[0]);

@@ -18,8 +18,8 @@ import {
 import { runDrill } from '../../src/drills/runner.js';
 import type { BundleKey, DrillResult, RunnerEvent } from '../../src/drills/types.js';
 import { isAlive } from '../../src/reconciler/supervisor.js';
-import { withPgClient } from '../../src/target/pg.js';
-import { defaultRoles } from '../../src/target/roles.js';
+import { withPgClient } from '../../src/postgres/pg.js';
+import { defaultRoles } from '../../src/postgres/roles.js';
 
 let db: TestDatabase;
 let system: TestSystem;

@@ -10,7 +10,7 @@ import type { TestDatabase } from '../helpers/db.js';
 import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import { buildReport, forensicsDrill, nextAction } from '../../src/drills/forensics-drill.js';
 import type { RunnerEvent } from '../../src/drills/types.js';
-import { withPgClient } from '../../src/target/pg.js';
+import { withPgClient } from '../../src/postgres/pg.js';
 
 let db: TestDatabase;
 let system: TestSystem;

@@ -7,7 +7,7 @@ import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import { idempotencyRetryTest } from '../../src/drills/idempotency-retry-test.js';
 import { runJournalResumeDrill } from '../../src/drills/run-journal-resume-drill.js';
 import { concurrencyClaimTest } from '../../src/drills/concurrency-claim-test.js';
-import { withPgClient } from '../../src/target/pg.js';
+import { withPgClient } from '../../src/postgres/pg.js';
 
 let db: TestDatabase;
 let system: TestSystem;

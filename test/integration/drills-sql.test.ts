@@ -10,10 +10,10 @@ import { runOne } from '../helpers/drills.js';
 import { appendOnlyEventTest } from '../../src/drills/append-only-event-test.js';
 import { rlsIdentityFlipTest } from '../../src/drills/rls-identity-flip-test.js';
 import { migrationReview } from '../../src/drills/migration-review.js';
-import { fixturesDir } from '../../src/target/migrations.js';
-import { withPgClient } from '../../src/target/pg.js';
+import { fixturesDir } from '../../src/postgres/migrations.js';
+import { withPgClient } from '../../src/postgres/pg.js';
 import { readCatalog } from '../../src/oracle/catalog.js';
-import { reconcilerTables } from '../../src/target/roles.js';
+import { reconcilerTables } from '../../src/postgres/roles.js';
 
 let db: TestDatabase;
 beforeAll(async () => {

@@ -8,9 +8,9 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { runCli } from '../helpers/cli.js';
-import { withPgClient } from '../../src/target/pg.js';
-import { parseUrl } from '../../src/target/url.js';
-import { freePort } from '../../src/target/embedded.js';
+import { withPgClient } from '../../src/postgres/pg.js';
+import { parseUrl } from '../../src/postgres/url.js';
+import { freePort } from '../../src/postgres/embedded.js';
 import { evidenceFiles } from '../../src/oracle/types.js';
 
 let db: TestDatabase;

@@ -7,8 +7,8 @@ import path from 'node:path';
 import type pg from 'pg';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { connect, withPgClient } from '../../src/target/pg.js';
-import { parseUrl, withDatabase } from '../../src/target/url.js';
+import { connect, withPgClient } from '../../src/postgres/pg.js';
+import { parseUrl, withDatabase } from '../../src/postgres/url.js';
 import {
   diff,
   evidenceFiles,

@@ -16,7 +16,7 @@ import {
   type EmailService,
   type RelayOptions,
   type WorkerLogin,
-} from '../../src/reconciler/system.js';
+} from '../../src/reconciler/launch.js';
 
 let db: TestDatabase;
 let login: WorkerLogin;

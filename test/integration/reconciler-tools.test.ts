@@ -13,9 +13,9 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { McpError } from '@modelcontextprotocol/sdk/types.js';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { cleanEnv, cliPath } from '../helpers/cli.js';
-import { withPgClient } from '../../src/target/pg.js';
+import { withPgClient } from '../../src/postgres/pg.js';
 import { Supervisor } from '../../src/reconciler/supervisor.js';
-import { createWorkerLogin, startToolServer, type ToolServer, type WorkerLogin } from '../../src/reconciler/system.js';
+import { createWorkerLogin, startToolServer, type ToolServer, type WorkerLogin } from '../../src/reconciler/launch.js';
 
 let db: TestDatabase;
 let login: WorkerLogin;

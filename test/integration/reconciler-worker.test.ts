@@ -16,7 +16,7 @@ import {
   startWorker,
   type ToolServer,
   type WorkerLogin,
-} from '../../src/reconciler/system.js';
+} from '../../src/reconciler/launch.js';
 import { delay } from '../../src/util/wait.js';
 
 let db: TestDatabase;

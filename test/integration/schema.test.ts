@@ -2,10 +2,10 @@
 // isolation as the tenant reader, and append-only agent_events.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { setup, setupDown } from '../../src/target/setup.js';
+import { setup, setupDown } from '../../src/postgres/setup.js';
 import { readCatalog } from '../../src/oracle/catalog.js';
-import { inTransaction, sqlState, withPgClient } from '../../src/target/pg.js';
-import { reconcilerTables } from '../../src/target/roles.js';
+import { inTransaction, sqlState, withPgClient } from '../../src/postgres/pg.js';
+import { reconcilerTables } from '../../src/postgres/roles.js';
 
 let empty: TestDatabase;
 let seeded: TestDatabase;

@@ -4,8 +4,8 @@ import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { runCli } from '../helpers/cli.js';
-import { withPgClient } from '../../src/target/pg.js';
-import { withCredentials } from '../../src/target/url.js';
+import { withPgClient } from '../../src/postgres/pg.js';
+import { withCredentials } from '../../src/postgres/url.js';
 
 const password = 'Sup3r-s3cret-pw';
 let foreign: TestDatabase;

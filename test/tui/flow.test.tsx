@@ -9,8 +9,8 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import { runFlow, type ConsoleSession, type FlowDeps, type FlowResources } from '../../src/console/flow.js';
 import type { LiveCounts } from '../../src/console/live-counts.js';
 import { parseBundle } from '../../src/drills/bundle.js';
-import type { Drill, DrillResult, RunnerEvent } from '../../src/drills/types.js';
-import type { Target } from '../../src/target/target.js';
+import type { Drill, DrillResult, ProcessView, RunnerEvent } from '../../src/drills/types.js';
+import type { Target } from '../../src/postgres/target.js';
 import { getState, resetStore } from '../../src/store.js';
 import { failOnActWarnings, inAct, keys, renderConsole, summaries } from './helpers.js';
 
@@ -31,7 +31,7 @@ function fakeDrills(): Drill[] {
 }
 
 function fakeSession(drills: Drill[], log: string[]): ConsoleSession {
-  const processes = [{ name: 'worker', pid: 4242, state: 'running' }];
+  const processes: ProcessView[] = [{ name: 'worker', pid: 4242, state: 'running' }];
   return {
     drills,
     processes: {
@@ -210,7 +210,7 @@ describe('the console over fake drills', () => {
   it('a boot failure is shown and ends the console with its exit code', async () => {
     resetStore({ terminal: { columns: 120, rows: 40 } });
     const ui = await renderConsole();
-    const { TargetError } = await import('../../src/target/pg.js');
+    const { TargetError } = await import('../../src/postgres/pg.js');
     await inAct(() => {
       void runFlow(ui.controller, { breaks: [] }, {}, async () => ({
         ...deps([]),

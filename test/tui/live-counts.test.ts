@@ -7,7 +7,7 @@ import { LiveCounts, countSql, type CountClient } from '../../src/console/live-c
 import { getState, resetStore, update } from '../../src/store.js';
 import { createTestDatabase, openConnections, type TestDatabase } from '../helpers/db.js';
 import { waitFor } from '../../src/util/wait.js';
-import { ident, withPgClient } from '../../src/target/pg.js';
+import { ident, withPgClient } from '../../src/postgres/pg.js';
 
 describe('with a fake connection', () => {
   it('counts every table in one statement and skips a tick while one runs', async () => {

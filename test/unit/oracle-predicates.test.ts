@@ -2,7 +2,7 @@
 // must be expressible, and anything else refused with the grammar in the message.
 import { describe, expect, it } from 'vitest';
 import { describeExpectation, expectationColumns, parseExpectation, rowMatches, valueMatches } from '../../src/oracle/predicates.js';
-import { UsageError } from '../../src/target/url.js';
+import { UsageError } from '../../src/postgres/url.js';
 
 describe('parseExpectation', () => {
   it('reads count changes and unchanged', () => {

@@ -12,7 +12,7 @@ import { defaultVolatiles, extendVolatiles, isVolatileColumn, isVolatileNestedKe
 import { createEvidenceFolder, folderTimestamp } from '../../src/oracle/evidence.js';
 import { decideVerdict } from '../../src/oracle/verdict.js';
 import type { ActionResult, ExpectationResult } from '../../src/oracle/types.js';
-import { UsageError } from '../../src/target/url.js';
+import { UsageError } from '../../src/postgres/url.js';
 
 async function unified(a: string[], b: string[]): Promise<string> {
   let out = '';

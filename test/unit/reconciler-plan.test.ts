@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { allowListEnv, credentialVariables, parseEnviron, workerEnvAllowList } from '../../src/reconciler/env.js';
 import { formatBreaks, parseBreaks, type ResumeResult } from '../../src/reconciler/actions.js';
 import { queueArguments, readWorkerConfig, resumePoint, writeArguments } from '../../src/reconciler/worker-plan.js';
-import { workerEnv } from '../../src/reconciler/system.js';
+import { workerEnv } from '../../src/reconciler/launch.js';
 import { parseJsonLine } from '../../src/reconciler/json-lines.js';
 
 const consoleEnv = {

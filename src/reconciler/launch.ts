@@ -18,10 +18,10 @@ import { allowListEnv } from './env.js';
 import { parseJsonLine } from './json-lines.js';
 import type { ProcessInfo, Supervisor } from './supervisor.js';
 import type { WorkerMode } from './worker-plan.js';
-import { freePort } from '../target/embedded.js';
-import { ident, literal, withPgClient } from '../target/pg.js';
-import { defaultRoles, type Roles } from '../target/roles.js';
-import { withCredentials } from '../target/url.js';
+import { freePort } from '../postgres/embedded.js';
+import { ident, literal, withPgClient } from '../postgres/pg.js';
+import { defaultRoles, type Roles } from '../postgres/roles.js';
+import { withCredentials } from '../postgres/url.js';
 
 export type { ToolBreaks } from './actions.js';
 export type { EmailReport, FailMode } from './email-report.js';

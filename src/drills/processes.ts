@@ -1,7 +1,7 @@
 // The Reconciler's processes as the drills and the console see them. The drills
 // start what they need (tool server, Workers, relay, email service) through
 // this; the console's kill and restart keys act on the same processes.
-import { Supervisor } from '../reconciler/supervisor.js';
+import { Supervisor, type ProcessState } from '../reconciler/supervisor.js';
 import {
   startEmailService,
   startToolServer,
@@ -9,9 +9,18 @@ import {
   type EmailService,
   type ToolBreaks,
   type ToolServer,
-} from '../reconciler/system.js';
-import type { Roles } from '../target/roles.js';
-import type { ProcessView } from './types.js';
+} from '../reconciler/launch.js';
+import type { Roles } from '../postgres/roles.js';
+
+/** One supervised process as the console shows it. */
+export interface ProcessView {
+  name: string;
+  pid: number | undefined;
+  state: ProcessState;
+  exitCode?: number | null;
+  signal?: string | null;
+  lastLine?: string;
+}
 
 export type SystemEvent = { type: 'process'; process: ProcessView } | { type: 'line'; name: string; line: string };
 
@@ -51,7 +60,7 @@ export interface DrillSystemOptions {
 function view(info: {
   name: string;
   pid: number | undefined;
-  state: string;
+  state: ProcessState;
   exitCode?: number;
   signal?: string;
   recentLines: string[];
