@@ -1,11 +1,10 @@
 #!/usr/bin/env node
 // sor-drills: the entry. Picks a command, runs it, and owns the exit: one
 // top-level catch turns any failure into one actionable line and an exit code.
-import { describeFailure, exitCodes } from './cli/errors.js';
+import { describeFailure } from './postgres/errors.js';
+import { exitCodes } from './util/exit-codes.js';
 import { exitWith, installExitHandlers } from './util/lifecycle.js';
 import { usage } from './cli/usage.js';
-
-
 
 type Command = (args: string[]) => Promise<number>;
 

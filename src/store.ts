@@ -118,13 +118,20 @@ export interface ConsoleState {
     phase: 'starting' | 'ready' | 'failed';
     error?: string;
     elapsedMs: number;
-    consent?: string;
+    /** Set while the console asks before writing into a target that is not its own embedded cluster. */
+    consent?: {
+      /** One line: the target, what it holds, and why writing into it is for keeps. */
+      question: string;
+      /** Whether y installs the reference schema (else the drills test what is there as it is). */
+      installs: boolean;
+    };
   };
   drills: DrillRow[];
   /** Index of the drill that runs next (or is running). */
   nextIndex: number;
   current?: CurrentDrill;
   counts: { tables: TableCount[]; paused: boolean; note?: string; error?: string };
+  /** The Reconciler's processes, as the supervisor reports them (state is its ProcessState). */
   processes: ProcessView[];
   selected: number;
   diffScroll: number;

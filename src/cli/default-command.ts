@@ -2,7 +2,7 @@
 // the headless run otherwise (a pipe, CI, --json), so `npm start` in a pipe
 // prints the nine verdicts and writes the bundle.
 import { parse } from './args.js';
-import { exitCodes } from './errors.js';
+import { exitCodes } from '../util/exit-codes.js';
 import { paceOf, runFlags } from './run-flags.js';
 import { usage } from './usage.js';
 import { isBundleKey, type BundleKey } from '../drills/types.js';

@@ -2,13 +2,20 @@
 // a test): snapshot, run it, snapshot, normalise, diff, verdict, evidence folder.
 import Table from 'cli-table3';
 import { parse } from './args.js';
-import { exitCodes } from './errors.js';
+import { exitCodes } from '../util/exit-codes.js';
 import { maskSecrets, parseUrl, UsageError } from '../postgres/url.js';
-import { runOracle } from '../oracle/run.js';
-import { extendVolatiles, defaultVolatiles } from '../oracle/volatiles.js';
-import { displayPath } from '../oracle/verdict.js';
-import { expectationGrammar } from '../oracle/predicates.js';
-import type { OracleEvent, OracleResult, Scalar, TableScope, Verdict } from '../oracle/types.js';
+import {
+  defaultVolatiles,
+  displayPath,
+  expectationGrammar,
+  extendVolatiles,
+  runOracle,
+  type OracleEvent,
+  type OracleResult,
+  type Scalar,
+  type TableScope,
+  type Verdict,
+} from '../oracle/index.js';
 
 export const oracleUsage = `Usage: sor-drills oracle --db URL --card ID [--tables a,b] [--expect SPEC]... [options] -- COMMAND [ARGS...]
 

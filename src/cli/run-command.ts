@@ -4,10 +4,12 @@
 import path from 'node:path';
 import { parse } from './args.js';
 import { paceOf, runFlags } from './run-flags.js';
-import { exitCodes } from './errors.js';
-import { prepareTarget, type PreparedTarget } from './prepare-target.js';
+import { exitCodes } from '../util/exit-codes.js';
+import { defaultRoles, type Roles } from '../postgres/roles.js';
+import type { Target } from '../postgres/target.js';
 import { UsageError } from '../postgres/url.js';
 import { isBundleKey, type BundleKey, type RunnerEvent } from '../drills/types.js';
+import { verdictWord } from '../drills/verdict-words.js';
 
 export const runUsage = `Usage: sor-drills run [--db URL] [--yes] [--break KEY]... [--only KEY]... [--migration FILE]
                       [--out FILE] [--json] [--junit FILE] [--gate KEY] [--pace MS] [--keep]
@@ -31,8 +33,6 @@ Keys: migration_review run_journal_resume_drill idempotency_retry_test concurren
       forensics_drill
 Exit: 0 PERMITTED, 1 BLOCKED, 2 bad usage, 3 target unreachable`;
 
-
-
 function keys(values: unknown, flag: string): BundleKey[] {
   const list = (values as string[] | undefined) ?? [];
   for (const value of list) {
@@ -40,7 +40,6 @@ function keys(values: unknown, flag: string): BundleKey[] {
   }
   return list as BundleKey[];
 }
-
 
 /** One line per step on stderr, for CI logs and pipes. */
 export function progressPrinter(write: (line: string) => void): (event: RunnerEvent) => void {
@@ -66,7 +65,7 @@ export function progressPrinter(write: (line: string) => void): (event: RunnerEv
         write(`      > ${event.ask.prompt}`);
         break;
       case 'drill-finished':
-        write(`      = ${event.result.verdict === 'pass' ? 'pass' : `FAIL`}: ${event.result.evidence}`);
+        write(`      = ${verdictWord(event.result.verdict)}: ${event.result.evidence}`);
         break;
       case 'log':
         write(`      ! ${event.message}`);
@@ -75,6 +74,24 @@ export function progressPrinter(write: (line: string) => void): (event: RunnerEv
         break;
     }
   };
+}
+
+/**
+ * The target, reached and prepared by the same rule as the console's; headless there is
+ * nobody to ask, so a target that needs consent without --yes is bad usage (exit 2).
+ */
+async function readyTarget(options: { db?: string; keep: boolean; yes: boolean; onProgress: (line: string) => void }): Promise<Target> {
+  const { resolveTarget } = await import('../postgres/target.js');
+  const { prepareTarget } = await import('../postgres/prepare.js');
+  const target = await resolveTarget({ db: options.db, keep: options.keep, onProgress: options.onProgress });
+  try {
+    const preparation = await prepareTarget(target, { consent: options.yes, onProgress: options.onProgress });
+    if (preparation.kind === 'needs-consent') throw new UsageError(`${preparation.why}; pass --yes to consent`);
+    return target;
+  } catch (error) {
+    await target.close();
+    throw error;
+  }
 }
 
 export async function runCommand(args: string[]): Promise<number> {
@@ -88,17 +105,18 @@ export async function runCommand(args: string[]): Promise<number> {
   const gate = values.gate === undefined ? undefined : keys([values.gate], 'gate')[0];
   const paceMs = paceOf(values.pace, 50);
   const write = (line: string) => process.stderr.write(`${line}\n`);
-  const prepared: PreparedTarget = await prepareTarget({
+  const roles: Roles = {
+    worker: (values['worker-role'] as string | undefined) ?? defaultRoles.worker,
+    reader: (values['reader-role'] as string | undefined) ?? defaultRoles.reader,
+    owner: (values['owner-role'] as string | undefined) ?? defaultRoles.owner,
+  };
+  const target = await readyTarget({
     db: values.db as string | undefined,
     keep: Boolean(values.keep),
     yes: Boolean(values.yes),
     onProgress: write,
-    roles: {
-      worker: values['worker-role'] as string | undefined,
-      reader: values['reader-role'] as string | undefined,
-      owner: values['owner-role'] as string | undefined,
-    },
   });
+  const prepared = { target, roles };
   const { createSession, defaultDrillOptions } = await import('../drills/session.js');
   const { renderBundle, writeBundle, draftParagraph, decisionOf, defaultBundlePath, masteryBundlePath } = await import(
     '../drills/bundle.js'

@@ -1,8 +1,8 @@
 import { parse } from './args.js';
-import { exitCodes } from './errors.js';
+import { exitCodes } from '../util/exit-codes.js';
 import { resolveTarget } from '../postgres/target.js';
 import { setup, setupDown } from '../postgres/setup.js';
-import { printKept } from './kept.js';
+import { printKept } from '../postgres/kept.js';
 
 const usage = `Usage: sor-drills setup [--db URL] [--yes] [--down] [--keep]
 

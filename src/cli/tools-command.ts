@@ -4,13 +4,13 @@
 // stdout is the protocol channel: nothing else is ever written to it; logs go to stderr.
 import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
 import { parse } from './args.js';
-import { exitCodes } from './errors.js';
+import { exitCodes } from '../util/exit-codes.js';
 import { openWorkerPool } from '../reconciler/db.js';
 import { createToolServer } from '../reconciler/tools.js';
 import { parseBreaks } from '../reconciler/actions.js';
 import { defaultRoles } from '../postgres/roles.js';
-import { errorMessage } from '../postgres/pg.js';
-import { UsageError, maskSecrets, maskUrl, parseUrl } from '../postgres/url.js';
+import { errorMessage } from '../postgres/errors.js';
+import { UsageError, maskUrl, parseUrl } from '../postgres/url.js';
 
 const usage = `Usage: sor-drills tools [--db URL] [--worker-role NAME] [--claim-hold-ms N] [--lease-ms N]
 
@@ -62,7 +62,7 @@ export async function toolsCommand(args: string[]): Promise<number> {
     role,
     max: 4,
     applicationName: 'sor-tools-stdio',
-    onIdleError: (error) => log('idle_connection_lost', { error: maskSecrets(errorMessage(error)) }),
+    onIdleError: (error) => log('idle_connection_lost', { error: errorMessage(error) }),
   });
   try {
     const server = createToolServer({

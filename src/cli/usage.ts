@@ -24,4 +24,4 @@ Each command has --help.
 
 Exit codes
   0 done / PERMITTED   1 BLOCKED or refused   2 bad usage   3 target unreachable or lacking a privilege
-  4 ESCALATE (oracle)`;
+  4 ESCALATE (oracle)   70 internal error   130 interrupted (ctrl+c, or quit before the decision)`;

@@ -5,7 +5,7 @@
 // saves the bundle and quits with the run's exit code.
 import { activeDecision, type ConsoleState } from '../store.js';
 import type { KeyHandler } from './key-router.js';
-import type { Press } from './keys.js';
+import { askKey, pressOf, type Press } from './keys.js';
 
 export interface AutoPress extends Press {
   /** Identifies the situation the press answers: the press is made only if it still holds. */
@@ -36,13 +36,15 @@ export function nextPress(state: ConsoleState, options: { out?: string }): AutoP
       const ask = state.ask;
       if (!ask || ask.performing) return undefined;
       const id = `${where}:ask:${ask.ask.kind}:${ask.ask.prompt}`;
-      if (ask.ask.kind === 'start' || ask.ask.kind === 'continue') return enter(id);
+      // The key that answers the ask comes from the key table, as the prompt on the screen does.
+      const answer = { id, ...pressOf(askKey(ask.ask.kind)) };
+      if (ask.ask.kind === 'start' || ask.ask.kind === 'continue') return answer;
       const wanted = ask.ask.process;
       const index = state.processes.findIndex((process) => process.name === wanted);
       if (index >= 0 && index !== state.selected && state.panel === 'processes') {
         return { id: `${id}:select:${state.selected}`, input: '', key: index < state.selected ? { upArrow: true } : { downArrow: true } };
       }
-      return char(id, ask.ask.kind === 'kill' ? 'k' : 'r');
+      return answer;
     }
     case 'decision': {
       const draft = activeDecision(state);

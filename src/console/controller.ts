@@ -1,114 +1,141 @@
-// Carries out the intents the key router resolves. This is where a key turns
-// into an effect: a process killed, an operator ask satisfied, a drill started,
-// the bundle saved. The long-running flow (src/console/flow.ts) waits here for
-// the operator's decisions (start, advance, consent, mastery) by name.
-import type { BundleKey, ProcessView } from '../drills/types.js';
-import type { ProcessControl } from '../drills/processes.js';
-import {
-  activeDecision,
-  drillRunning,
-  getState,
-  panelNames,
-  update,
-  type ConsoleState,
-  type DecisionDraft,
-  type MainScreen,
-} from '../store.js';
-import { applyEditorKey } from './editor.js';
-import { errorMessage } from './errors.js';
+// The console's one state machine. The key router turns each key into an
+// intent (src/console/keys.ts); dispatch() is the only way in. An intent either
+// moves what is shown (src/console/navigation.ts, a pure change of the store) or
+// drives the run through these stages:
+//
+//   booting ──► consent ──y──► booting            n: exit 1, nothing written
+//      │
+//      └─► ready(i) ──enter / b──► running(i) ──► finished(i) ──enter──► ready(i+1)
+//                                                   │ after the ninth
+//                                                   ▼
+//        finished(mastery) ◄── running(mastery) ◄──enter── decision ──m──► (mastery screen)
+//                │
+//                └──enter──► decision (with the second, BLOCKED bundle)
+//
+// The effects of a stage (starting the target, preparing it, running a drill,
+// drafting the decision) run one after another (perform()), each checking on
+// its turn that the stage it answers still holds, so a key pressed while a
+// drill is settling is handled once it has settled, never twice. The store
+// holds what is shown; the stage, the session and the results are the machine's
+// own. Nothing here knows one drill from another: a drill that needs the target
+// to itself says so (needsExclusiveDatabase) and the live-count poller closes its
+// connection for it.
+import type { BundleKey, Drill, DrillResult, RunnerEvent } from '../drills/types.js';
+import { describeFailure, errorMessage } from '../postgres/errors.js';
+import { exitCodes, type ExitCode } from '../util/exit-codes.js';
+import type { Target } from '../postgres/target.js';
+import { onCleanup } from '../util/lifecycle.js';
+import { activeDecision, appendHistory, drillRunning, getState, update, type ConsoleState } from '../store.js';
+import { decisionDrafts, defaultBundlePath, masteryPath, saveDecision } from './decision.js';
+import { loadDeps, workerPaceMs, type ConsoleDeps, type ConsoleSession, type Poller } from './deps.js';
+import { applyProcessEvent, applyRunnerEvent, drillRows, stepRows } from './events.js';
 import type { Intent } from './intents.js';
-import { helpLines } from './keys.js';
-import { editorWidth, screenHeight } from './layout.js';
-import type { TuiOperator } from './operator.js';
+import { isNavigation, navigate } from './navigation.js';
+import { createTuiOperator, type TuiOperator } from './operator.js';
 
-/** Rejects the flow's waits once the console is quitting. */
-export class Quitting extends Error {
-  override name = 'Quitting';
+export interface ConsoleOptions {
+  db?: string;
+  keep?: boolean;
+  /** Consent given up front (--yes): no question before writing into a URL target. */
+  yes?: boolean;
+  /** Autoplay: the console presses the operator's keys itself. */
+  auto?: boolean;
+  /** Autoplay's pause between key presses, in ms (0: as fast as it can). */
+  paceMs?: number;
+  /** Where the bundle is saved (autoplay saves it there and exits). */
+  out?: string;
+  breaks: readonly BundleKey[];
 }
 
-export interface Waits {
-  start: { broken: boolean };
-  advance: undefined;
-  consent: boolean;
-  mastery: BundleKey;
+/** What the console started, for the caller to stop whatever stage the run reached. */
+export interface ConsoleResources {
+  target?: Target;
+  /** Set while the target is being resolved, so a quit during boot can still stop the cluster. */
+  targetPending?: Promise<Target>;
+  session?: ConsoleSession;
+  poller?: Poller;
+  /** Drops the session's lifecycle cleanup once the console has stopped it itself. */
+  forgetCleanup?: () => void;
 }
 
-export const exitCodes = { permitted: 0, blocked: 1, interrupted: 130 } as const;
+/** Where the run is: what the machine waits for next. */
+type Stage =
+  | { name: 'booting' }
+  | { name: 'consent' }
+  | { name: 'ready'; index: number }
+  | { name: 'running'; key: BundleKey; mastery: boolean }
+  | { name: 'finished'; key: BundleKey; mastery: boolean }
+  | { name: 'decision' };
+
+function bootLine(line: string): void {
+  update((state) => ({ boot: { ...state.boot, lines: [...state.boot.lines, line].slice(-50) } }));
+}
 
 export class ConsoleController {
-  private processes: ProcessControl | undefined;
-  private saveDraft: ((index: number) => Promise<void>) | undefined;
-  private readonly waiters = new Map<keyof Waits, { resolve: (value: never) => void; reject: (error: Error) => void }>();
-  private quitResolve!: (code: number) => void;
-  /** Resolves with the exit code once the operator quits (or the flow ends the console). */
+  readonly operator: TuiOperator;
+  /** Resolves with the exit code once the console ends (the operator quits, or a failure ends it). */
   readonly quit: Promise<number>;
   quitting = false;
+  readonly resources: ConsoleResources = {};
+  private stage: Stage = { name: 'booting' };
+  private deps: ConsoleDeps | undefined;
+  /** Results by decision: [0] the run's, in drill order; [1] the mastery gate's (the run's with one repeated). */
+  private readonly results: DrillResult[][] = [[]];
+  private bundlePath = '';
+  private startedAt = Date.now();
+  /** The effects in progress, one after another. */
+  private work: Promise<void> = Promise.resolve();
+  private end!: (code: number) => void;
 
-  constructor(readonly operator: TuiOperator) {
+  constructor(
+    private readonly options: ConsoleOptions = { breaks: [] },
+    private readonly load: () => Promise<ConsoleDeps> = loadDeps,
+    operator: TuiOperator = createTuiOperator(),
+  ) {
+    this.operator = operator;
     this.quit = new Promise((resolve) => {
-      this.quitResolve = resolve;
+      this.end = resolve;
     });
   }
 
-  attach(options: { processes?: ProcessControl; save?: (index: number) => Promise<void> }): void {
-    if (options.processes) this.processes = options.processes;
-    if (options.save) this.saveDraft = options.save;
+  /** Boots: the target, its preparation, the session. Ends at the consent question or the drill list. */
+  start(): Promise<void> {
+    this.startedAt = Date.now();
+    return this.perform(() => this.withBootClock(() => this.boot()));
   }
 
-  /** The flow waits here for the operator. Rejects with Quitting when the console quits. */
-  wait<K extends keyof Waits>(name: K): Promise<Waits[K]> {
-    if (this.quitting) return Promise.reject(new Quitting('quitting'));
-    return new Promise<Waits[K]>((resolve, reject) => {
-      this.waiters.set(name, { resolve: resolve as (value: never) => void, reject });
-    });
-  }
-
-  waiting(name: keyof Waits): boolean {
-    return this.waiters.has(name);
-  }
-
-  private release<K extends keyof Waits>(name: K, value: Waits[K]): boolean {
-    const waiter = this.waiters.get(name);
-    if (!waiter) return false;
-    this.waiters.delete(name);
-    (waiter.resolve as (value: Waits[K]) => void)(value);
-    return true;
-  }
-
-  /** Ends the console with this exit code: the flow's waits reject, the caller cleans up. */
-  finish(code: number): void {
-    if (this.quitting) return;
-    this.quitting = true;
-    update({ confirmQuit: undefined, screen: { name: 'exiting' }, exiting: { lines: ['stopping the processes and PostgreSQL…'] } });
-    this.operator.abandon('the operator quit the console');
-    for (const [, waiter] of this.waiters) waiter.reject(new Quitting('quitting'));
-    this.waiters.clear();
-    this.quitResolve(code);
-  }
-
-  /** 0 PERMITTED, 1 BLOCKED once the run reached its decision; 130 before that. */
-  exitCode(state: ConsoleState = getState()): number {
-    const decision = state.decisions.find((draft) => draft.kind === 'run');
-    if (!decision) return exitCodes.interrupted;
-    return decision.decision === 'PERMITTED' ? exitCodes.permitted : exitCodes.blocked;
+  /** Resolves once the effects in progress have ended (a running drill has run its own cleanups). */
+  settled(): Promise<void> {
+    return this.work;
   }
 
   dispatch = (intent: Intent): void => {
+    if (isNavigation(intent)) {
+      update(navigate(getState(), intent));
+      return;
+    }
     const state = getState();
     switch (intent.type) {
-      case 'open-drill':
-        update({ screen: { name: 'drill' } });
+      case 'consent':
+        this.answerConsent(intent.yes);
         return;
       case 'start-drill':
-        if (state.current?.phase !== 'ready') return;
-        update({ screen: { name: 'drill' }, current: { ...state.current, broken: intent.broken } });
-        this.release('start', { broken: intent.broken });
+        void this.perform(() => this.startDrill(intent.broken));
         return;
       case 'next-drill':
-      case 'to-decision':
-        if (!this.release('advance', undefined) && intent.type === 'to-decision' && state.decisions.length > 0) {
+      case 'to-decision': {
+        // A drill whose verdict is on screen may still be settling (its run ends just after): then queue.
+        const settling = this.stage.name === 'running' && state.current?.phase === 'finished';
+        if (this.stage.name === 'finished' || settling) {
+          void this.perform(() => this.advance());
+        } else if (intent.type === 'to-decision' && state.decisions.length > 0) {
+          // From the drill list once a decision is drafted: just show it.
           update({ screen: { name: 'decision' } });
         }
+        return;
+      }
+      case 'mastery-run':
+        void this.perform(() => this.runMastery(intent.key));
         return;
       case 'operator':
         void this.operator.satisfy(intent.kind);
@@ -117,31 +144,18 @@ export class ConsoleController {
       case 'restart':
         void this.processAction(intent.type, state);
         return;
-      case 'select':
-        this.select(intent.delta, state);
+      case 'save':
+        void this.save(state);
         return;
-      case 'panel': {
-        const next = panelNames[(panelNames.indexOf(state.panel) + 1) % panelNames.length] ?? 'counts';
-        update({ panel: next, panelPinned: true });
-        return;
-      }
-      case 'help':
-        if (state.screen.name !== 'help') update({ screen: { name: 'help', back: state.screen }, helpScroll: 0 });
-        return;
-      case 'back':
-        update({ screen: this.backFrom(state) });
-        return;
-      case 'quit': {
-        const unsaved = state.decisions.some((draft) => draft.dirty);
+      case 'quit':
         if (drillRunning(state)) {
           update({ confirmQuit: `Drill ${state.current?.key} is running: quit, stopping it and every process? (y/n)` });
-        } else if (unsaved) {
+        } else if (state.decisions.some((draft) => draft.dirty)) {
           update({ confirmQuit: 'The bundle is not saved (ctrl+s saves it): quit anyway? (y/n)' });
         } else {
           this.finish(this.exitCode(state));
         }
         return;
-      }
       case 'confirm-quit':
         if (intent.yes) this.finish(drillRunning(state) ? exitCodes.interrupted : this.exitCode(state));
         else update({ confirmQuit: undefined });
@@ -149,102 +163,271 @@ export class ConsoleController {
       case 'interrupt':
         this.finish(exitCodes.interrupted);
         return;
-      case 'consent':
-        if (this.release('consent', intent.yes)) update({ screen: { name: 'boot' } });
-        return;
-      case 'save':
-        void this.save(state);
-        return;
-      case 'edit':
-      case 'edit-done':
-        this.patchDecision(state, { editing: intent.type === 'edit' });
-        return;
-      case 'editor-key': {
-        const draft = activeDecision(state);
-        if (!draft) return;
-        const next = applyEditorKey(draft, intent.input, intent.key, editorWidth(state.terminal.columns));
-        if (next.text === draft.text && next.cursor === draft.cursor) return;
-        this.patchDecision(state, { text: next.text, cursor: next.cursor, dirty: draft.dirty || next.text !== draft.text });
-        return;
-      }
-      case 'mastery':
-        if (state.mastery.offered && !state.mastery.running) update({ screen: { name: 'mastery' } });
-        return;
-      case 'switch-bundle':
-        if (state.decisions.length > 1) update({ activeDecision: (state.activeDecision + 1) % state.decisions.length });
-        return;
-      case 'mastery-run': {
-        const row = state.drills[state.mastery.selected];
-        if (row && this.release('mastery', row.key)) update({ screen: { name: 'drill' } });
-        return;
-      }
     }
   };
 
-  private backFrom(state: ConsoleState): MainScreen {
-    switch (state.screen.name) {
-      case 'help':
-        return state.screen.back;
-      case 'drill':
-      case 'decision':
-        return { name: 'list' };
-      case 'mastery':
-        return { name: 'decision' };
-      default:
-        return state.screen;
+  /** Ends the console with this exit code; the caller stops what it started (resources). */
+  finish(code: ExitCode): void {
+    if (this.quitting) return;
+    this.quitting = true;
+    update({ confirmQuit: undefined, screen: { name: 'exiting' }, exiting: { lines: ['stopping the processes and PostgreSQL…'] } });
+    this.operator.abandon('the operator quit the console');
+    this.end(code);
+  }
+
+  /** 0 PERMITTED, 1 BLOCKED once the run reached its decision; 130 before that. */
+  exitCode(state: ConsoleState = getState()): ExitCode {
+    const decision = state.decisions.find((draft) => draft.kind === 'run');
+    if (!decision) return exitCodes.interrupted;
+    return decision.decision === 'PERMITTED' ? exitCodes.ok : exitCodes.blocked;
+  }
+
+  /** Queues an effect after the ones in progress; a failure ends the console, shown on the boot screen. */
+  private perform(task: () => Promise<void>): Promise<void> {
+    this.work = this.work.then(async () => {
+      if (this.quitting) return;
+      try {
+        await task();
+      } catch (error) {
+        if (!this.quitting) this.fail(error);
+      }
+    });
+    return this.work;
+  }
+
+  private fail(error: unknown): void {
+    const { code, message } = describeFailure(error);
+    update((state) => ({ boot: { ...state.boot, phase: 'failed', error: message }, screen: { name: 'boot' } }));
+    this.finish(code);
+  }
+
+  /** The boot screen's clock runs while the target is being made ready. */
+  private async withBootClock(task: () => Promise<void>): Promise<void> {
+    const ticker = setInterval(() => {
+      update((state) => ({ boot: { ...state.boot, elapsedMs: Date.now() - this.startedAt } }));
+    }, 200);
+    ticker.unref();
+    try {
+      await task();
+    } finally {
+      clearInterval(ticker);
     }
   }
 
-  private select(delta: -1 | 1, state: ConsoleState): void {
-    if (state.screen.name === 'help') {
-      // The help screen's first row is its title; the rest scroll.
-      const last = Math.max(0, helpLines(state.terminal.columns).length - (screenHeight(state) - 1));
-      update({ helpScroll: Math.max(0, Math.min(last, state.helpScroll + delta)) });
-    } else if (state.screen.name === 'mastery') {
-      const selected = Math.max(0, Math.min(state.drills.length - 1, state.mastery.selected + delta));
-      update({ mastery: { ...state.mastery, selected } });
-    } else if (state.panel === 'diff') {
-      const lines = state.current?.diff?.text.split('\n').length ?? 0;
-      update({ diffScroll: Math.max(0, Math.min(Math.max(0, lines - 1), state.diffScroll + delta)) });
-    } else {
-      const selected = Math.max(0, Math.min(Math.max(0, state.processes.length - 1), state.selected + delta));
-      update({ selected });
+  private async boot(): Promise<void> {
+    const { db, keep } = this.options;
+    bootLine(db || process.env.DATABASE_URL ? 'connecting to the target…' : 'starting PostgreSQL…');
+    const deps = await this.load();
+    this.deps = deps;
+    this.resources.targetPending = deps.resolveTarget({ db, keep, onProgress: bootLine });
+    const target = await this.resources.targetPending;
+    this.resources.target = target;
+    if (this.quitting) return;
+    update((state) => ({ boot: { ...state.boot, target: target.display } }));
+    bootLine(`target ready: ${target.display}`);
+    await this.prepare(Boolean(this.options.yes));
+  }
+
+  /** The same preparation as `sor-drills run`: without consent a URL target is only read. */
+  private async prepare(consent: boolean): Promise<void> {
+    const deps = this.need(this.deps, 'the console dependencies');
+    const target = this.need(this.resources.target, 'the target');
+    const preparation = await deps.prepareTarget(target, { consent, onProgress: bootLine });
+    if (this.quitting) return;
+    if (preparation.kind === 'needs-consent') {
+      this.stage = { name: 'consent' };
+      update((state) => ({
+        screen: { name: 'consent' },
+        boot: { ...state.boot, consent: { question: preparation.why, installs: preparation.installs } },
+      }));
+      return;
     }
+    this.openSession(deps, target);
+  }
+
+  private answerConsent(yes: boolean): void {
+    if (this.stage.name !== 'consent') return;
+    if (!yes) {
+      bootLine('refused: the target was left untouched');
+      this.finish(exitCodes.blocked);
+      return;
+    }
+    const installs = getState().boot.consent?.installs;
+    this.stage = { name: 'booting' };
+    update((state) => ({ screen: { name: 'boot' }, boot: { ...state.boot, consent: undefined } }));
+    bootLine(installs ? 'consent given: installing the reference schema' : 'consent given: testing the schema as it is');
+    void this.perform(() => this.withBootClock(() => this.prepare(true)));
+  }
+
+  private openSession(deps: ConsoleDeps, target: Target): void {
+    bootLine('loading the drills and the Reconciler…');
+    const session = deps.createSession({
+      target,
+      breaks: new Set(this.options.breaks),
+      options: { ...deps.defaultDrillOptions, paceMs: workerPaceMs(this.options, deps.defaultDrillOptions.paceMs) },
+    });
+    const poller = deps.createPoller(target.url);
+    this.resources.session = session;
+    this.resources.poller = poller;
+    // On a signal the lifecycle runs cleanups newest first: the session's processes stop before the cluster.
+    this.resources.forgetCleanup = onCleanup('drill session', async () => {
+      await poller.stop();
+      await session.close();
+    });
+    // The one way process events reach the store, for the whole session (between drills too).
+    session.processes.subscribe(applyProcessEvent);
+    this.bundlePath = this.options.out ?? defaultBundlePath();
+    update((state) => ({
+      drills: drillRows(session.drills),
+      boot: { ...state.boot, phase: 'ready' },
+      screen: state.screen.name === 'help' ? { name: 'help', back: { name: 'list' } } : { name: 'list' },
+    }));
+    appendHistory([{ text: `sor-drills · target ${target.display} · nine drills, in order`, tone: 'accent' }]);
+    this.ready(0);
+  }
+
+  /** Shows drill `index`, not started: enter starts it, b starts it with its break. */
+  private ready(index: number): void {
+    const drill = this.drill(this.session().drills[index]?.key);
+    this.stage = { name: 'ready', index };
+    update({
+      nextIndex: index,
+      current: {
+        key: drill.key,
+        phase: 'ready',
+        broken: this.options.breaks.includes(drill.key),
+        mastery: false,
+        steps: stepRows(drill.steps.map((step) => ({ ...step, sql: step.sql ?? [] }))),
+        stepIndex: -1,
+        sql: [],
+        tables: [...drill.tables],
+        evidenceDirs: [],
+      },
+      ask: undefined,
+      notice: undefined,
+    });
+  }
+
+  private async startDrill(broken: boolean): Promise<void> {
+    if (this.stage.name !== 'ready') return;
+    const index = this.stage.index;
+    const drill = this.drill(this.session().drills[index]?.key);
+    update((state) => ({ screen: { name: 'drill' }, current: state.current ? { ...state.current, broken } : undefined }));
+    this.results[0]![index] = await this.runDrill(drill, broken, false);
+  }
+
+  private async runMastery(key: BundleKey): Promise<void> {
+    const state = getState();
+    if (this.stage.name !== 'decision' || !state.mastery.offered || state.mastery.running) return;
+    const drill = this.drill(key);
+    update({ mastery: { ...state.mastery, running: true }, screen: { name: 'drill' } });
+    const result = await this.runDrill(drill, true, true);
+    this.results[1] = this.results[0]!.map((candidate) => (candidate.key === key ? result : candidate));
+  }
+
+  private async runDrill(drill: Drill, broken: boolean, mastery: boolean): Promise<DrillResult> {
+    const session = this.session();
+    const poller = this.need(this.resources.poller, 'the live-count poller');
+    this.stage = { name: 'running', key: drill.key, mastery };
+    // A drill that needs no other session on the target (it says so in its own data) gets the poller's closed.
+    const exclusive = Boolean(drill.needsExclusiveDatabase);
+    if (exclusive) await poller.pause(`paused while ${drill.key} needs the target to itself (no other session may be connected)`);
+    let result: DrillResult;
+    try {
+      result = await session.runOne(drill.key, broken, this.operator, this.onRunnerEvent);
+    } finally {
+      if (exclusive) poller.resume();
+    }
+    this.stage = { name: 'finished', key: drill.key, mastery };
+    return result;
+  }
+
+  private readonly onRunnerEvent = (event: RunnerEvent): void => {
+    applyRunnerEvent(event);
+    if (event.type === 'tables') this.resources.poller?.setTables(event.tables);
+  };
+
+  /** After a finished drill: the next drill, or the decision after the ninth (or after the mastery gate's). */
+  private async advance(): Promise<void> {
+    const stage = this.stage;
+    if (stage.name !== 'finished') return;
+    const drills = this.session().drills;
+    const index = drills.findIndex((drill) => drill.key === stage.key);
+    if (!stage.mastery && index < drills.length - 1) {
+      this.ready(index + 1);
+      return;
+    }
+    const target = this.need(this.resources.target, 'the target');
+    const drafts = await decisionDrafts(drills, target.display);
+    if (stage.mastery) {
+      const second = drafts('mastery', this.results[1] ?? [], masteryPath(this.bundlePath));
+      this.stage = { name: 'decision' };
+      update((state) => ({
+        decisions: [...state.decisions.slice(0, 1), second],
+        activeDecision: 1,
+        mastery: { ...state.mastery, running: false, offered: false },
+        screen: { name: 'decision' },
+      }));
+      return;
+    }
+    const results = this.results[0]!;
+    const first = drafts('run', results, this.bundlePath);
+    // The gate is for a clean sweep: every drill passed on the first try, none with its break.
+    const allPassed = first.decision === 'PERMITTED' && results.every((result) => !result.broken);
+    this.stage = { name: 'decision' };
+    update({
+      runFinished: true,
+      decisions: [first],
+      activeDecision: 0,
+      mastery: { offered: allPassed, selected: 2, running: false },
+      screen: { name: 'decision' },
+    });
+    appendHistory([{ text: `decision drafted: ${first.decision}`, tone: 'accent' }]);
+  }
+
+  private async save(state: ConsoleState): Promise<void> {
+    const draft = activeDecision(state);
+    const { session, target } = this.resources;
+    if (!draft || draft.saving || !session || !target) return;
+    await saveDecision(state.activeDecision, this.results[state.activeDecision], session.drills, target.display);
   }
 
   private async processAction(kind: 'kill' | 'restart', state: ConsoleState): Promise<void> {
     const ask = state.ask && !state.ask.performing ? state.ask.ask : undefined;
-    const selected: ProcessView | undefined = state.processes[state.selected];
+    const selected = state.processes[state.selected];
     // The ask's process is the one to act on unless the operator deliberately selected another.
     if (ask?.kind === kind && (!selected || selected.name === ask.process || !state.processes.some((p) => p.name === ask.process))) {
       await this.operator.satisfy(kind);
       return;
     }
-    if (!selected || !this.processes) {
+    const processes = this.resources.session?.processes;
+    if (!selected || !processes) {
       update({ notice: { text: `no process to ${kind}`, tone: 'warn' } });
       return;
     }
     update({ notice: { text: `${kind === 'kill' ? 'killing' : 'restarting'} ${selected.name}…`, tone: 'warn' } });
     try {
-      if (kind === 'kill') await this.processes.kill(selected.name, 'SIGKILL');
-      else await this.processes.restart(selected.name);
+      if (kind === 'kill') await processes.kill(selected.name, 'SIGKILL');
+      else await processes.restart(selected.name);
       update({ notice: { text: `${kind === 'kill' ? 'killed' : 'restarted'} ${selected.name}`, tone: 'plain' } });
     } catch (error) {
       update({ notice: { text: `${kind} ${selected.name} failed: ${errorMessage(error)}`, tone: 'bad' } });
     }
   }
 
-  private patchDecision(state: ConsoleState, change: Partial<DecisionDraft>): void {
-    const draft = activeDecision(state);
-    if (!draft) return;
-    const decisions = [...state.decisions];
-    decisions[state.activeDecision] = { ...draft, ...change };
-    update({ decisions });
+  private session(): ConsoleSession {
+    return this.need(this.resources.session, 'the drill session');
   }
 
-  private async save(state: ConsoleState): Promise<void> {
-    const draft = activeDecision(state);
-    if (!draft || draft.saving || !this.saveDraft) return;
-    await this.saveDraft(state.activeDecision);
+  private drill(key: BundleKey | undefined): Drill {
+    return this.need(
+      this.session().drills.find((drill) => drill.key === key),
+      `drill ${key ?? '(none)'}`,
+    );
+  }
+
+  private need<T>(value: T | undefined, what: string): T {
+    if (value === undefined) throw new Error(`internal: ${what} is not there yet`);
+    return value;
   }
 }

@@ -4,7 +4,7 @@
 import path from 'node:path';
 import type { Drill, DrillResult } from '../drills/types.js';
 import { appendHistory, getState, update, type DecisionDraft } from '../store.js';
-import { errorMessage } from './errors.js';
+import { errorMessage } from '../postgres/errors.js';
 
 export { defaultBundlePath, masteryBundlePath as masteryPath } from '../drills/bundle.js';
 

@@ -2,11 +2,15 @@
 // the same typed events as the headless printer: it keeps the current drill's
 // step, SQL, diff and tables for the live region, and writes what is done
 // (finished steps, observations, verdicts) to the transcript printed in <Static>.
-import type { DrillResult, DrillSummary, ProcessView, RunnerEvent, StepSummary } from '../drills/types.js';
+// The Reconciler's processes reach the store one way only: the session's
+// process events (the supervisor's), applied by applyProcessEvent for as long as
+// the session lives, between drills too (a restart after a drill has finished).
+import type { SystemEvent } from '../drills/processes.js';
+import type { DrillSummary, ProcessView, RunnerEvent, StepSummary } from '../drills/types.js';
+import { verdictWord } from '../drills/verdict-words.js';
 import {
   appendHistory,
   getState,
-  store,
   update,
   type ConsoleState,
   type CurrentDrill,
@@ -48,7 +52,13 @@ function patchRow(state: ConsoleState, key: string, change: Partial<DrillRow>): 
   return state.drills.map((row) => (row.key === key ? { ...row, ...change } : row));
 }
 
-export function upsertProcess(process: ProcessView): void {
+/** A process started, changed state or logged a line. */
+export function applyProcessEvent(event: SystemEvent): void {
+  if (event.type === 'process') upsertProcess(event.process);
+  else processLine(event.name, event.line);
+}
+
+function upsertProcess(process: ProcessView): void {
   update((state) => {
     const index = state.processes.findIndex((candidate) => candidate.name === process.name);
     if (index < 0) return { processes: [...state.processes, { ...process }] };
@@ -58,7 +68,7 @@ export function upsertProcess(process: ProcessView): void {
   });
 }
 
-export function processLine(name: string, line: string): void {
+function processLine(name: string, line: string): void {
   update((state) => {
     const index = state.processes.findIndex((candidate) => candidate.name === name);
     if (index < 0) return {};
@@ -75,10 +85,6 @@ function drillLabel(state: ConsoleState, key: string): string {
 
 function seconds(ms: number): string {
   return `${(ms / 1000).toFixed(1)} s`;
-}
-
-export function verdictWord(result: Pick<DrillResult, 'verdict'>): string {
-  return result.verdict === 'pass' ? 'PASS' : result.verdict === 'fail' ? 'FAIL' : 'COULD NOT DETERMINE';
 }
 
 export function applyRunnerEvent(event: RunnerEvent): void {
@@ -168,12 +174,6 @@ export function applyRunnerEvent(event: RunnerEvent): void {
       return;
     case 'operator-done':
       return;
-    case 'process':
-      upsertProcess(event.process);
-      return;
-    case 'process-line':
-      processLine(event.name, event.line);
-      return;
     case 'diff': {
       const changed = event.text.split('\n').filter((line) => /^[+-](?![+-]{2})/.test(line)).length;
       update((current) => ({
@@ -225,7 +225,7 @@ export function applyRunnerEvent(event: RunnerEvent): void {
       }));
       appendHistory([
         {
-          text: `  ${verdictWord(result)} ${event.key}: ${result.verdict === 'pass' ? result.evidence : (result.reason ?? result.evidence)} (${seconds(result.durationMs)})`,
+          text: `  ${verdictWord(result.verdict)} ${event.key}: ${result.verdict === 'pass' ? result.evidence : (result.reason ?? result.evidence)} (${seconds(result.durationMs)})`,
           tone: result.verdict === 'pass' ? 'ok' : 'bad',
         },
       ]);
@@ -238,9 +238,4 @@ export function applyRunnerEvent(event: RunnerEvent): void {
       appendHistory([{ text: `      ${event.message}`, tone: 'dim' }]);
       return;
   }
-}
-
-/** Subscribes a store listener; returns the unsubscribe function (for tests and the autopilot). */
-export function onStoreChange(listener: (state: ConsoleState, previous: ConsoleState) => void): () => void {
-  return store.subscribe(listener);
 }

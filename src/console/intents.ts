@@ -1,5 +1,8 @@
 // What a key asks the console to do. The key table maps keys to these; the
-// controller carries them out. Screens never act on their own.
+// controller carries them out. Screens never act on their own. An intent is
+// plain data: what it needs from the state at the moment of the key (the drill
+// picked for the mastery gate, whether to start with the break) it carries.
+import type { BundleKey } from '../drills/types.js';
 import type { EditorKey } from './editor.js';
 
 export type Intent =
@@ -23,7 +26,7 @@ export type Intent =
   | { type: 'edit-done' }
   | { type: 'editor-key'; input: string; key: EditorKey }
   | { type: 'mastery' }
-  | { type: 'mastery-run' }
+  | { type: 'mastery-run'; key: BundleKey }
   | { type: 'switch-bundle' };
 
 export type Dispatch = (intent: Intent) => void;

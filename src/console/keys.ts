@@ -2,6 +2,7 @@
 // it, the footer shows the bindings active right now, and the help screen lists
 // them all: the three cannot drift apart. Order is priority: the first active
 // binding that matches a key wins (so a prompt's y/n shadow everything else).
+import type { OperatorAsk } from '../drills/types.js';
 import { activeDecision, type ConsoleState, type Tone } from '../store.js';
 import { wrapText, type EditorKey } from './editor.js';
 import type { Intent } from './intents.js';
@@ -28,6 +29,8 @@ export interface Binding {
   intent(state: ConsoleState, press: Press): Intent;
   /** Kept out of the footer (still in help): ctrl+c. */
   footerHidden?: boolean;
+  /** The operator asks this key answers: the drill screen's prompt shows these keys. */
+  answers?: readonly OperatorAsk['kind'][];
 }
 
 const plain = (press: Press) => !press.key.ctrl && !press.key.meta;
@@ -115,8 +118,8 @@ export const bindings: readonly Binding[] = [
     id: 'consent-yes',
     keys: 'y',
     group: 'prompts',
-    help: 'consent: install the schema and run the drills in this database anyway',
-    footer: () => 'write into it anyway',
+    help: 'consent: write into this database (installing the schema if it has none) and run the drills',
+    footer: () => 'write into it',
     when: (state) => free(state) && on(state, 'consent'),
     matches: char('y'),
     intent: () => ({ type: 'consent', yes: true }),
@@ -160,6 +163,7 @@ export const bindings: readonly Binding[] = [
     when: (state) => free(state) && on(state, 'drill') && ['start', 'continue'].includes(pendingAsk(state)?.kind ?? ''),
     matches: isEnter,
     intent: (state) => ({ type: 'operator', kind: pendingAsk(state)?.kind === 'start' ? 'start' : 'continue' }),
+    answers: ['start', 'continue'],
   },
   {
     id: 'next-drill',
@@ -188,9 +192,9 @@ export const bindings: readonly Binding[] = [
     group: 'decision',
     help: 'mastery gate: run the selected drill again with its deliberate break',
     footer: () => 'run it with its break',
-    when: (state) => free(state) && on(state, 'mastery'),
+    when: (state) => free(state) && on(state, 'mastery') && state.drills[state.mastery.selected] !== undefined,
     matches: isEnter,
-    intent: () => ({ type: 'mastery-run' }),
+    intent: (state) => ({ type: 'mastery-run', key: state.drills[state.mastery.selected]!.key }),
   },
   {
     id: 'break',
@@ -219,6 +223,7 @@ export const bindings: readonly Binding[] = [
       (state.processes.length > 0 || pendingAsk(state)?.kind === 'kill'),
     matches: char('k'),
     intent: () => ({ type: 'kill' }),
+    answers: ['kill'],
   },
   {
     id: 'restart',
@@ -237,6 +242,7 @@ export const bindings: readonly Binding[] = [
       (state.processes.length > 0 || pendingAsk(state)?.kind === 'restart'),
     matches: char('r'),
     intent: () => ({ type: 'restart' }),
+    answers: ['restart'],
   },
   {
     id: 'select',
@@ -326,6 +332,28 @@ export const bindings: readonly Binding[] = [
 /** The binding a key press resolves to in this state, if any. */
 export function resolveKey(state: ConsoleState, press: Press): Binding | undefined {
   return bindings.find((binding) => binding.when(state) && binding.matches(press));
+}
+
+/** The key that answers an operator ask, as the footer writes it ('k', 'enter'). */
+export function askKey(kind: OperatorAsk['kind']): string {
+  const binding = bindings.find((candidate) => candidate.answers?.includes(kind));
+  if (!binding) throw new Error(`internal: no key answers the ${kind} ask`);
+  return binding.keys;
+}
+
+/** The press a key written as in the table makes ('enter', 'esc', 'tab', 'ctrl+s', 'k'): for the autopilot. */
+export function pressOf(keys: string): Press {
+  switch (keys) {
+    case 'enter':
+      return { input: '', key: { return: true } };
+    case 'esc':
+      return { input: '', key: { escape: true } };
+    case 'tab':
+      return { input: '', key: { tab: true } };
+    default:
+      if (keys.startsWith('ctrl+')) return { input: keys.slice('ctrl+'.length), key: { ctrl: true } };
+      return { input: keys, key: {} };
+  }
 }
 
 /** The footer's entries: each active binding once per key, in table order. */

@@ -8,7 +8,7 @@
 // CREATE DATABASE ... TEMPLATE, which fails (55006) while any session is
 // connected to it.
 import { update, type TableCount } from '../store.js';
-import { errorMessage } from './errors.js';
+import { errorMessage } from '../postgres/errors.js';
 
 export interface CountClient {
   query<R extends Record<string, unknown>>(sql: string, values?: unknown[]): Promise<{ rows: R[] }>;

@@ -4,7 +4,7 @@
 // When that key is pressed, the controller calls satisfy(): it runs `perform`
 // (how the drill would do it itself) and then lets the drill go on.
 import type { Operator, OperatorAsk } from '../drills/types.js';
-import { errorMessage } from './errors.js';
+import { errorMessage } from '../postgres/errors.js';
 import { getState, update } from '../store.js';
 
 interface Pending {

@@ -1,5 +1,5 @@
 // The console's entry. It draws the first frame at once (the boot screen, before
-// PostgreSQL is up), then runs the flow (target, schema, drills, decision) and
+// PostgreSQL is up), then starts the controller (target, schema, drills, decision) and
 // returns the exit code once Ink has unmounted and everything it started is
 // stopped: 0 PERMITTED, 1 BLOCKED, 130 when the operator quit before the
 // decision. Only ink, react, zustand and the screens load before the first
@@ -7,28 +7,14 @@
 import React from 'react';
 import { render, type Instance } from 'ink';
 import { App } from '../app.js';
-import type { BundleKey } from '../drills/types.js';
 import { onCleanup } from '../util/lifecycle.js';
 import { getState, resetStore, store, update } from '../store.js';
 import { startAutopilot } from './autopilot.js';
-import { ConsoleController } from './controller.js';
-import { errorMessage } from './errors.js';
-import { bootLabel, runFlow, type FlowResources } from './flow.js';
+import { ConsoleController, type ConsoleOptions } from './controller.js';
+import { bootLabel } from './deps.js';
 import { createKeyRouter } from './key-router.js';
-import { createTuiOperator } from './operator.js';
 
-export interface ConsoleOptions {
-  db?: string;
-  keep?: boolean;
-  yes?: boolean;
-  /** Autoplay: the console presses the operator's keys itself. */
-  auto?: boolean;
-  /** Autoplay's pause between key presses, in ms (0: as fast as it can). */
-  paceMs?: number;
-  /** Where the bundle is saved (autoplay saves it there and exits). */
-  out?: string;
-  breaks: BundleKey[];
-}
+export type { ConsoleOptions } from './controller.js';
 
 export const defaultPaceMs = 700;
 const stopDeadlineMs = 15_000;
@@ -102,7 +88,8 @@ export async function startConsole(options: ConsoleOptions): Promise<number> {
     auto: Boolean(options.auto),
     boot: { target: bootLabel(options.db), lines: [], phase: 'starting', elapsedMs: 0 },
   });
-  const controller = new ConsoleController(createTuiOperator());
+  const paceMs = options.paceMs ?? defaultPaceMs;
+  const controller = new ConsoleController({ ...options, paceMs });
   const onKey = createKeyRouter(getState, controller.dispatch);
 
   const benchFile = process.env.SOR_DRILLS_FIRST_FRAME_FILE;
@@ -129,12 +116,7 @@ export async function startConsole(options: ConsoleOptions): Promise<number> {
   const onResize = () => update({ terminal: terminalSize(stdout) });
   stdout.on('resize', onResize);
 
-  const resources: FlowResources = {};
-  const paceMs = options.paceMs ?? defaultPaceMs;
-  const flow = runFlow(controller, { ...options, paceMs }, resources).catch((error: unknown) => {
-    update((state) => ({ boot: { ...state.boot, phase: 'failed', error: errorMessage(error) } }));
-    controller.finish(70);
-  });
+  void controller.start();
   const stopAutopilot = options.auto
     ? startAutopilot({
         getState,
@@ -147,8 +129,8 @@ export async function startConsole(options: ConsoleOptions): Promise<number> {
 
   const code = await controller.quit;
   stopAutopilot();
-  await stopEverything(flow, resources, Boolean(options.keep));
-  resources.forgetCleanup?.();
+  await stopEverything(controller, Boolean(options.keep));
+  controller.resources.forgetCleanup?.();
   const drawn = rendered();
   summarise(code);
   await drawn;
@@ -157,8 +139,8 @@ export async function startConsole(options: ConsoleOptions): Promise<number> {
   await bounded(instance.waitUntilExit(), 2_000);
   forgetUnmount();
   restoreWrites();
-  const cluster = resources.target?.cluster;
-  if (options.keep && cluster) (await import('../cli/kept.js')).printKept(cluster);
+  const cluster = controller.resources.target?.cluster;
+  if (options.keep && cluster) (await import('../postgres/kept.js')).printKept(cluster);
   return code;
 }
 
@@ -166,10 +148,11 @@ function say(line: string): void {
   update((state) => ({ exiting: { lines: [...state.exiting.lines, line] } }));
 }
 
-/** Stops, in order, what the flow started: the poller, the session (its processes), the target. */
-async function stopEverything(flow: Promise<void>, resources: FlowResources, keep: boolean): Promise<void> {
+/** Stops, in order, what the console started: the poller, the session (its processes), the target. */
+async function stopEverything(controller: ConsoleController, keep: boolean): Promise<void> {
+  const { resources } = controller;
   // A drill that was running gets a moment to run its own cleanups (its processes, its branch).
-  await bounded(flow, 5_000);
+  await bounded(controller.settled(), 5_000);
   await bounded(resources.poller?.stop(), stopDeadlineMs);
   const session = resources.session;
   if (session) {

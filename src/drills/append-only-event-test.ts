@@ -6,7 +6,7 @@
 import { ident } from '../postgres/pg.js';
 import { withEvidence } from './evidence.js';
 import { attemptAs, countWord, query, type Attempt } from './sql.js';
-import type { Drill, DrillContext } from './types.js';
+import { need, type Drill, type DrillContext } from './types.js';
 
 const replayRun = 'R-44';
 const operations = ['update', 'delete', 'truncate'] as const;
@@ -108,7 +108,22 @@ export function narrate(run: string, events: EventRow[]): string[] {
   });
 }
 
-export const appendOnlyEventTest: Drill = {
+interface State {
+  /** The agent_events row every UPDATE and DELETE aims at: one that exists. */
+  targetId?: string;
+  /** The table's own triggers, which the break drops inside its rolled-back transaction. */
+  triggers: string[];
+  /** The role that owns agent_events, as pg_class says (grants do not bind it). */
+  ownerRole?: string;
+  /** Each attempt as the Worker role, in the order of `operations`. */
+  workerAttempts: Array<readonly [Operation, Attempt]>;
+  /** Each attempt as the owner, in the order of `operations`. */
+  ownerAttempts: Array<readonly [Operation, Attempt]>;
+  /** agent_events rows of the replayed run. */
+  replayEvents: number;
+}
+
+export const appendOnlyEventTest: Drill<State> = {
   number: 6,
   key: 'append_only_event_test',
   title: 'Append-only events',
@@ -117,13 +132,14 @@ export const appendOnlyEventTest: Drill = {
   tables: ['agent_events'],
   breakDescription: 'UPDATE, DELETE and TRUNCATE granted to the Worker role and the triggers dropped (inside a rolled-back transaction): the update lands',
   fix: 'revoke UPDATE, DELETE and TRUNCATE on agent_events from the Worker role and add BEFORE UPDATE OR DELETE (row) and BEFORE TRUNCATE (statement) triggers that raise',
+  init: () => ({ triggers: [], workerAttempts: [], ownerAttempts: [], replayEvents: 0 }),
   steps: [
     {
       id: 'target-row',
       title: 'Pick an event row that exists',
       why: 'An UPDATE that matches no row raises nothing even on a writable table, so the attempt must aim at a real row.',
       sql: ['select min(id) from agent_events'],
-      async run(ctx) {
+      async run(ctx, state) {
         const rows = await query<{ id: string | null; triggers: string[] }>(
           ctx,
           `select min(e.id)::text as id,
@@ -133,17 +149,18 @@ export const appendOnlyEventTest: Drill = {
         );
         const id = rows[0]?.id;
         if (!id) throw new Error('agent_events holds no row to attempt a change on');
+        state.targetId = id;
+        state.triggers = rows[0]?.triggers ?? [];
         ctx.observe('target_id', id);
-        ctx.observe('triggers', rows[0]?.triggers ?? []);
+        ctx.observe('triggers', state.triggers);
       },
     },
     {
       id: 'as-worker',
       title: 'Try UPDATE, DELETE and TRUNCATE as the Worker role',
       why: 'The Worker role must be refused by its grants: it was never given UPDATE, DELETE or TRUNCATE on agent_events.',
-      async run(ctx) {
-        const id = String(ctx.observations.get('target_id'));
-        const triggers = ctx.observations.get('triggers') as string[];
+      async run(ctx, state) {
+        const id = need(state.targetId, 'the target event row');
         // The oracle confirms from committed state that no attempt changed a row.
         await withEvidence(
           ctx,
@@ -156,9 +173,10 @@ export const appendOnlyEventTest: Drill = {
           async (log) => {
             for (const operation of operations) {
               const attempt = await attemptAs(ctx, ctx.roles.worker, statement(operation, id), {
-                prelude: breakPrelude(ctx, triggers),
+                prelude: breakPrelude(ctx, state.triggers),
               });
               log(`${operation}: ${describe(attempt)}`);
+              state.workerAttempts.push([operation, attempt]);
               ctx.observe(`worker_${operation}`, attempt, layerOf(attempt) === 'grant');
             }
           },
@@ -169,19 +187,20 @@ export const appendOnlyEventTest: Drill = {
       id: 'as-owner',
       title: 'Try the same as the table owner',
       why: 'Grants do not bind the owner; only a trigger refuses the owner too (TRUNCATE needs its own statement trigger).',
-      async run(ctx) {
-        const id = String(ctx.observations.get('target_id'));
-        const triggers = ctx.observations.get('triggers') as string[];
+      async run(ctx, state) {
+        const id = need(state.targetId, 'the target event row');
         const owner = await query<{ owner: string }>(
           ctx,
           `select pg_get_userbyid(relowner) as owner from pg_class where oid = 'agent_events'::regclass`,
         );
         const ownerRole = owner[0]?.owner ?? ctx.roles.owner;
+        state.ownerRole = ownerRole;
         ctx.observe('owner_role', ownerRole);
         for (const operation of operations) {
           const attempt = await attemptAs(ctx, ownerRole, statement(operation, id), {
-            prelude: breakPrelude(ctx, triggers),
+            prelude: breakPrelude(ctx, state.triggers),
           });
+          state.ownerAttempts.push([operation, attempt]);
           ctx.observe(`owner_${operation}`, attempt, layerOf(attempt) === 'trigger');
         }
       },
@@ -191,12 +210,13 @@ export const appendOnlyEventTest: Drill = {
       title: `Replay run ${replayRun} from its events alone`,
       why: 'An append-only log is only worth keeping if a run can be told from it, in order, without any other table.',
       sql: [`select id, turn_no, event_type, detail from agent_events where run_id = 'R-44' order by id`],
-      async run(ctx) {
+      async run(ctx, state) {
         const events = await query<EventRow>(
           ctx,
           `select id::text as id, turn_no, event_type, detail from agent_events where run_id = $1 order by id`,
           [replayRun],
         );
+        state.replayEvents = events.length;
         ctx.observe('replay_events', events.length, events.length > 0);
         const story = narrate(replayRun, events);
         ctx.observe('narrative', story.join(' '));
@@ -204,11 +224,10 @@ export const appendOnlyEventTest: Drill = {
       },
     },
   ],
-  verdict(ctx) {
-    const o = ctx.observations;
-    const worker = operations.map((operation) => [operation, o.get(`worker_${operation}`) as Attempt] as const);
-    const owner = operations.map((operation) => [operation, o.get(`owner_${operation}`) as Attempt] as const);
-    const events = Number(o.get('replay_events') ?? 0);
+  verdict(ctx, state) {
+    const worker = state.workerAttempts;
+    const owner = state.ownerAttempts;
+    const events = state.replayEvents;
     const workerBad = worker.filter(([, attempt]) => layerOf(attempt) !== 'grant');
     const ownerBad = owner.filter(([, attempt]) => layerOf(attempt) !== 'trigger');
     const summary = (list: typeof worker) =>
@@ -216,7 +235,7 @@ export const appendOnlyEventTest: Drill = {
     if (workerBad.length > 0 || ownerBad.length > 0 || events === 0) {
       const reasons: string[] = [];
       if (workerBad.length > 0) reasons.push(`as ${ctx.roles.worker}: ${summary(workerBad)}`);
-      if (ownerBad.length > 0) reasons.push(`as owner ${String(o.get('owner_role'))}: ${summary(ownerBad)}`);
+      if (ownerBad.length > 0) reasons.push(`as owner ${String(state.ownerRole)}: ${summary(ownerBad)}`);
       if (events === 0) reasons.push(`run ${replayRun} has no agent_events rows to replay`);
       const reason = `agent_events is not append-only: ${reasons.join('; ')}`;
       return { verdict: 'fail', evidence: reason, reason };
@@ -226,7 +245,7 @@ export const appendOnlyEventTest: Drill = {
       verdict: 'pass',
       evidence:
         `UPDATE on agent_events raised permission error (${update.code}, grant) as ${ctx.roles.worker} and trigger exception ` +
-        `(${owner[0]![1].code}) as owner ${String(o.get('owner_role'))}; DELETE and TRUNCATE refused the same way. ` +
+        `(${owner[0]![1].code}) as owner ${String(state.ownerRole)}; DELETE and TRUNCATE refused the same way. ` +
         `Replayed run ${replayRun} from ${countWord(events)} event rows. Narrative reconstructed without consulting the snapshot.`,
     };
   },

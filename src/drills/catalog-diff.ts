@@ -1,6 +1,6 @@
 // What changed between two catalog reads, one line per change, so a drill can
 // say "the schema diff is exactly the new nullable notes column".
-import type { Catalog, TableCatalog } from '../oracle/catalog.js';
+import type { Catalog, TableCatalog } from '../oracle/index.js';
 
 type Named = { name: string };
 

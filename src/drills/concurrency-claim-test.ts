@@ -7,9 +7,10 @@
 import { randomBytes } from 'node:crypto';
 import { startWorker } from '../reconciler/launch.js';
 import { withPgClient } from '../postgres/pg.js';
+import { toolServerStep, type ToolServerState } from './common-steps.js';
 import { withEvidence } from './evidence.js';
 import { query } from './sql.js';
-import type { Drill, DrillContext } from './types.js';
+import { need, type Drill, type DrillContext } from './types.js';
 
 const tenant = 'alice';
 const workers = [
@@ -47,7 +48,16 @@ async function claimsOf(ctx: DrillContext, names: string[]): Promise<ClaimRow[]>
 
 const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : Number.NaN);
 
-export const concurrencyClaimTest: Drill = {
+interface State extends ToolServerState {
+  /** The runs' worker names of A and B, in the order of `workers` (unique per drill run). */
+  workerNames: string[];
+  /** The claim calls both Workers journaled, in call order. */
+  claims: ClaimRow[];
+  /** The most sessions Postgres showed waiting on a lock at once during the race. */
+  lockWaits: number;
+}
+
+export const concurrencyClaimTest: Drill<State> = {
   number: 4,
   key: 'concurrency_claim_test',
   title: 'SKIP LOCKED claims',
@@ -56,19 +66,15 @@ export const concurrencyClaimTest: Drill = {
   tables: ['pending_transactions', 'tool_calls'],
   breakDescription: 'claims without SKIP LOCKED (plain FOR UPDATE): B waits for A\u2019s lock',
   fix: 'claim with SELECT ... FOR UPDATE SKIP LOCKED (with a lease) so a second Worker skips a locked row instead of waiting for it',
+  init: () => ({ workerNames: [], claims: [], lockWaits: 0 }),
   steps: [
-    {
-      id: 'tool-server',
+    toolServerStep({
       title: 'Start the tool server with a visible claim hold',
       why: 'Each claim holds its row lock for a moment before committing, so the second Worker arrives while the first still holds it.',
-      async run(ctx) {
-        const server = await ctx.system.toolServer({
-          breaks: ctx.broken ? { noSkipLocked: true } : {},
-          claimHoldMs: ctx.options.claimHoldMs,
-          leaseMs,
-        });
-        ctx.defer(() => ctx.system.stop(server.name));
-        ctx.observations.set('tools', server);
+      breaks: { noSkipLocked: true },
+      claimHoldMs: (ctx) => ctx.options.claimHoldMs,
+      leaseMs,
+      async after(ctx) {
         ctx.observe('claim_hold_ms', ctx.options.claimHoldMs);
         const pending = await query<{ id: string }>(
           ctx,
@@ -80,7 +86,7 @@ export const concurrencyClaimTest: Drill = {
         if (pending.length < 2) throw new Error(`${tenant} has ${pending.length} claimable pending transactions; the race needs two`);
         ctx.observe('claimable', pending.map((row) => row.id));
       },
-    },
+    }),
     {
       id: 'race',
       title: 'Start Workers A and B together',
@@ -90,12 +96,12 @@ export const concurrencyClaimTest: Drill = {
         `select id from pending_transactions where tenant_id = $1 and status = 'pending' order by id limit 1 for update skip locked`,
         `select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()`,
       ],
-      async run(ctx) {
-        const tools = ctx.observations.get('tools') as { url: string; token: string };
+      async run(ctx, state) {
+        const tools = need(state.tools, 'the tool server');
         const sup = ctx.system.supervisor();
         const suffix = randomBytes(3).toString('hex');
         const names = workers.map((worker) => `race-${worker.label.toLowerCase()}-${suffix}`);
-        ctx.observations.set('worker_names', names);
+        state.workerNames = names;
         let lockWaits = 0;
         let polling = true;
         // Postgres's own view of the race, on a separate connection: sessions waiting for a lock.
@@ -149,9 +155,10 @@ export const concurrencyClaimTest: Drill = {
           polling = false;
           await poll;
         }
+        state.lockWaits = lockWaits;
         ctx.observe('lock_waits_seen', lockWaits, lockWaits === 0);
         const claims = await claimsOf(ctx, names);
-        ctx.observations.set('claims', claims);
+        state.claims = claims;
         for (const [index, worker] of workers.entries()) {
           const claim = claims.find((row) => row.worker === names[index]);
           ctx.observe(
@@ -167,8 +174,8 @@ export const concurrencyClaimTest: Drill = {
       title: 'Check each row was claimed once',
       why: 'The whole point: no transaction is processed by two Workers.',
       sql: ['select id, claimed_by from pending_transactions where id = any($1)'],
-      async run(ctx) {
-        const claims = ctx.observations.get('claims') as ClaimRow[];
+      async run(ctx, state) {
+        const claims = state.claims;
         const ids = claims.map((claim) => claim.transaction_id).filter((id): id is string => id !== null);
         const rows = await query<{ id: string; claimed_by: string | null }>(
           ctx,
@@ -180,10 +187,7 @@ export const concurrencyClaimTest: Drill = {
       },
     },
   ],
-  verdict(ctx) {
-    const o = ctx.observations;
-    const claims = (o.get('claims') as ClaimRow[] | undefined) ?? [];
-    const names = (o.get('worker_names') as string[] | undefined) ?? [];
+  verdict(_ctx, { claims, workerNames: names, lockWaits }) {
     // "A" is the Worker that got its lock first; "B" the one that came while A held it.
     const [a, b] = names
       .map((name) => claims.find((claim) => claim.worker === name))
@@ -198,7 +202,6 @@ export const concurrencyClaimTest: Drill = {
     if (a?.transaction_id && b?.transaction_id && !overlapped) {
       reasons.push(`B got its lock only after A released ${a.transaction_id} (B waited ${Math.round(waited)} ms)`);
     }
-    const lockWaits = Number(o.get('lock_waits_seen') ?? 0);
     if (lockWaits > 0) reasons.push(`Postgres showed ${lockWaits} session(s) waiting on a lock during the race`);
     if (reasons.length > 0) {
       const reason = reasons.join('; ');

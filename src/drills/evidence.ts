@@ -62,7 +62,6 @@ export async function withEvidence(
   for (const expectation of result.expectations) {
     ctx.observe(`oracle ${expectation.predicate}`, `${expectation.verdict}: ${expectation.evidence}`, expectation.verdict === 'satisfied');
   }
-  ctx.observations.set(`oracle:${spec.label}`, result.verdict);
   if (thrown) throw thrown;
   return result;
 }

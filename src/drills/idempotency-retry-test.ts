@@ -4,18 +4,25 @@
 // it was a no-op. The count is read by the oracle before and after, and again by
 // query; the unique key that makes ON CONFLICT work lives in the target.
 import { randomUUID } from 'node:crypto';
+import { drillTenantStep, toolServerStep, type TenantState, type ToolServerState } from './common-steps.js';
 import { withEvidence } from './evidence.js';
-import { createDrillTenant, type DrillTenant } from './inputs.js';
 import { callTool, withToolsClient, type ToolAnswer } from './mcp.js';
 import { query } from './sql.js';
-import type { Drill } from './types.js';
+import { need, type Drill } from './types.js';
 
 function inserted(answer: ToolAnswer | undefined): boolean | undefined {
   const value = answer?.value?.inserted;
   return typeof value === 'boolean' ? value : undefined;
 }
 
-export const idempotencyRetryTest: Drill = {
+interface State extends TenantState, ToolServerState {
+  /** The two answers of the tool server, in call order. */
+  answers: ToolAnswer[];
+  /** expenses rows of the drill tenant after both calls. */
+  landed: number;
+}
+
+export const idempotencyRetryTest: Drill<State> = {
   number: 3,
   key: 'idempotency_retry_test',
   title: 'Idempotent retry',
@@ -24,26 +31,13 @@ export const idempotencyRetryTest: Drill = {
   tables: ['expenses', 'tool_calls'],
   breakDescription: 'the tool server writes without the idempotency key (a fresh key per call, no ON CONFLICT): delta +2',
   fix: 'keep a unique key on expenses (tenant_id, idempotency_key) and write with INSERT ... ON CONFLICT (tenant_id, idempotency_key) DO NOTHING, passing the same key on every retry',
+  init: () => ({ answers: [], landed: 0 }),
   steps: [
-    {
-      id: 'tenant',
-      title: 'Make a tenant for this drill',
-      why: 'The drill writes its own rows, so it can run again and never disturbs the rows other drills count.',
-      async run(ctx) {
-        ctx.observations.set('drill_tenant', await createDrillTenant(ctx, 'idem'));
-      },
-    },
-    {
-      id: 'tool-server',
-      title: 'Start the tool server',
+    drillTenantStep('idem', 'The drill writes its own rows, so it can run again and never disturbs the rows other drills count.'),
+    toolServerStep({
       why: 'The write goes through the MCP tool server, the only process holding database credentials.',
-      async run(ctx) {
-        const server = await ctx.system.toolServer({ breaks: ctx.broken ? { noIdempotencyKey: true } : {} });
-        ctx.defer(() => ctx.system.stop(server.name));
-        ctx.observations.set('tools', server);
-        ctx.observe('tool_server', server.url.replace(/\/mcp$/, ''));
-      },
-    },
+      breaks: { noIdempotencyKey: true },
+    }),
     {
       id: 'write-twice',
       title: 'Send the same write twice',
@@ -51,9 +45,9 @@ export const idempotencyRetryTest: Drill = {
       sql: [
         'insert into expenses (tenant_id, idempotency_key, transaction_id, amount_cents, description) values ($1, $2, $3, $4, $5) on conflict (tenant_id, idempotency_key) do nothing returning id',
       ],
-      async run(ctx) {
-        const tenant = ctx.observations.get('drill_tenant') as DrillTenant;
-        const tools = ctx.observations.get('tools') as { url: string; token: string };
+      async run(ctx, state) {
+        const tenant = need(state.tenant, 'the drill tenant');
+        const tools = need(state.tools, 'the tool server');
         const key = `${tenant.id}:retry-1`;
         const runId = randomUUID();
         ctx.observe('idempotency_key', key);
@@ -84,15 +78,14 @@ export const idempotencyRetryTest: Drill = {
         answers.forEach((answer, index) => {
           ctx.observe(`write_${index + 1}`, answer.isError ? `error: ${answer.text}` : `inserted=${String(inserted(answer))}`, !answer.isError);
         });
-        ctx.observations.set('answers', answers);
+        state.answers = answers;
         const rows = await query<{ n: number }>(ctx, `select count(*)::int as n from expenses where tenant_id = $1`, [tenant.id]);
-        ctx.observe('rows_landed', rows[0]?.n ?? 0, rows[0]?.n === 1);
+        state.landed = rows[0]?.n ?? 0;
+        ctx.observe('rows_landed', state.landed, state.landed === 1);
       },
     },
   ],
-  verdict(ctx) {
-    const answers = (ctx.observations.get('answers') as ToolAnswer[] | undefined) ?? [];
-    const landed = Number(ctx.observations.get('rows_landed') ?? 0);
+  verdict(_ctx, { answers, landed }) {
     const [first, second] = answers;
     const failedCall = answers.find((answer) => answer.isError);
     if (failedCall) {

@@ -2,11 +2,11 @@
 // can be skipped.
 import { appendOnlyEventTest } from './append-only-event-test.js';
 import { concurrencyClaimTest } from './concurrency-claim-test.js';
-import { forensicsDrill } from './forensics-drill.js';
+import { forensicsDrill } from './forensics-drill/index.js';
 import { idempotencyRetryTest } from './idempotency-retry-test.js';
-import { mcpBoundaryTest } from './mcp-boundary-test.js';
+import { mcpBoundaryTest } from './mcp-boundary-test/index.js';
 import { migrationReview } from './migration-review.js';
-import { outboxRelayRetryTest } from './outbox-relay-retry-test.js';
+import { outboxRelayRetryTest } from './outbox-relay-retry-test/index.js';
 import { rlsIdentityFlipTest } from './rls-identity-flip-test.js';
 import { runJournalResumeDrill } from './run-journal-resume-drill.js';
 import type { Drill } from './types.js';

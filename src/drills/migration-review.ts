@@ -6,16 +6,15 @@
 // schema exactly; the branch is dropped afterwards.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
-import { fixturesDir } from '../postgres/migrations.js';
-import { splitMigration } from '../postgres/migrations.js';
+import { fixturesDir, splitMigration } from '../postgres/migrations.js';
 import { BranchUnavailable, createNeonBranch, createTemplateBranch, type Branch } from '../postgres/branch.js';
 import { inTransaction, withPgClient } from '../postgres/pg.js';
-import { readCatalog, type Catalog } from '../oracle/catalog.js';
+import { readCatalog, type Catalog } from '../oracle/index.js';
 import { catalogDiff } from './catalog-diff.js';
 import { withEvidence } from './evidence.js';
 import { reviewStatically, type StaticReview } from './migration-static.js';
 import { CouldNotDetermine } from './runner.js';
-import type { Drill, DrillContext } from './types.js';
+import { need, type Drill } from './types.js';
 
 export const branchName = 'cap-migration-1';
 export const defaultMigration = path.join(fixturesDir, 'proposed', 'add_expense_notes.sql');
@@ -37,25 +36,38 @@ async function catalogOf(url: string): Promise<Catalog> {
   return withPgClient(url, (client) => readCatalog(client, tables));
 }
 
-function review(ctx: DrillContext): StaticReview {
-  return ctx.observations.get('review') as StaticReview;
+interface State {
+  /** The migration file's text, as read (up and down are split from it when applied). */
+  text?: string;
+  /** The parser's reading of the migration: directions, drop guard, riders. */
+  review?: StaticReview;
+  /** The branch the migration is applied on (template copy or Neon). */
+  branch?: Branch;
+  /** The branch's schema before the up, which the down must give back. */
+  catalogBefore?: Catalog;
+  /** Schema changes the up made on the branch. */
+  upDiff: string[];
+  /** Schema differences left after the down, against the catalog before the up. */
+  downDiff: string[];
 }
 
-export const migrationReview: Drill = {
+export const migrationReview: Drill<State> = {
   number: 1,
   key: 'migration_review',
   title: 'Migration review',
   lesson: 1,
   habit: 'reviewed, reversible migrations',
   tables: [],
+  needsExclusiveDatabase: true,
   breakDescription: 'the proposal replaced by one with a rider on another table (tenants gains a column)',
   fix: 'split the proposal so it only adds the nullable notes column to expenses, with a down that drops it, and no DROP TABLE without an explicit override',
+  init: () => ({ upDiff: [], downDiff: [] }),
   steps: [
     {
       id: 'read',
       title: 'Read the proposed migration without running it',
       why: 'A migration is reviewed as text first: the PostgreSQL parser tells what each statement does before anything touches a database.',
-      async run(ctx) {
+      async run(ctx, state) {
         const file = ctx.broken
           ? path.join(fixturesDir, 'proposed', 'rider_on_other_table.sql')
           : (ctx.options.migrationFile ?? defaultMigration);
@@ -66,9 +78,9 @@ export const migrationReview: Drill = {
         } catch (error) {
           throw new Error(`cannot read the migration ${file}: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
         }
-        ctx.observations.set('text', text);
+        state.text = text;
         const result = await reviewStatically(text);
-        ctx.observations.set('review', result);
+        state.review = result;
         for (const statement of [...result.up, ...result.down]) ctx.showSql(statement.text);
         ctx.observe('up_statements', result.up.length, result.up.length > 0);
         ctx.observe('down_statements', result.down.length, result.down.length > 0);
@@ -81,8 +93,8 @@ export const migrationReview: Drill = {
       id: 'drop-guard',
       title: 'Check the drop guard',
       why: 'DROP TABLE, DROP SCHEMA and TRUNCATE destroy data; they need an explicit override with a reason.',
-      async run(ctx) {
-        const result = review(ctx);
+      async run(ctx, state) {
+        const result = need(state.review, 'the static review');
         ctx.observe('destructive', result.unguardedDrops, result.unguardedDrops.length === 0);
         if (result.override) {
           ctx.observe('drop_override', result.override);
@@ -97,8 +109,8 @@ export const migrationReview: Drill = {
       id: 'scope',
       title: 'Check that nothing rides along',
       why: 'Every statement must touch only the migration\u2019s own target table; an unrelated change hides in a reviewed diff.',
-      async run(ctx) {
-        const result = review(ctx);
+      async run(ctx, state) {
+        const result = need(state.review, 'the static review');
         ctx.observe('target_table', result.target ?? 'none');
         ctx.observe('riders', result.riders.map((rider) => `${rider.relation} (${rider.direction}: ${rider.statement})`), result.riders.length === 0);
         if (result.riders.length > 0) {
@@ -112,7 +124,7 @@ export const migrationReview: Drill = {
       title: `Make branch ${branchName}`,
       why: 'The migration is applied on a branch of the target, never on the target itself.',
       sql: [`create database "${branchName}" template <target>`],
-      async run(ctx) {
+      async run(ctx, state) {
         let branch: Branch;
         try {
           branch = ctx.options.neon
@@ -123,7 +135,7 @@ export const migrationReview: Drill = {
           throw error;
         }
         ctx.defer(() => branch.drop());
-        ctx.observations.set('branch', branch);
+        state.branch = branch;
         ctx.observe('branch_made', branch.describe, true);
       },
     },
@@ -131,11 +143,11 @@ export const migrationReview: Drill = {
       id: 'up',
       title: 'Apply the up migration on the branch',
       why: 'The schema diff after up must be exactly the new nullable notes column.',
-      async run(ctx) {
-        const branch = ctx.observations.get('branch') as Branch;
-        const { up } = splitMigration(String(ctx.observations.get('text')));
+      async run(ctx, state) {
+        const branch = need(state.branch, 'the branch');
+        const { up } = splitMigration(need(state.text, 'the migration text'));
         const before = await catalogOf(branch.url);
-        ctx.observations.set('catalog_before', before);
+        state.catalogBefore = before;
         ctx.showSql(up);
         await withEvidence(
           ctx,
@@ -152,6 +164,7 @@ export const migrationReview: Drill = {
         );
         const after = await catalogOf(branch.url);
         const changes = catalogDiff(before, after);
+        state.upDiff = changes;
         ctx.observe('up_diff', changes, changes.length === 1 && changes[0] === expectedChange);
       },
     },
@@ -159,9 +172,9 @@ export const migrationReview: Drill = {
       id: 'down',
       title: 'Apply the down migration on the branch',
       why: 'Rolling back must give back exactly the schema from before the up.',
-      async run(ctx) {
-        const branch = ctx.observations.get('branch') as Branch;
-        const { down } = splitMigration(String(ctx.observations.get('text')));
+      async run(ctx, state) {
+        const branch = need(state.branch, 'the branch');
+        const { down } = splitMigration(need(state.text, 'the migration text'));
         ctx.showSql(down);
         await withEvidence(
           ctx,
@@ -177,7 +190,8 @@ export const migrationReview: Drill = {
           },
         );
         const after = await catalogOf(branch.url);
-        const changes = catalogDiff(ctx.observations.get('catalog_before') as Catalog, after);
+        const changes = catalogDiff(need(state.catalogBefore, 'the catalog before the up'), after);
+        state.downDiff = changes;
         ctx.observe('down_diff', changes, changes.length === 0);
       },
     },
@@ -185,18 +199,14 @@ export const migrationReview: Drill = {
       id: 'drop-branch',
       title: `Drop branch ${branchName}`,
       why: 'The branch was only for trying the migration; the target was never touched.',
-      async run(ctx) {
-        const branch = ctx.observations.get('branch') as Branch;
+      async run(ctx, state) {
+        const branch = need(state.branch, 'the branch');
         await branch.drop();
         ctx.observe('branch_dropped', branch.name, true);
       },
     },
   ],
-  verdict(ctx) {
-    const o = ctx.observations;
-    const upDiff = (o.get('up_diff') as string[] | undefined) ?? [];
-    const downDiff = (o.get('down_diff') as string[] | undefined) ?? [];
-    const branch = o.get('branch') as Branch | undefined;
+  verdict(_ctx, { upDiff, downDiff, branch, review }) {
     const reasons: string[] = [];
     if (!(upDiff.length === 1 && upDiff[0] === expectedChange)) {
       reasons.push(`up changed ${upDiff.length === 0 ? 'nothing' : upDiff.join('; ')} (expected only ${expectedChange})`);
@@ -207,13 +217,14 @@ export const migrationReview: Drill = {
       const reason = reasons.join('; ');
       return { verdict: 'fail', evidence: reason, reason };
     }
-    const override = o.get('drop_override');
+    // The drop-guard step recorded this override; it stays in the review.
+    const override = review?.override;
     const where = branch?.kind === 'neon' ? `Neon branch ${branchName}` : `branch ${branchName} (template copy)`;
     return {
       verdict: 'pass',
       evidence:
         `Migration adds notes column, downgrade drops it cleanly, applied and rolled back on ${where}. ` +
-        `No scope creep${override ? `; drop override recorded: ${String(override)}` : ''}.`,
+        `No scope creep${override ? `; drop override recorded: ${override}` : ''}.`,
     };
   },
 };

@@ -7,7 +7,7 @@ import { ident, sqlState, withPgClient } from '../postgres/pg.js';
 import { CouldNotDetermine } from './runner.js';
 import { withEvidence } from './evidence.js';
 import { query } from './sql.js';
-import type { Drill, DrillContext } from './types.js';
+import { need, type Drill, type DrillContext, type Step } from './types.js';
 
 interface ContextRead {
   /** rows per tenant_id seen in this context */
@@ -17,11 +17,30 @@ interface ContextRead {
 }
 
 const tenants = ['alice', 'bob'] as const;
+type Tenant = (typeof tenants)[number];
 
-async function readAs(ctx: DrillContext, tenant: string | null): Promise<ContextRead> {
+interface State {
+  /** The reader role's attributes: each one would let it skip the policies. */
+  readerSuperuser: boolean;
+  readerBypassrls: boolean;
+  readerIsOwner: boolean;
+  /** Row-level security on expenses, as pg_class says. */
+  rlsEnabled: boolean;
+  rlsForced: boolean;
+  /** The policies on expenses, which the break drops inside its rolled-back transaction. */
+  policies: string[];
+  /** Rows per tenant, counted outside RLS: the expected answers. */
+  truth: Record<string, number>;
+  /** What the reader saw in each tenant's context. */
+  reads: Partial<Record<Tenant, ContextRead>>;
+  /** What the reader saw with no tenant context. */
+  unset?: ContextRead;
+}
+
+async function readAs(ctx: DrillContext, policies: string[], tenant: string | null): Promise<ContextRead> {
   // A deliberate break: the policy replaced by a permissive one, inside the rolled-back transaction.
   const prelude = ctx.broken
-    ? (ctx.observations.get('policies') as string[]).map((name) => `drop policy ${ident(name)} on expenses`).concat([
+    ? policies.map((name) => `drop policy ${ident(name)} on expenses`).concat([
         `create policy sor_drills_break_leak on expenses for select using (true)`,
       ])
     : [];
@@ -73,7 +92,7 @@ function leakText(read: ContextRead, own: string | null): string {
   return others.map(([tenant, n]) => `${n} ${tenant}`).join(', ');
 }
 
-export const rlsIdentityFlipTest: Drill = {
+export const rlsIdentityFlipTest: Drill<State> = {
   number: 7,
   key: 'rls_identity_flip_test',
   title: 'RLS identity flip',
@@ -82,6 +101,16 @@ export const rlsIdentityFlipTest: Drill = {
   tables: ['expenses'],
   breakDescription: 'the tenant policy on expenses replaced by a permissive USING (true) policy (inside a rolled-back transaction): rows leak',
   fix: "enable and force row-level security on expenses with a policy USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')), and read as a role that is neither superuser nor BYPASSRLS",
+  init: () => ({
+    readerSuperuser: false,
+    readerBypassrls: false,
+    readerIsOwner: false,
+    rlsEnabled: false,
+    rlsForced: false,
+    policies: [],
+    truth: {},
+    reads: {},
+  }),
   steps: [
     {
       id: 'role-check',
@@ -91,7 +120,7 @@ export const rlsIdentityFlipTest: Drill = {
         `select rolsuper, rolbypassrls from pg_roles where rolname = '<reader>'`,
         `select relrowsecurity, relforcerowsecurity, pg_get_userbyid(relowner) from pg_class where oid = 'expenses'::regclass`,
       ],
-      async run(ctx) {
+      async run(ctx, state) {
         const roles = await query<{ rolsuper: boolean; rolbypassrls: boolean }>(
           ctx,
           `select rolsuper, rolbypassrls from pg_roles where rolname = $1`,
@@ -107,6 +136,12 @@ export const rlsIdentityFlipTest: Drill = {
         );
         const info = table[0]!;
         const isOwner = info.owner === ctx.roles.reader;
+        state.readerSuperuser = role.rolsuper;
+        state.readerBypassrls = role.rolbypassrls;
+        state.readerIsOwner = isOwner;
+        state.rlsEnabled = info.enabled;
+        state.rlsForced = info.forced;
+        state.policies = info.policies;
         ctx.observe('reader_superuser', role.rolsuper, !role.rolsuper);
         ctx.observe('reader_bypassrls', role.rolbypassrls, !role.rolbypassrls);
         ctx.observe('reader_is_owner', isOwner, !isOwner || info.forced);
@@ -120,12 +155,13 @@ export const rlsIdentityFlipTest: Drill = {
       title: 'Count each tenant\u2019s rows outside RLS',
       why: 'The expected answers come from the database itself, read as the owner with RLS bypassed, not from a constant.',
       sql: ['select tenant_id, count(*) from expenses group by tenant_id'],
-      async run(ctx) {
+      async run(ctx, state) {
         const rows = await query<{ tenant_id: string; n: number }>(
           ctx,
           `select tenant_id, count(*)::int as n from expenses group by tenant_id order by tenant_id`,
         );
         const truth = Object.fromEntries(rows.map((row) => [row.tenant_id, row.n]));
+        state.truth = truth;
         ctx.observe('truth', truth);
         if (Object.keys(truth).length < 2) {
           // Without a second tenant's rows a leak could not show.
@@ -140,14 +176,15 @@ export const rlsIdentityFlipTest: Drill = {
         }
       },
     },
-    ...tenants.map((tenant) => ({
+    ...tenants.map((tenant): Step<State> => ({
       id: `as-${tenant}`,
       title: `Set the tenant context to ${tenant} and read expenses`,
       why: `Within ${tenant}'s context the reader must see all of ${tenant}'s rows and nobody else's.`,
       sql: [`begin; set local role <reader>; select set_config('app.tenant_id', '${tenant}', true); select * from expenses; rollback`],
-      async run(ctx: DrillContext) {
-        const read = await readAs(ctx, tenant);
-        const truth = ctx.observations.get('truth') as Record<string, number>;
+      async run(ctx, state) {
+        const read = await readAs(ctx, state.policies, tenant);
+        state.reads[tenant] = read;
+        const truth = state.truth;
         const ok = !read.code && read.total === (truth[tenant] ?? 0) && read.total === (read.seen[tenant] ?? 0);
         ctx.observe(`read_${tenant}`, read, ok);
       },
@@ -157,7 +194,7 @@ export const rlsIdentityFlipTest: Drill = {
       title: 'Unset the tenant context and read expenses',
       why: 'No context must mean no rows: a policy that treats an empty setting as "all tenants" leaks everything.',
       sql: ['begin; set local role <reader>; select * from expenses; rollback'],
-      async run(ctx) {
+      async run(ctx, state) {
         // Reads change nothing: the oracle checks that from committed state around this last flip.
         await withEvidence(
           ctx,
@@ -167,7 +204,8 @@ export const rlsIdentityFlipTest: Drill = {
             expect: ['expenses:='],
           },
           async (log) => {
-            const read = await readAs(ctx, null);
+            const read = await readAs(ctx, state.policies, null);
+            state.unset = read;
             log(`unset context: ${read.code ? `failed with ${read.code}` : `${read.total} rows`}`);
             ctx.observe('read_unset', read, !read.code && read.total === 0);
           },
@@ -175,21 +213,20 @@ export const rlsIdentityFlipTest: Drill = {
       },
     },
   ],
-  verdict(ctx) {
-    const o = ctx.observations;
-    const truth = o.get('truth') as Record<string, number>;
+  verdict(ctx, state) {
+    const truth = state.truth;
     const reasons: string[] = [];
-    if (o.get('reader_superuser')) reasons.push(`${ctx.roles.reader} is a superuser`);
-    if (o.get('reader_bypassrls')) reasons.push(`${ctx.roles.reader} has BYPASSRLS`);
-    if (o.get('reader_is_owner') && !o.get('rls_forced')) reasons.push(`${ctx.roles.reader} owns expenses and RLS is not forced`);
-    if (!o.get('rls_enabled')) reasons.push('row-level security is not enabled on expenses');
-    const reads = tenants.map((tenant) => [tenant, o.get(`read_${tenant}`) as ContextRead] as const);
+    if (state.readerSuperuser) reasons.push(`${ctx.roles.reader} is a superuser`);
+    if (state.readerBypassrls) reasons.push(`${ctx.roles.reader} has BYPASSRLS`);
+    if (state.readerIsOwner && !state.rlsForced) reasons.push(`${ctx.roles.reader} owns expenses and RLS is not forced`);
+    if (!state.rlsEnabled) reasons.push('row-level security is not enabled on expenses');
+    const reads = tenants.map((tenant) => [tenant, need(state.reads[tenant], `the ${tenant} read`)] as const);
     for (const [tenant, read] of reads) {
       if (read.code) reasons.push(`${tenant} context failed with ${read.code}`);
       else if (read.total !== (read.seen[tenant] ?? 0)) reasons.push(`${tenant} context also saw ${leakText(read, tenant)}`);
       else if (read.total !== (truth[tenant] ?? 0)) reasons.push(`${tenant} context saw ${read.total} of ${truth[tenant] ?? 0} rows`);
     }
-    const unset = o.get('read_unset') as ContextRead;
+    const unset = need(state.unset, 'the unset read');
     if (unset.code) reasons.push(`unset context failed with ${unset.code}`);
     else if (unset.total > 0) reasons.push(`unset context saw ${unset.total} rows (${leakText(unset, null)})`);
     if (reasons.length > 0) {
@@ -202,7 +239,7 @@ export const rlsIdentityFlipTest: Drill = {
       evidence:
         `Alice context returned ${alice} rows (all Alice). Bob context returned ${bob} rows (all Bob). ` +
         `Unset context returned ${unset.total} rows. No cross-tenant leakage in any flip ` +
-        `(as ${ctx.roles.reader}: not superuser, not BYPASSRLS; RLS ${o.get('rls_forced') ? 'forced' : 'enabled'}).`,
+        `(as ${ctx.roles.reader}: not superuser, not BYPASSRLS; RLS ${state.rlsForced ? 'forced' : 'enabled'}).`,
     };
   },
 };

@@ -4,10 +4,11 @@
 // restarted Worker must read runs, turns and tool_calls, resume from the last
 // incomplete turn, finish the run, and not execute a completed call again.
 import { startWorker, type WorkerOptions } from '../reconciler/launch.js';
+import { toolServerStep, type TenantState, type ToolServerState } from './common-steps.js';
 import { withEvidence } from './evidence.js';
-import { createDrillTenant, insertPending, sampleTransactions, type DrillTenant } from './inputs.js';
+import { createDrillTenant, insertPending, sampleTransactions } from './inputs.js';
 import { query } from './sql.js';
-import type { Drill, DrillContext } from './types.js';
+import { need, type Drill, type DrillContext } from './types.js';
 
 const turns = 5;
 const crashTurn = 3;
@@ -29,12 +30,52 @@ async function calls(ctx: DrillContext, runId: string): Promise<CallRow[]> {
   );
 }
 
+/** The Worker's first line after the restart: `run_resumed` (the fix) or `run_started` (the break). */
+interface RestartLine {
+  event: string;
+  run_id?: string;
+  from_turn?: number;
+}
+
+interface State extends TenantState, ToolServerState {
+  /** How the Worker was started, so the restart starts the same Worker again (without the stall). */
+  workerOptions?: WorkerOptions;
+  /** The run the Worker began and was killed in. */
+  runId?: string;
+  /** The Worker's pid before the kill. */
+  workerPid?: number;
+  /** How the Worker ended: its signal, or `exit <code>`. */
+  killedBy?: string;
+  /** The journal's last call at the kill, as `turn N call M (tool, status)`. */
+  crashPoint?: string;
+  /** tool_calls of the run at the kill. */
+  callsAtCrash: CallRow[];
+  /** `status=..., finished_at=...` of the runs row after the kill (or 'no runs row'). */
+  crashSignature?: string;
+  /** Turns completed before the crash. */
+  completedBeforeCrash: number[];
+  /** The first turn not completed at the crash (null when every turn was). */
+  incompleteTurn?: number | null;
+  /** What the restarted Worker said it did first; undefined when it said nothing in time. */
+  restartLine?: RestartLine;
+  /** tool_calls of the run written after the restart. */
+  newCalls: CallRow[];
+  /** New calls in turns completed before the crash, as `turn N call M (tool)`. */
+  redoneEarlierTurns: string[];
+  /** Calls completed in the crashed turn that ran again, as `call M (tool)`. */
+  repeatedCrashTurnCalls: string[];
+  /** Completed turns of the run at the end. */
+  turnsCompleted: number;
+  /** The run's status at the end (undefined when the row is missing). */
+  runStatus?: string;
+}
+
 function list(numbers: number[]): string {
   if (numbers.length <= 1) return numbers.join('');
   return `${numbers.slice(0, -1).join(', ')} and ${numbers.at(-1)}`;
 }
 
-export const runJournalResumeDrill: Drill = {
+export const runJournalResumeDrill: Drill<State> = {
   number: 2,
   key: 'run_journal_resume_drill',
   title: 'Run journal crash and resume',
@@ -43,35 +84,36 @@ export const runJournalResumeDrill: Drill = {
   tables: ['runs', 'turns', 'tool_calls', 'expenses', 'outbox'],
   breakDescription: 'the Worker restarted with resume off: it ignores the crashed run and redoes its turns in a new run',
   fix: "journal every run, turn and tool call, and on start resume the crashed run (status 'running', finished_at null) from its last incomplete turn, reusing the recorded results of completed calls",
+  init: () => ({
+    callsAtCrash: [],
+    completedBeforeCrash: [],
+    newCalls: [],
+    redoneEarlierTurns: [],
+    repeatedCrashTurnCalls: [],
+    turnsCompleted: 0,
+  }),
   steps: [
     {
       id: 'inputs',
       title: `Make a tenant with ${turns} pending transactions`,
       why: 'The run needs work of its own: one pending transaction per turn, for a tenant no other drill touches.',
-      async run(ctx) {
+      async run(ctx, state) {
         const tenant = await createDrillTenant(ctx, 'resume');
-        ctx.observations.set('drill_tenant', tenant);
+        state.tenant = tenant;
         const ids = await insertPending(ctx, tenant.id, sampleTransactions.slice(0, turns));
         ctx.observe('pending', ids);
       },
     },
-    {
-      id: 'tool-server',
-      title: 'Start the tool server',
+    toolServerStep({
       why: 'The Worker reaches the database only through the MCP tool server, which journals every call.',
-      async run(ctx) {
-        const server = await ctx.system.toolServer();
-        ctx.defer(() => ctx.system.stop(server.name));
-        ctx.observations.set('tools', server);
-      },
-    },
+    }),
     {
       id: 'start',
       title: `Start the Worker on a ${turns}-turn run`,
       why: 'Each turn claims a transaction, writes its expense and queues an email: three journaled tool calls.',
-      async run(ctx) {
-        const tenant = ctx.observations.get('drill_tenant') as DrillTenant;
-        const tools = ctx.observations.get('tools') as { url: string; token: string };
+      async run(ctx, state) {
+        const tenant = need(state.tenant, 'the drill tenant');
+        const tools = need(state.tools, 'the tool server');
         const sup = ctx.system.supervisor();
         const options: WorkerOptions = {
           name: tenant.worker,
@@ -82,14 +124,16 @@ export const runJournalResumeDrill: Drill = {
           turns,
           resume: !ctx.broken,
         };
-        ctx.observations.set('worker_options', options);
+        state.workerOptions = options;
         // It stalls after turn 3's claim (as behind a slow model call) until it is killed,
         // so the kill lands mid-turn however long the operator takes.
         await startWorker(sup, { ...options, pauseAfter: `${crashTurn}.1` });
         ctx.defer(() => ctx.system.stop(worker));
         const started = await sup.waitForEvent(worker, 'run_started', { timeoutMs: 15_000 });
-        ctx.observe('run_id', String(started.run_id));
-        ctx.observe('worker_pid', sup.get(worker)?.pid);
+        state.runId = String(started.run_id);
+        state.workerPid = sup.get(worker)?.pid;
+        ctx.observe('run_id', state.runId);
+        ctx.observe('worker_pid', state.workerPid);
       },
     },
     {
@@ -97,9 +141,9 @@ export const runJournalResumeDrill: Drill = {
       title: `Kill the Worker in the middle of turn ${crashTurn}`,
       why: 'SIGKILL gives the Worker no chance to clean up: exactly what a crash, an OOM kill or a lost node does.',
       operator: 'kill',
-      async run(ctx) {
+      async run(ctx, state) {
         const sup = ctx.system.supervisor();
-        const runId = String(ctx.observations.get('run_id'));
+        const runId = need(state.runId, 'the run id');
         // Turn 3 has begun once its claim completed; the write and queue are still to come.
         await sup.waitForEvent(worker, 'paused', {
           timeoutMs: 60_000,
@@ -110,11 +154,13 @@ export const runJournalResumeDrill: Drill = {
           () => ctx.system.kill(worker, 'SIGKILL'),
         );
         const info = sup.get(worker);
-        ctx.observe('killed_by', info?.signal ?? `exit ${info?.exitCode}`, info?.signal === 'SIGKILL');
+        state.killedBy = info?.signal ?? `exit ${info?.exitCode}`;
+        ctx.observe('killed_by', state.killedBy, info?.signal === 'SIGKILL');
         const journal = await calls(ctx, runId);
         const last = journal.at(-1);
-        ctx.observations.set('calls_at_crash', journal);
-        ctx.observe('crash_point', last ? `turn ${last.turn_no} call ${last.call_no} (${last.tool}, ${last.status})` : 'no call journaled');
+        state.callsAtCrash = journal;
+        state.crashPoint = last ? `turn ${last.turn_no} call ${last.call_no} (${last.tool}, ${last.status})` : 'no call journaled';
+        ctx.observe('crash_point', state.crashPoint);
       },
     },
     {
@@ -122,15 +168,16 @@ export const runJournalResumeDrill: Drill = {
       title: 'Read the crash signature from the journal',
       why: "A run whose process died is still status 'running' with finished_at null: that is how a restarted Worker finds it.",
       sql: ["select status, finished_at from runs where id = $1", 'select turn_no, status from turns where run_id = $1 order by turn_no'],
-      async run(ctx) {
-        const runId = String(ctx.observations.get('run_id'));
+      async run(ctx, state) {
+        const runId = need(state.runId, 'the run id');
         const [run] = await query<{ status: string; finished_at: string | null }>(
           ctx,
           `select status, finished_at::text from runs where id = $1`,
           [runId],
         );
         const signature = run?.status === 'running' && run.finished_at === null;
-        ctx.observe('crash_signature', run ? `status=${run.status}, finished_at=${run.finished_at ?? 'null'}` : 'no runs row', signature);
+        state.crashSignature = run ? `status=${run.status}, finished_at=${run.finished_at ?? 'null'}` : 'no runs row';
+        ctx.observe('crash_signature', state.crashSignature, signature);
         const open = await query<{ turn_no: number; status: string }>(
           ctx,
           `select turn_no, status from turns where run_id = $1 and status <> 'completed' order by turn_no`,
@@ -141,8 +188,10 @@ export const runJournalResumeDrill: Drill = {
           `select turn_no from turns where run_id = $1 and status = 'completed' order by turn_no`,
           [runId],
         );
-        ctx.observe('completed_before_crash', completed.map((row) => row.turn_no));
-        ctx.observe('incomplete_turn', open[0]?.turn_no ?? null, open.length > 0);
+        state.completedBeforeCrash = completed.map((row) => row.turn_no);
+        state.incompleteTurn = open[0]?.turn_no ?? null;
+        ctx.observe('completed_before_crash', state.completedBeforeCrash);
+        ctx.observe('incomplete_turn', state.incompleteTurn, open.length > 0);
       },
     },
     {
@@ -150,12 +199,12 @@ export const runJournalResumeDrill: Drill = {
       title: 'Restart the Worker',
       why: 'On start the Worker reads runs, turns and tool_calls, finds the crashed run and resumes it from its last incomplete turn.',
       operator: 'restart',
-      async run(ctx) {
+      async run(ctx, state) {
         const sup = ctx.system.supervisor();
-        const tenant = ctx.observations.get('drill_tenant') as DrillTenant;
-        const runId = String(ctx.observations.get('run_id'));
-        const journal = ctx.observations.get('calls_at_crash') as CallRow[];
-        const lastId = journal.at(-1)?.id ?? '0';
+        const tenant = need(state.tenant, 'the drill tenant');
+        const runId = need(state.runId, 'the run id');
+        const options = need(state.workerOptions, 'the Worker options');
+        const lastId = state.callsAtCrash.at(-1)?.id ?? '0';
         await withEvidence(
           ctx,
           {
@@ -170,7 +219,6 @@ export const runJournalResumeDrill: Drill = {
           async (log) => {
             const since = sup.cursor(worker);
             // The same Worker, started again (without the stall: a restarted Worker just runs).
-            const options = ctx.observations.get('worker_options') as WorkerOptions;
             await ctx.operator.request(
               { kind: 'restart', process: worker, prompt: 'The crash signature is in the journal: press r to restart the Worker' },
               async () => {
@@ -184,21 +232,21 @@ export const runJournalResumeDrill: Drill = {
               })
               .catch(() => undefined);
             log(`worker after restart: ${resumed ?? 'no start line'}`);
-            ctx.observations.set('restart_line', resumed ? JSON.parse(resumed) : undefined);
+            state.restartLine = resumed ? (JSON.parse(resumed) as RestartLine) : undefined;
             const exit = await sup.waitForExit(worker);
             log(`worker exited: code ${exit.exitCode ?? 'none'}, signal ${exit.signal ?? 'none'}`);
             ctx.observe('worker_exit', exit.exitCode ?? exit.signal, exit.exitCode === 0);
             return exit.exitCode ?? 1;
           },
         );
-        const line = ctx.observations.get('restart_line') as { event: string; run_id?: string; from_turn?: number } | undefined;
+        const line = state.restartLine;
         ctx.observe(
           'restart_event',
           line ? `${line.event}${line.from_turn ? ` from turn ${line.from_turn}` : ''} (run ${String(line.run_id)})` : 'none',
           line?.event === 'run_resumed' && line.run_id === runId,
         );
         const after = await calls(ctx, runId);
-        ctx.observations.set('new_calls', after.filter((call) => BigInt(call.id) > BigInt(lastId)));
+        state.newCalls = after.filter((call) => BigInt(call.id) > BigInt(lastId));
       },
     },
     {
@@ -206,18 +254,20 @@ export const runJournalResumeDrill: Drill = {
       title: 'Check the journal after the restart',
       why: 'Turns completed before the crash must have no new tool calls, and a call completed before the crash must not appear twice.',
       sql: ['select turn_no, call_no, count(*) from tool_calls where run_id = $1 group by 1, 2', 'select status, finished_at from runs where id = $1'],
-      async run(ctx) {
-        const runId = String(ctx.observations.get('run_id'));
-        const before = ctx.observations.get('calls_at_crash') as CallRow[];
-        const fresh = ctx.observations.get('new_calls') as CallRow[];
-        const crashTurnSeen = Number(ctx.observations.get('incomplete_turn') ?? crashTurn);
+      async run(ctx, state) {
+        const runId = need(state.runId, 'the run id');
+        const before = state.callsAtCrash;
+        const fresh = state.newCalls;
+        const crashTurnSeen = state.incompleteTurn ?? crashTurn;
         const redone = fresh.filter((call) => call.turn_no < crashTurnSeen);
-        ctx.observe('redone_earlier_turns', redone.map((call) => `turn ${call.turn_no} call ${call.call_no} (${call.tool})`), redone.length === 0);
+        state.redoneEarlierTurns = redone.map((call) => `turn ${call.turn_no} call ${call.call_no} (${call.tool})`);
+        ctx.observe('redone_earlier_turns', state.redoneEarlierTurns, redone.length === 0);
         const completedInCrashTurn = before.filter((call) => call.turn_no === crashTurnSeen && call.status === 'completed');
         const repeated = completedInCrashTurn.filter((call) =>
           fresh.some((again) => again.turn_no === call.turn_no && again.call_no === call.call_no),
         );
-        ctx.observe('repeated_crash_turn_calls', repeated.map((call) => `call ${call.call_no} (${call.tool})`), repeated.length === 0);
+        state.repeatedCrashTurnCalls = repeated.map((call) => `call ${call.call_no} (${call.tool})`);
+        ctx.observe('repeated_crash_turn_calls', state.repeatedCrashTurnCalls, repeated.length === 0);
         const [run] = await query<{ status: string; finished_at: string | null; turns: number }>(
           ctx,
           `select r.status, r.finished_at::text,
@@ -226,20 +276,19 @@ export const runJournalResumeDrill: Drill = {
           [runId],
         );
         ctx.observe('run_after', run ? `status=${run.status}, ${run.turns} of ${turns} turns completed` : 'missing', run?.status === 'finished');
-        ctx.observations.set('turns_completed', run?.turns ?? 0);
-        ctx.observations.set('run_status', run?.status);
+        state.turnsCompleted = run?.turns ?? 0;
+        state.runStatus = run?.status;
       },
     },
   ],
-  verdict(ctx) {
-    const o = ctx.observations;
+  verdict(_ctx, state) {
     const reasons: string[] = [];
-    if (o.get('killed_by') !== 'SIGKILL') reasons.push(`the Worker was not killed by SIGKILL (${String(o.get('killed_by'))})`);
-    if (!String(o.get('crash_signature') ?? '').startsWith('status=running, finished_at=null')) {
-      reasons.push(`no crash signature after the kill (${String(o.get('crash_signature'))})`);
+    if (state.killedBy !== 'SIGKILL') reasons.push(`the Worker was not killed by SIGKILL (${String(state.killedBy)})`);
+    if (!(state.crashSignature ?? '').startsWith('status=running, finished_at=null')) {
+      reasons.push(`no crash signature after the kill (${String(state.crashSignature)})`);
     }
-    const line = o.get('restart_line') as { event: string; run_id?: string; from_turn?: number } | undefined;
-    const runId = String(o.get('run_id'));
+    const line = state.restartLine;
+    const runId = String(state.runId);
     if (line?.event !== 'run_resumed' || line.run_id !== runId) {
       reasons.push(
         line?.event === 'run_started'
@@ -247,23 +296,23 @@ export const runJournalResumeDrill: Drill = {
           : 'the restarted Worker did not resume the run',
       );
     }
-    const redone = o.get('redone_earlier_turns') as string[] | undefined;
-    if (redone && redone.length > 0) reasons.push(`turns before the crash were re-executed: ${redone.join(', ')}`);
-    const repeated = o.get('repeated_crash_turn_calls') as string[] | undefined;
-    if (repeated && repeated.length > 0) reasons.push(`completed calls of the crashed turn ran again: ${repeated.join(', ')}`);
-    if (o.get('run_status') !== 'finished') reasons.push(`run ${runId.slice(0, 8)} ended ${String(o.get('run_status'))}, not finished`);
+    const redone = state.redoneEarlierTurns;
+    if (redone.length > 0) reasons.push(`turns before the crash were re-executed: ${redone.join(', ')}`);
+    const repeated = state.repeatedCrashTurnCalls;
+    if (repeated.length > 0) reasons.push(`completed calls of the crashed turn ran again: ${repeated.join(', ')}`);
+    if (state.runStatus !== 'finished') reasons.push(`run ${runId.slice(0, 8)} ended ${String(state.runStatus)}, not finished`);
     if (reasons.length > 0) {
       const reason = reasons.join('; ');
       return { verdict: 'fail', evidence: reason, reason };
     }
     const from = Number(line?.from_turn);
-    const earlier = (o.get('completed_before_crash') as number[]).filter((turn) => turn < from);
-    const completed = Number(o.get('turns_completed'));
+    const earlier = state.completedBeforeCrash.filter((turn) => turn < from);
+    const completed = state.turnsCompleted;
     return {
       verdict: 'pass',
       evidence:
         `Run resumed from turn ${from} of ${completed}. Turns ${list(earlier)} were not re-executed. ` +
-        `Journal shows continuous timeline with one gap closed (Worker pid ${String(o.get('worker_pid'))} killed by SIGKILL at ${String(o.get('crash_point'))}).`,
+        `Journal shows continuous timeline with one gap closed (Worker pid ${String(state.workerPid)} killed by SIGKILL at ${String(state.crashPoint)}).`,
     };
   },
 };

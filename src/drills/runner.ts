@@ -2,8 +2,7 @@
 // events. The headless printer and the console are two listeners on the same
 // events; neither runs a drill any other way.
 import type { Roles } from '../postgres/roles.js';
-import { errorMessage } from '../postgres/pg.js';
-import { maskSecrets } from '../postgres/url.js';
+import { errorMessage } from '../postgres/errors.js';
 import type {
   BundleKey,
   Drill,
@@ -13,6 +12,7 @@ import type {
   DrillSummary,
   Operator,
   RunnerEvent,
+  Step,
   StepSummary,
 } from './types.js';
 import type { DrillSystem } from './processes.js';
@@ -50,10 +50,11 @@ export function summarise(drill: Drill): DrillSummary {
     habit: drill.habit,
     tables: drill.tables,
     breakDescription: drill.breakDescription,
+    needsExclusiveDatabase: drill.needsExclusiveDatabase,
   };
 }
 
-function stepSummary(step: Drill['steps'][number]): StepSummary {
+function stepSummary(step: Step): StepSummary {
   return { id: step.id, title: step.title, why: step.why, sql: step.sql ?? [], operator: step.operator };
 }
 
@@ -88,7 +89,6 @@ export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'o
   const started = Date.now();
   const broken = run.breaks.has(drill.key);
   const cleanups: Array<() => Promise<void> | void> = [];
-  const observations = new Map<string, unknown>();
   const controller = new AbortController();
   const onAbort = () => controller.abort(run.signal?.reason);
   run.signal?.addEventListener('abort', onAbort, { once: true });
@@ -112,12 +112,10 @@ export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'o
     },
     signal: controller.signal,
     emit: run.emit,
-    observations,
     evidenceDirs: [],
     notes: [],
     system: run.system,
     observe(label, value, ok) {
-      observations.set(label, value);
       run.emit({ type: 'observation', key: drill.key, label, value: display(value), ok });
     },
     showSql(sql) {
@@ -129,6 +127,7 @@ export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'o
   };
   run.emit({ type: 'drill-started', key: drill.key, broken, steps: drill.steps.map(stepSummary) });
   run.emit({ type: 'tables', key: drill.key, tables: drill.tables });
+  const state = drill.init();
   let failure: { verdict: 'fail' | 'could-not-determine'; reason: string } | undefined;
   for (const [index, step] of drill.steps.entries()) {
     if (controller.signal.aborted) {
@@ -137,10 +136,10 @@ export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'o
     }
     run.emit({ type: 'step-started', key: drill.key, index, step: stepSummary(step) });
     try {
-      await step.run(ctx);
+      await step.run(ctx, state);
       run.emit({ type: 'step-finished', key: drill.key, index, ok: true });
     } catch (error) {
-      const message = maskSecrets(errorMessage(error)).split('\n')[0] ?? 'unknown error';
+      const message = errorMessage(error) || 'unknown error';
       failure =
         error instanceof CouldNotDetermine
           ? { verdict: 'could-not-determine', reason: `could not determine: ${message}` }
@@ -153,13 +152,13 @@ export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'o
     try {
       await cleanup();
     } catch (error) {
-      run.emit({ type: 'log', message: `cleanup after ${drill.key}: ${maskSecrets(errorMessage(error))}` });
+      run.emit({ type: 'log', message: `cleanup after ${drill.key}: ${errorMessage(error)}` });
     }
   }
   run.signal?.removeEventListener('abort', onAbort);
   let verdict = failure
     ? { verdict: failure.verdict, evidence: failure.reason, reason: failure.reason }
-    : drill.verdict(ctx);
+    : drill.verdict(ctx, state);
   if (verdict.verdict !== 'pass' && !verdict.reason) verdict = { ...verdict, reason: verdict.evidence };
   const result: DrillResult = {
     key: drill.key,

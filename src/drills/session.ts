@@ -52,39 +52,18 @@ export function createSession(options: SessionOptions): DrillSession {
     options: options.options,
     system,
   };
-  const forward = (emit: (event: RunnerEvent) => void) =>
-    system.subscribe((event) => {
-      if (event.type === 'process') emit({ type: 'process', process: event.process });
-      else emit({ type: 'process-line', name: event.name, line: event.line });
-    });
+  // The processes' own events (state changes, log lines) are not runner events: whoever
+  // shows them subscribes to `processes` for the session's life, between drills too.
   return {
     drills: allDrills,
     processes: system,
-    async run(operator, emit, signal) {
-      const unsubscribe = forward(emit);
-      try {
-        return await runDrills({
-          ...base,
-          drills: allDrills,
-          operator,
-          breaks: options.breaks,
-          only: options.only,
-          signal,
-          emit,
-        });
-      } finally {
-        unsubscribe();
-      }
+    run(operator, emit, signal) {
+      return runDrills({ ...base, drills: allDrills, operator, breaks: options.breaks, only: options.only, signal, emit });
     },
     async runOne(key, broken, operator, emit) {
       const drill = allDrills.find((candidate) => candidate.key === key);
       if (!drill) throw new Error(`no drill ${key}`);
-      const unsubscribe = forward(emit);
-      try {
-        return await runDrill(drill, { ...base, operator, breaks: new Set(broken ? [key] : []), emit });
-      } finally {
-        unsubscribe();
-      }
+      return runDrill(drill, { ...base, operator, breaks: new Set(broken ? [key] : []), emit });
     },
     async close() {
       await system.stopAll();

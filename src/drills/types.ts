@@ -3,9 +3,14 @@
 // drill      One of the nine checks of the capstone, in its fixed order. A drill is data:
 //            its number, bundle key, lesson and habit, and ordered steps.
 // step       One thing a drill does and why: explain, show the SQL, act, observe. A step's
-//            run() returns nothing; what it saw it records as observations.
-// observation A named value the step read from the database or a process (a count, an id,
-//            a SQLSTATE, a pid). Verdicts and evidence lines are built only from these.
+//            run(ctx, state) returns nothing: it shows what it saw with ctx.observe() and
+//            keeps what later steps and the verdict need in the drill's state.
+// state      A drill's own typed record for one run (Drill<S>, made fresh by init()): the
+//            handles it started (a tool server, a tenant) and the values its steps read.
+// observation A named value a step read from the database or a process (a count, an id,
+//            a SQLSTATE, a pid), shown and recorded. Verdicts and evidence lines are built
+//            only from values read this way, kept in the state.
+// shared step A step several drills use, written once (src/drills/common-steps.ts).
 // verdict    pass or fail (could-not-determine counts as fail in the bundle), with the
 //            one-line evidence and, on fail, the one-line reason.
 // oracle     The db-state oracle (src/oracle): snapshot, act, snapshot, normalise, diff.
@@ -84,8 +89,6 @@ export type RunnerEvent =
   | { type: 'observation'; key: BundleKey; label: string; value: string; ok?: boolean }
   | { type: 'operator-ask'; key: BundleKey; ask: OperatorAsk }
   | { type: 'operator-done'; key: BundleKey }
-  | { type: 'process'; process: ProcessView }
-  | { type: 'process-line'; name: string; line: string }
   | { type: 'diff'; key: BundleKey; text: string; folder: string }
   | { type: 'tables'; key: BundleKey; tables: string[] }
   | { type: 'step-finished'; key: BundleKey; index: number; ok: boolean; summary?: string }
@@ -103,6 +106,12 @@ export interface DrillSummary {
   /** Tables whose live counts the console shows while this drill runs. */
   tables: string[];
   breakDescription: string;
+  /**
+   * Set when the drill needs no other session on the target while it runs (the migration
+   * drill's CREATE DATABASE ... TEMPLATE fails while any session is connected): the
+   * console pauses its live-count poller for it.
+   */
+  needsExclusiveDatabase?: boolean;
 }
 
 export interface StepSummary {
@@ -143,12 +152,13 @@ export interface DrillContext {
   operator: Operator;
   signal: AbortSignal;
   emit(event: RunnerEvent): void;
-  /** Records an observation (emits it too). */
+  /**
+   * Shows and records an observation: a value read from the database or a process.
+   * It is not read back: what a verdict needs, a step keeps in the drill's state too.
+   */
   observe(label: string, value: unknown, ok?: boolean): void;
   /** Shows a statement the step is running. */
   showSql(sql: string): void;
-  /** Observations so far, by label. */
-  observations: Map<string, unknown>;
   /** Evidence folders written so far. */
   evidenceDirs: string[];
   notes: string[];
@@ -158,13 +168,18 @@ export interface DrillContext {
   system: DrillSystem;
 }
 
-export interface Step {
+/**
+ * One step of a drill. `S` is the drill's state: the handles (a tool server, a
+ * tenant) and the intermediate results one step leaves for the next and for the verdict.
+ * Written as methods so a Drill<S> is a Drill<unknown> in a list of drills.
+ */
+export interface Step<S = unknown> {
   id: string;
   title: string;
   why: string;
   sql?: string[];
   operator?: OperatorAsk['kind'];
-  run(ctx: DrillContext): Promise<void>;
+  run(ctx: DrillContext, state: S): Promise<void>;
 }
 
 export interface VerdictResult {
@@ -173,10 +188,18 @@ export interface VerdictResult {
   reason?: string;
 }
 
-export interface Drill extends DrillSummary {
+export interface Drill<S = unknown> extends DrillSummary {
   /** The smallest change that would turn this drill green, for the decision paragraph. */
   fix: string;
-  steps: Step[];
-  /** Built from ctx.observations only. */
-  verdict(ctx: DrillContext): VerdictResult;
+  /** A fresh state for one run of the drill. */
+  init(): S;
+  steps: Step<S>[];
+  /** Built from the state the steps left, only. */
+  verdict(ctx: DrillContext, state: S): VerdictResult;
+}
+
+/** The value a step needs from an earlier one; a missing one is a bug in the drill, said plainly. */
+export function need<T>(value: T | undefined, what: string): T {
+  if (value === undefined) throw new Error(`internal: ${what} is not set (a step that makes it did not run)`);
+  return value;
 }

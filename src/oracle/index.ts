@@ -19,6 +19,6 @@ export {
 export { waitForQuiescence, type QuiescenceOptions } from './quiescence.js';
 export { runAction, actionLabel, primaryOracle } from './action.js';
 export { createEvidenceFolder, folderTimestamp, defaultEvidenceRoot, checkCardId } from './evidence.js';
-export { decideVerdict, renderVerdictMarkdown } from './verdict.js';
+export { decideVerdict, displayPath, renderVerdictMarkdown } from './verdict.js';
 export { runOracle, effectiveScope, scopeForAfter, describeScope, type RunOracleOptions } from './run.js';
 export { defaultVolatilePatterns, defaultVolatiles, extendVolatiles, keepColumns, isVolatileColumn } from './volatiles.js';

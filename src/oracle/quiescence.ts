@@ -3,7 +3,6 @@
 // could-not-determine); it is never a pass.
 import type pg from 'pg';
 import { connect, errorMessage } from '../postgres/pg.js';
-import { maskSecrets } from '../postgres/url.js';
 import { waitFor, WaitTimeout } from '../util/wait.js';
 import type { QuiescenceCondition, QuiescenceResult } from './types.js';
 
@@ -83,7 +82,7 @@ export async function waitForQuiescence(condition: QuiescenceCondition, options:
     const reason =
       error instanceof WaitTimeout
         ? `did not settle within ${options.timeoutMs} ms${detail ? ` (${detail})` : ''}`
-        : `could not be checked: ${maskSecrets(errorMessage(error))}`;
+        : `could not be checked: ${errorMessage(error)}`;
     return { settled: false, what, waitedMs: Date.now() - started, polls, detail: reason };
   } finally {
     await client?.end().catch(() => {});

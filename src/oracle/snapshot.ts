@@ -11,7 +11,7 @@
 import type pg from 'pg';
 import { to as copyTo } from 'pg-copy-streams';
 import { ident, literal, sqlState, TargetError, withPgClient, errorMessage } from '../postgres/pg.js';
-import { maskSecrets, maskUrl, UsageError } from '../postgres/url.js';
+import { maskUrl, UsageError } from '../postgres/url.js';
 import { readTableCatalog } from './catalog.js';
 import { drainInto, releaseStore, RowSink } from './rows.js';
 import type { ColumnInfo, KeyKind, NaturalKey, Scalar, Scope, Snapshot, TableScope, TableSnapshot, VolatileSpec } from './types.js';
@@ -135,7 +135,7 @@ async function resolveRelation(client: pg.Client, name: string): Promise<Relatio
     const code = sqlState(error);
     // A malformed name (42601, 42602), a schema that does not exist (3F000): the scope is wrong.
     if (code === '42601' || code === '42602' || code === '3F000' || code === '22023') {
-      throw new UsageError(`not a table name: ${name} (${maskSecrets(errorMessage(error))})`);
+      throw new UsageError(`not a table name: ${name} (${errorMessage(error)})`);
     }
     throw describeReadError(name, error, 'the snapshot role');
   }
@@ -292,7 +292,7 @@ export function copyStatement(qualified: string, table: TableScope, columns: Col
 
 function describeReadError(table: string, error: unknown, user: string): Error {
   const code = sqlState(error);
-  const message = maskSecrets(errorMessage(error));
+  const message = errorMessage(error);
   if (code === '42501') {
     return new TargetError(`cannot read ${table} as ${user}: ${message} (42501): grant it SELECT, or snapshot as another role`, code, {
       cause: error,

@@ -2,7 +2,8 @@
 // function (withPgClient), in `finally`, so a failed query never leaks a
 // connection. Errors from Postgres are turned into one actionable line.
 import pg from 'pg';
-import { maskSecrets, maskUrl } from './url.js';
+import { errorMessage } from './errors.js';
+import { maskUrl } from './url.js';
 
 export type PgClient = pg.Client;
 
@@ -82,16 +83,15 @@ export function sqlState(error: unknown): string | undefined {
   return typeof code === 'string' && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
 }
 
-export function errorMessage(error: unknown): string {
-  if (error instanceof Error) return error.message;
-  return String(error);
-}
+// The one errorMessage (masked, one line) lives in errors.ts, which loads no pg;
+// it is re-exported here for the modules that reach it through pg.ts.
+export { errorMessage } from './errors.js';
 
 /** The connection-time failures a user can act on, each in one line. */
 export function describeConnectError(error: unknown, url: string): TargetError {
   const where = maskUrl(url);
   const code = sqlState(error) ?? (error as PgErrorLike).code;
-  const message = maskSecrets(errorMessage(error));
+  const message = errorMessage(error);
   switch (code) {
     case '28P01':
     case '28000':

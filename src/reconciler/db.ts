@@ -6,7 +6,6 @@
 // boundary is the same whoever logged in.
 import pg from 'pg';
 import { describeConnectError, ident, sqlState, errorMessage } from '../postgres/pg.js';
-import { maskSecrets } from '../postgres/url.js';
 import { defaultRoles } from '../postgres/roles.js';
 
 export interface WorkerPoolOptions {
@@ -109,5 +108,5 @@ export async function openWorkerClient(url: string, role: string, applicationNam
 
 /** One line for a database error: message and SQLSTATE, secrets scrubbed. */
 export function describeDbError(error: unknown): { message: string; code: string | undefined } {
-  return { message: maskSecrets(errorMessage(error)), code: sqlState(error) };
+  return { message: errorMessage(error), code: sqlState(error) };
 }

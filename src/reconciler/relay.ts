@@ -25,7 +25,6 @@ import type pg from 'pg';
 import { openWorkerClient } from './db.js';
 import { emit, intSetting, requiredSetting } from './json-lines.js';
 import { errorMessage } from '../postgres/pg.js';
-import { maskSecrets } from '../postgres/url.js';
 import { delay } from '../util/wait.js';
 
 interface OutboxRow {
@@ -187,7 +186,7 @@ async function main(): Promise<void> {
 main().then(
   () => process.exit(0),
   (error: unknown) => {
-    process.stderr.write(`relay: ${maskSecrets(errorMessage(error))}\n`);
+    process.stderr.write(`relay: ${errorMessage(error)}\n`);
     process.exit(1);
   },
 );

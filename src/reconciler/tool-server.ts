@@ -23,7 +23,6 @@ import { openWorkerPool } from './db.js';
 import { emit, intSetting, requiredSetting } from './json-lines.js';
 import { createToolServer, type ToolContext } from './tools.js';
 import { errorMessage } from '../postgres/pg.js';
-import { maskSecrets } from '../postgres/url.js';
 
 function bearerMatches(header: string | undefined, token: string): boolean {
   const expected = Buffer.from(`Bearer ${token}`);
@@ -48,7 +47,7 @@ async function main(): Promise<void> {
     role,
     max: 6,
     applicationName: 'sor-tool-server',
-    onIdleError: (error) => process.stderr.write(`tool server: idle connection lost: ${maskSecrets(errorMessage(error))}\n`),
+    onIdleError: (error) => process.stderr.write(`tool server: idle connection lost: ${errorMessage(error)}\n`),
   });
   const context: ToolContext = {
     pool,
@@ -86,7 +85,7 @@ async function main(): Promise<void> {
 
   const http = createServer((req, res) => {
     handle(req, res).catch((error: unknown) => {
-      process.stderr.write(`tool server: request failed: ${maskSecrets(errorMessage(error))}\n`);
+      process.stderr.write(`tool server: request failed: ${errorMessage(error)}\n`);
       if (!res.headersSent) jsonRpcError(res, 500, 'Internal server error');
       else res.end();
     });
@@ -120,10 +119,10 @@ async function main(): Promise<void> {
 
 // A Worker killed mid-request leaves the SDK answering a closed connection: log it, keep serving.
 process.on('unhandledRejection', (error) => {
-  process.stderr.write(`tool server: unhandled rejection: ${maskSecrets(errorMessage(error))}\n`);
+  process.stderr.write(`tool server: unhandled rejection: ${errorMessage(error)}\n`);
 });
 
 main().catch((error: unknown) => {
-  process.stderr.write(`tool server: ${maskSecrets(errorMessage(error))}\n`);
+  process.stderr.write(`tool server: ${errorMessage(error)}\n`);
   process.exit(1);
 });

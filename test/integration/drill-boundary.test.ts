@@ -14,7 +14,7 @@ import {
   parseServerLog,
   toolSurface,
   type EnvironmentRead,
-} from '../../src/drills/mcp-boundary-test.js';
+} from '../../src/drills/mcp-boundary-test/index.js';
 import { runDrill } from '../../src/drills/runner.js';
 import type { BundleKey, DrillResult, RunnerEvent } from '../../src/drills/types.js';
 import { isAlive } from '../../src/reconciler/supervisor.js';

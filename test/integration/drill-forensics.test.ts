@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
 import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
-import { buildReport, forensicsDrill, nextAction } from '../../src/drills/forensics-drill.js';
+import { buildReport, forensicsDrill, nextAction } from '../../src/drills/forensics-drill/index.js';
 import type { RunnerEvent } from '../../src/drills/types.js';
 import { withPgClient } from '../../src/postgres/pg.js';
 

@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
 import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
-import { outboxRelayRetryTest } from '../../src/drills/outbox-relay-retry-test.js';
+import { outboxRelayRetryTest } from '../../src/drills/outbox-relay-retry-test/index.js';
 import { withPgClient } from '../../src/postgres/pg.js';
 import type { RunnerEvent } from '../../src/drills/types.js';
 

@@ -10,6 +10,7 @@ import { runOne } from '../helpers/drills.js';
 import { appendOnlyEventTest } from '../../src/drills/append-only-event-test.js';
 import { rlsIdentityFlipTest } from '../../src/drills/rls-identity-flip-test.js';
 import { migrationReview } from '../../src/drills/migration-review.js';
+import type { Drill } from '../../src/drills/types.js';
 import { fixturesDir } from '../../src/postgres/migrations.js';
 import { withPgClient } from '../../src/postgres/pg.js';
 import { readCatalog } from '../../src/oracle/catalog.js';
@@ -27,7 +28,7 @@ const sql = (text: string) => withPgClient(db.url, (client) => client.query(text
 const catalog = () => withPgClient(db.url, (client) => readCatalog(client, reconcilerTables));
 
 /** Applies a sabotage, runs the drill, checks the schema was left as sabotaged, then undoes it. */
-async function sabotaged(drill: typeof appendOnlyEventTest, apply: string, undo: string) {
+async function sabotaged(drill: Drill, apply: string, undo: string) {
   await sql(apply);
   try {
     const before = await catalog();

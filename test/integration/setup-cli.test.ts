@@ -1,11 +1,15 @@
 // `sor-drills setup` as a user meets it: consent, idempotence, bad input as one
-// line with the right exit code, and a password that never shows.
+// line with the right exit code, and a password that never shows. And the
+// preparation the console and `sor-drills run` share (src/postgres/prepare.ts):
+// a URL target is written to only with consent, whatever it holds.
 import { createServer, type Server, type Socket } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { runCli } from '../helpers/cli.js';
 import { withPgClient } from '../../src/postgres/pg.js';
-import { withCredentials } from '../../src/postgres/url.js';
+import { prepareTarget } from '../../src/postgres/prepare.js';
+import type { Target } from '../../src/postgres/target.js';
+import { maskUrl, withCredentials } from '../../src/postgres/url.js';
 
 const password = 'Sup3r-s3cret-pw';
 let foreign: TestDatabase;
@@ -98,6 +102,48 @@ describe('sor-drills setup --db', () => {
     expect(result.exitCode).toBe(3);
     expect(result.stderr).toMatch(/missing privilege CREATEROLE/);
     expect(result.stderr).not.toContain(password);
+  });
+});
+
+describe('preparing a target for the drills (the console and `run` share it)', () => {
+  const urlTarget = (db: TestDatabase): Target => ({ kind: 'url', url: db.url, display: maskUrl(db.url), database: db.name, close: async () => {} });
+  const publicTables = async (db: TestDatabase) =>
+    (
+      await withPgClient(db.url, (client) =>
+        client.query<{ name: string }>(`select tablename as name from pg_tables where schemaname = 'public' order by 1`),
+      )
+    ).rows.map((row) => row.name);
+
+  it('an empty URL database is only read without consent; with it the schema is installed, then tested as it is', async () => {
+    const empty = await createTestDatabase({ empty: true });
+    try {
+      const target = urlTarget(empty);
+      const asked = await prepareTarget(target, { consent: false });
+      expect(asked).toMatchObject({ kind: 'needs-consent', state: { kind: 'empty' }, installs: true });
+      expect(asked.kind === 'needs-consent' && asked.why).toMatch(/is empty: .*append-only/);
+      expect(await publicTables(empty)).toEqual([]);
+      const lines: string[] = [];
+      expect(await prepareTarget(target, { consent: true, onProgress: (line) => lines.push(line) })).toMatchObject({
+        kind: 'ready',
+        state: { kind: 'empty' },
+      });
+      expect(lines).toContain('inserted seed rows: tenants alice and bob, 47 + 31 expenses, pending T-101..T-110, run R-44');
+      // Installed now: still a question without consent (drills write rows), and with it nothing is changed.
+      expect(await prepareTarget(target, { consent: false })).toMatchObject({ kind: 'needs-consent', state: { kind: 'installed' }, installs: false });
+      expect(await prepareTarget(target, { consent: true })).toMatchObject({ kind: 'ready', state: { kind: 'installed' } });
+    } finally {
+      await empty.dispose();
+    }
+  });
+
+  it('`run` on a foreign URL database without --yes: exit 2 naming its tables and --yes, nothing written', async () => {
+    const result = await runCli(['run', '--db', foreignUrl]);
+    expect(result.exitCode).toBe(2);
+    const errors = result.stderr.trim().split('\n').filter((line) => line.startsWith('sor-drills:'));
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatch(/holds tables of its own \(customers\) and no Reconciler schema.*append-only.*--yes/);
+    expect(errors[0]).not.toContain(password);
+    expect(await publicTables(foreign)).toEqual(['customers']);
   });
 });
 

@@ -1,27 +1,29 @@
 // The whole console over fake drills (no database): boot, consent, the nine
 // drills in order with the operator's keys (k for the crash drill's kill ask),
-// the live-count poller paused for the migration drill, the decision saved,
-// the mastery gate's second bundle, and the exit code.
+// the live-count poller paused for the drill that needs the target to itself,
+// the decision saved, the mastery gate's second bundle, and the exit code.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it, vi } from 'vitest';
-import { runFlow, type ConsoleSession, type FlowDeps, type FlowResources } from '../../src/console/flow.js';
-import type { LiveCounts } from '../../src/console/live-counts.js';
+import { afterEach, describe, expect, it } from 'vitest';
+import { ConsoleController, type ConsoleOptions } from '../../src/console/controller.js';
+import type { ConsoleDeps, ConsoleSession } from '../../src/console/deps.js';
 import { parseBundle } from '../../src/drills/bundle.js';
+import type { SystemEvent } from '../../src/drills/processes.js';
 import type { Drill, DrillResult, ProcessView, RunnerEvent } from '../../src/drills/types.js';
+import { consentQuestion, installs } from '../../src/postgres/prepare.js';
+import type { TargetState } from '../../src/postgres/setup.js';
 import type { Target } from '../../src/postgres/target.js';
 import { getState, resetStore } from '../../src/store.js';
 import { failOnActWarnings, inAct, keys, renderConsole, summaries } from './helpers.js';
 
 failOnActWarnings();
 
-class FakeConsent extends Error {}
-
 function fakeDrills(): Drill[] {
   return summaries().map((summary) => ({
     ...summary,
     fix: `fix ${summary.key}`,
+    init: () => ({}),
     steps: [
       { id: 'one', title: `${summary.key} step one`, why: 'why one', sql: ['select 1'], run: async () => {} },
       { id: 'two', title: `${summary.key} step two`, why: 'why two', run: async () => {} },
@@ -32,13 +34,17 @@ function fakeDrills(): Drill[] {
 
 function fakeSession(drills: Drill[], log: string[]): ConsoleSession {
   const processes: ProcessView[] = [{ name: 'worker', pid: 4242, state: 'running' }];
+  const listeners = new Set<(event: SystemEvent) => void>();
   return {
     drills,
     processes: {
       list: () => processes,
       kill: async () => {},
       restart: async () => {},
-      subscribe: () => () => {},
+      subscribe: (listener) => {
+        listeners.add(listener);
+        return () => listeners.delete(listener);
+      },
       stopAll: async () => {
         log.push('stopAll');
       },
@@ -50,7 +56,9 @@ function fakeSession(drills: Drill[], log: string[]): ConsoleSession {
       emit({ type: 'tables', key, tables: drill.tables });
       emit({ type: 'step-started', key, index: 0, step: { id: 'one', title: drill.steps[0]!.title, why: 'why one', sql: [] } });
       if (key === 'run_journal_resume_drill') {
-        emit({ type: 'process', process: processes[0]! });
+        // Process events come from the session's processes (the supervisor), not from the runner.
+        for (const listener of listeners) listener({ type: 'process', process: processes[0]! });
+        for (const listener of listeners) listener({ type: 'line', name: 'worker', line: 'turn 3 of 5' });
         await operator.request({ kind: 'kill', process: 'worker', prompt: 'The Worker is in turn 3 of 5: press k to kill it' }, async () => {
           log.push('perform kill');
         });
@@ -75,10 +83,10 @@ function fakeSession(drills: Drill[], log: string[]): ConsoleSession {
   };
 }
 
-function deps(log: string[], options: { consent?: boolean } = {}): FlowDeps {
-  let asked = false;
+function deps(log: string[], options: { kind?: Target['kind']; state?: TargetState } = {}): ConsoleDeps {
+  const state = options.state ?? { kind: 'empty' };
   const target: Target = {
-    kind: 'url',
+    kind: options.kind ?? 'url',
     url: 'postgres://me:secret@db.example/app',
     display: 'postgres://me:***@db.example/app',
     database: 'app',
@@ -92,26 +100,39 @@ function deps(log: string[], options: { consent?: boolean } = {}): FlowDeps {
       onProgress?.('connected');
       return target;
     },
-    setup: async (_url, { yes }) => {
-      if (options.consent && !yes && !asked) {
-        asked = true;
-        throw new FakeConsent('the target holds tables of its own (users)');
+    // The rule of src/postgres/prepare.ts: a URL target is only read until the operator consents.
+    prepareTarget: async (prepared, { consent }) => {
+      if (prepared.kind === 'url' && !consent) {
+        return { kind: 'needs-consent', state, why: consentQuestion(prepared, state), installs: installs(state) };
       }
-      log.push(`setup yes=${yes}`);
+      log.push(`prepared consent=${consent}`);
+      return { kind: 'ready', state };
     },
-    isConsentError: (error): error is Error => error instanceof FakeConsent,
     createSession: () => fakeSession(drills, log),
     defaultDrillOptions: { paceMs: 50, claimHoldMs: 100, evidenceRoot: '/tmp/unused' },
-    createPoller: () =>
-      ({
-        setTables: (tables: string[]) => log.push(`poll ${tables.join(',')}`),
-        pause: async () => {
-          log.push('poller paused');
-        },
-        resume: () => log.push('poller resumed'),
-        stop: async () => {},
-      }) as unknown as LiveCounts,
+    createPoller: () => ({
+      setTables: (tables: string[]) => {
+        log.push(`poll ${tables.join(',')}`);
+      },
+      pause: async () => {
+        log.push('poller paused');
+      },
+      resume: () => {
+        log.push('poller resumed');
+      },
+      stop: async () => {},
+    }),
   };
+}
+
+/** A console over these deps, rendered, and started as start.tsx starts it. */
+async function startConsole(options: ConsoleOptions, fakes: ConsoleDeps) {
+  const controller = new ConsoleController(options, async () => fakes);
+  const ui = await renderConsole(controller);
+  await inAct(() => {
+    void controller.start();
+  });
+  return ui;
 }
 
 let dir: string | undefined;
@@ -126,12 +147,8 @@ describe('the console over fake drills', () => {
     const out = path.join(dir, 'bundle.md');
     resetStore({ terminal: { columns: 120, rows: 40 } });
     const log: string[] = [];
-    const ui = await renderConsole();
-    const resources: FlowResources = {};
-    let flow!: Promise<void>;
-    await inAct(() => {
-      flow = runFlow(ui.controller, { breaks: [], out }, resources, async () => deps(log));
-    });
+    // A URL target with --yes: consent given up front, no question.
+    const ui = await startConsole({ breaks: [], out, yes: true }, deps(log));
     await ui.waitFor((text) => text.includes('Nine drills, in order'), 'the list');
     for (let index = 0; index < 9; index += 1) {
       if (index === 0) await ui.press(keys.enter); // the list opens the first drill; later ones open from the last
@@ -139,13 +156,16 @@ describe('the console over fake drills', () => {
       await ui.press(keys.enter);
       if (index === 1) {
         await ui.waitFor((text) => text.includes('press k to kill it'), 'the kill ask');
+        // The Worker reached the store once, through the session's process events.
+        expect(getState().processes).toEqual([{ name: 'worker', pid: 4242, state: 'running', lastLine: 'turn 3 of 5' }]);
         await ui.press('k');
       }
       await ui.waitFor((text) => text.includes('✓ PASS'), `drill ${index + 1} verdict`);
       await ui.press(keys.enter);
     }
-    // The poller is paused (its connection closed) for as long as the migration drill branches the target.
-    expect(log.slice(0, 5)).toEqual(['setup yes=false', 'poller paused', 'run migration_review', 'poll runs', 'poller resumed']);
+    // The poller is paused (its connection closed) for as long as the drill that needs the target to itself runs.
+    expect(log.slice(0, 5)).toEqual(['prepared consent=true', 'poller paused', 'run migration_review', 'poll runs', 'poller resumed']);
+    expect(log.filter((line) => line.startsWith('poller'))).toEqual(['poller paused', 'poller resumed']);
     expect(log).toContain('perform kill');
     await ui.waitFor((text) => text.includes('Release PERMITTED'), 'the decision');
     expect(ui.frame()).toContain('m repeats one drill');
@@ -170,23 +190,63 @@ describe('the console over fake drills', () => {
 
     await ui.press('q');
     await expect(ui.controller.quit).resolves.toBe(0);
-    await inAct(() => flow);
-    expect(resources.session).toBeDefined();
+    await inAct(() => ui.controller.settled());
+    expect(ui.controller.resources.session).toBeDefined();
     await ui.close();
   });
 
-  it('asks consent for a foreign target and installs only after y', async () => {
+  // The rule `sor-drills run` follows too (there: --yes or exit 2): before this rule the console
+  // installed into an empty URL database without asking.
+  it('asks before writing into an empty URL database, and installs only after y', async () => {
     resetStore({ terminal: { columns: 120, rows: 40 } });
     const log: string[] = [];
-    const ui = await renderConsole();
-    await inAct(() => {
-      void runFlow(ui.controller, { breaks: [] }, {}, async () => deps(log, { consent: true }));
-    });
+    const ui = await startConsole({ breaks: [] }, deps(log));
     await ui.waitFor((text) => text.includes('Write into this database?'), 'the consent prompt');
+    expect(ui.frame()).toContain('is empty: the reference Reconciler schema');
+    expect(ui.frame()).toContain('append-only');
     expect(log).toEqual([]);
     await ui.press('y');
     await ui.waitFor((text) => text.includes('Nine drills, in order'), 'the list');
-    expect(log[0]).toBe('setup yes=true');
+    expect(log[0]).toBe('prepared consent=true');
+    expect(getState().boot.lines).toContain('consent given: installing the reference schema');
+    await ui.press('q');
+    await expect(ui.controller.quit).resolves.toBe(130);
+    await ui.close();
+  });
+
+  it('asks for a foreign target too, naming its tables', async () => {
+    resetStore({ terminal: { columns: 120, rows: 40 } });
+    const log: string[] = [];
+    const ui = await startConsole({ breaks: [] }, deps(log, { state: { kind: 'foreign', tables: ['users'] } }));
+    await ui.waitFor((text) => text.includes('Write into this database?'), 'the consent prompt');
+    expect(ui.frame()).toContain('holds tables of its own (users)');
+    await ui.press('y');
+    await ui.waitFor((text) => text.includes('Nine drills, in order'), 'the list');
+    expect(log[0]).toBe('prepared consent=true');
+    await ui.press('q');
+    await expect(ui.controller.quit).resolves.toBe(130);
+    await ui.close();
+  });
+
+  it('an installed URL target is asked about as well: y runs the drills on it as it is', async () => {
+    resetStore({ terminal: { columns: 120, rows: 40 } });
+    const log: string[] = [];
+    const ui = await startConsole({ breaks: [] }, deps(log, { state: { kind: 'installed', versions: ['1'] } }));
+    await ui.waitFor((text) => text.includes('Write into this database?'), 'the consent prompt');
+    expect(ui.frame()).toContain('y run the drills in it as it is');
+    await ui.press('y');
+    await ui.waitFor((text) => text.includes('Nine drills, in order'), 'the list');
+    await ui.press('q');
+    await expect(ui.controller.quit).resolves.toBe(130);
+    await ui.close();
+  });
+
+  it('the embedded cluster is its own: no question', async () => {
+    resetStore({ terminal: { columns: 120, rows: 40 } });
+    const log: string[] = [];
+    const ui = await startConsole({ breaks: [] }, deps(log, { kind: 'embedded' }));
+    await ui.waitFor((text) => text.includes('Nine drills, in order'), 'the list');
+    expect(log[0]).toBe('prepared consent=false');
     await ui.press('q');
     await expect(ui.controller.quit).resolves.toBe(130);
     await ui.close();
@@ -195,10 +255,7 @@ describe('the console over fake drills', () => {
   it('n refuses: nothing written, exit code 1', async () => {
     resetStore({ terminal: { columns: 120, rows: 40 } });
     const log: string[] = [];
-    const ui = await renderConsole();
-    await inAct(() => {
-      void runFlow(ui.controller, { breaks: [] }, {}, async () => deps(log, { consent: true }));
-    });
+    const ui = await startConsole({ breaks: [] }, deps(log, { state: { kind: 'foreign', tables: ['users'] } }));
     await ui.waitFor((text) => text.includes('Write into this database?'), 'the consent prompt');
     await ui.press('n');
     await expect(ui.controller.quit).resolves.toBe(1);
@@ -209,16 +266,16 @@ describe('the console over fake drills', () => {
 
   it('a boot failure is shown and ends the console with its exit code', async () => {
     resetStore({ terminal: { columns: 120, rows: 40 } });
-    const ui = await renderConsole();
     const { TargetError } = await import('../../src/postgres/pg.js');
-    await inAct(() => {
-      void runFlow(ui.controller, { breaks: [] }, {}, async () => ({
+    const ui = await startConsole(
+      { breaks: [] },
+      {
         ...deps([]),
         resolveTarget: async () => {
           throw new TargetError('connection refused by postgres://me:***@db.example/app: is PostgreSQL running and listening there?');
         },
-      }));
-    });
+      },
+    );
     let code: number | undefined;
     await inAct(async () => {
       code = await ui.controller.quit;

@@ -8,8 +8,8 @@ import { afterEach, beforeEach, expect, vi } from 'vitest';
 import { render } from 'ink-testing-library';
 import { App } from '../../src/app.js';
 import { ConsoleController } from '../../src/console/controller.js';
+import type { Intent } from '../../src/console/intents.js';
 import { createKeyRouter } from '../../src/console/key-router.js';
-import { createTuiOperator } from '../../src/console/operator.js';
 import { getState, resetStore, update, type ConsoleState } from '../../src/store.js';
 import type { BundleKey, DrillSummary, StepSummary } from '../../src/drills/types.js';
 import { bundleKeys } from '../../src/drills/types.js';
@@ -40,6 +40,8 @@ export function failOnActWarnings(): void {
 
 export type Rendered = ReturnType<typeof render> & {
   controller: ConsoleController;
+  /** Every intent the key router dispatched, in order (what a key asked the console to do). */
+  intents: Intent[];
   press(input: string): Promise<void>;
   frame(): string;
   waitFor(predicate: (frame: string) => boolean, what?: string, timeoutMs?: number): Promise<string>;
@@ -57,10 +59,13 @@ export const keys = {
   backspace: '\u007f',
 };
 
-/** Renders the whole console (App + real key router + real controller) over the store as it is. */
-export async function renderConsole(): Promise<Rendered> {
-  const controller = new ConsoleController(createTuiOperator());
-  const onKey = createKeyRouter(getState, controller.dispatch);
+/** Renders the whole console (App + real key router + a real controller, by default one with nothing started) over the store as it is. */
+export async function renderConsole(controller = new ConsoleController()): Promise<Rendered> {
+  const intents: Intent[] = [];
+  const onKey = createKeyRouter(getState, (intent) => {
+    intents.push(intent);
+    controller.dispatch(intent);
+  });
   let rendered!: ReturnType<typeof render>;
   await act(async () => {
     rendered = render(<App onKey={onKey} />);
@@ -70,6 +75,7 @@ export async function renderConsole(): Promise<Rendered> {
   return {
     ...rendered,
     controller,
+    intents,
     frame,
     async press(input: string) {
       await act(async () => {
@@ -118,6 +124,8 @@ export function summaries(): DrillSummary[] {
     habit: habits[index]!,
     tables: index === 2 ? ['expenses', 'tool_calls'] : ['runs'],
     breakDescription: `break of ${key}`,
+    // As the real migration drill: it branches the target by template, so it needs the target to itself.
+    ...(key === 'migration_review' ? { needsExclusiveDatabase: true } : {}),
   }));
 }
 
@@ -196,7 +204,7 @@ export async function renderSized(columns: number, rows: number) {
   update({ terminal: { columns, rows } });
   const stdout = new SizedStdout(columns, rows);
   const stdin = new FakeStdin();
-  const controller = new ConsoleController(createTuiOperator());
+  const controller = new ConsoleController();
   const onKey = createKeyRouter(getState, controller.dispatch);
   let instance!: ReturnType<typeof inkRender>;
   await act(async () => {

@@ -20,7 +20,7 @@ const states: Record<string, () => Promise<void> | void> = {
   boot: () =>
     resetStore({ boot: { target: 'embedded PostgreSQL', lines: Array.from({ length: 60 }, (_, i) => `progress line ${i} ${long(30)}`), phase: 'starting', elapsedMs: 900 } }),
   consent: () =>
-    resetStore({ screen: { name: 'consent' }, boot: { target: 'postgres://x:***@h/db', lines: [], phase: 'starting', elapsedMs: 0, consent: long(300) } }),
+    resetStore({ screen: { name: 'consent' }, boot: { target: 'postgres://x:***@h/db', lines: [], phase: 'starting', elapsedMs: 0, consent: { question: long(300), installs: true } } }),
   list: () => {
     listState(5);
     update((state) => ({

@@ -2,7 +2,7 @@
 // and router, the event reducer, the autopilot's choice of key.
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { applyEditorKey, editorWindow, wrapOffsets, wrapText } from '../../src/console/editor.js';
-import { bindings, footerEntries, helpEntries, resolveKey } from '../../src/console/keys.js';
+import { askKey, bindings, footerEntries, helpEntries, pressOf, resolveKey } from '../../src/console/keys.js';
 import { createKeyRouter, splitTypedAhead } from '../../src/console/key-router.js';
 import { nextPress } from '../../src/console/autopilot.js';
 import { applyRunnerEvent, drillRows } from '../../src/console/events.js';
@@ -69,6 +69,20 @@ describe('key table', () => {
     update({ confirmQuit: 'quit?' });
     expect(resolveKey(getState(), enter)).toBeUndefined();
     expect(resolveKey(getState(), { input: 'y', key: {} })?.id).toBe('confirm-quit');
+  });
+
+  it('the keys that answer an operator ask come from the table, and resolve to the ask', () => {
+    expect(askKey('kill')).toBe('k');
+    expect(askKey('restart')).toBe('r');
+    expect(askKey('start')).toBe('enter');
+    expect(askKey('continue')).toBe('enter');
+    update((state) => ({
+      screen: { name: 'drill' },
+      current: { ...state.current!, phase: 'running' },
+      ask: { ask: { kind: 'continue', prompt: 'go on' }, performing: false },
+    }));
+    expect(resolveKey(getState(), pressOf(askKey('continue')))?.intent(getState(), pressOf('enter'))).toEqual({ type: 'operator', kind: 'continue' });
+    expect(pressOf('ctrl+s')).toEqual({ input: 's', key: { ctrl: true } });
   });
 
   it('the router splits typed-ahead keys and resolves each against the state the last left', () => {

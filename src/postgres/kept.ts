@@ -1,4 +1,6 @@
-import type { EmbeddedCluster } from '../postgres/embedded.js';
+// `--keep`: how to reach the embedded cluster left running, for `setup`, `run` and
+// the console alike, without printing its password (it is in the pgpass file).
+import type { EmbeddedCluster } from './embedded.js';
 
 /** Tells the operator how to reach a kept cluster without printing its password. */
 export function printKept(cluster: EmbeddedCluster): void {

@@ -1,0 +1,65 @@
+// What the console reaches for after its first frame: the target, its
+// preparation, the drill session and the live-count poller. Everything heavy
+// (pg, the drills, the Reconciler, the MCP SDK) is imported only in loadDeps(),
+// once the boot screen is drawn. Tests hand the controller fakes instead.
+import type { ProcessControl } from '../drills/processes.js';
+import type { BundleKey, Drill, DrillOptions, DrillResult, Operator, RunnerEvent } from '../drills/types.js';
+import type { Preparation } from '../postgres/prepare.js';
+import type { Target } from '../postgres/target.js';
+import { maskUrl } from '../postgres/url.js';
+import { LiveCounts } from './live-counts.js';
+
+/** The part of a drill session (src/drills/session.ts) the console uses. */
+export interface ConsoleSession {
+  drills: readonly Drill[];
+  processes: ProcessControl;
+  runOne(key: BundleKey, broken: boolean, operator: Operator, emit: (event: RunnerEvent) => void): Promise<DrillResult>;
+  close(): Promise<void>;
+}
+
+/** The poller as the console drives it (src/console/live-counts.ts). */
+export type Poller = Pick<LiveCounts, 'setTables' | 'pause' | 'resume' | 'stop'>;
+
+export interface ConsoleDeps {
+  resolveTarget(options: { db?: string; keep?: boolean; onProgress?: (line: string) => void }): Promise<Target>;
+  /** The same preparation as `sor-drills run` (src/postgres/prepare.ts). */
+  prepareTarget(target: Target, options: { consent: boolean; onProgress?: (line: string) => void }): Promise<Preparation>;
+  createSession(options: { target: Target; breaks: ReadonlySet<BundleKey>; options: DrillOptions }): ConsoleSession;
+  defaultDrillOptions: DrillOptions;
+  createPoller(url: string): Poller;
+}
+
+/** The real dependencies, imported only now. */
+export async function loadDeps(): Promise<ConsoleDeps> {
+  const [{ resolveTarget }, { prepareTarget }, { createSession, defaultDrillOptions }] = await Promise.all([
+    import('../postgres/target.js'),
+    import('../postgres/prepare.js'),
+    import('../drills/session.js'),
+  ]);
+  return {
+    resolveTarget,
+    prepareTarget,
+    createSession,
+    defaultDrillOptions,
+    createPoller: (url) => new LiveCounts({ url }),
+  };
+}
+
+/** What the boot screen names as the target before it is reached (the password masked). */
+export function bootLabel(db: string | undefined): string {
+  const url = db ?? process.env.DATABASE_URL;
+  return url ? maskUrl(url) : 'embedded PostgreSQL (throwaway: started now, removed on exit)';
+}
+
+/** The Worker's pause between tool calls when a person watches: slow enough to see the counts climb. */
+export const humanWorkerPaceMs = 800;
+
+/**
+ * How slowly the Reconciler's Worker goes. The crash drill's Worker stalls in the middle of
+ * turn 3 until the operator kills it, so the pace is only for watching: a person sees each
+ * call land; autoplay goes about as fast as its own key presses.
+ */
+export function workerPaceMs(options: { auto?: boolean; paceMs?: number }, headless: number): number {
+  if (!options.auto) return Math.max(headless, humanWorkerPaceMs);
+  return Math.max(headless, options.paceMs ?? 0);
+}

@@ -1,0 +1,62 @@
+// Steps several drills share, written once: the drill's own tenant and the tool
+// server (with the drill's break switches). Each puts its handle into the drill's
+// state under a fixed field, so a drill's state type says which shared steps it uses.
+import type { ToolBreaks, ToolServer } from '../reconciler/launch.js';
+import { createDrillTenant, type DrillTenant } from './inputs.js';
+import type { DrillContext, Step } from './types.js';
+
+export interface TenantState {
+  tenant?: DrillTenant;
+}
+
+export interface ToolServerState {
+  tools?: ToolServer;
+}
+
+/** Makes a tenant of the drill's own (`drill-<label>-<hex>`) and keeps it in `state.tenant`. */
+export function drillTenantStep<S extends TenantState>(label: string, why: string): Step<S> {
+  return {
+    id: 'tenant',
+    title: 'Make a tenant for this drill',
+    why,
+    async run(ctx, state) {
+      state.tenant = await createDrillTenant(ctx, label);
+    },
+  };
+}
+
+export interface ToolServerStepOptions<S> {
+  title?: string;
+  why: string;
+  /** The tool server's break switches for this drill, used when it runs broken. */
+  breaks?: ToolBreaks;
+  claimHoldMs?: (ctx: DrillContext) => number;
+  leaseMs?: number;
+  /** Runs once the server is up (an observation, a query the step also makes). */
+  after?: (ctx: DrillContext, state: S) => Promise<void>;
+}
+
+/**
+ * Starts the tool server (stopping a running one first), stops it when the drill
+ * ends, and keeps its address and token in `state.tools`.
+ */
+export function toolServerStep<S extends ToolServerState>(
+  options: ToolServerStepOptions<S>,
+): Step<S> {
+  return {
+    id: 'tool-server',
+    title: options.title ?? 'Start the tool server',
+    why: options.why,
+    async run(ctx, state) {
+      const server = await ctx.system.toolServer({
+        breaks: ctx.broken ? (options.breaks ?? {}) : {},
+        claimHoldMs: options.claimHoldMs?.(ctx),
+        leaseMs: options.leaseMs,
+      });
+      ctx.defer(() => ctx.system.stop(server.name));
+      state.tools = server;
+      ctx.observe('tool_server', server.url.replace(/\/mcp$/, ''));
+      await options.after?.(ctx, state);
+    },
+  };
+}

@@ -1,0 +1,49 @@
+// The forensics drill's verdict, from the state its steps left: a run that really
+// failed, its runs row and agent_events, and a report with all six lines.
+import { countWord } from '../sql.js';
+import type { DrillContext, VerdictResult } from '../types.js';
+import type { State } from './drill.js';
+import { failingInput } from './failing-run.js';
+
+export function forensicsVerdict(_ctx: DrillContext, state: State): VerdictResult {
+  const { outcome, runId, run, events, report, calls } = state;
+  const fail = (reason: string) => ({ verdict: 'fail' as const, evidence: reason, reason });
+
+  if (!outcome) return fail('no run was made to investigate');
+  const workerSaid = outcome.failed
+    ? ` (the Worker's call failed: ${String(outcome.failed.error)})`
+    : '';
+  if (outcome.exitCode === 0) {
+    return fail(
+      `no failed run to investigate: the Worker finished its run (exit 0), so the database accepted an expense of ${failingInput.amount_cents} cents`,
+    );
+  }
+  if (!run) {
+    return fail(
+      `the failed run ${runId ?? '(no run_id)'} left no runs row: the journal recorded nothing, the forensic report cannot be built${workerSaid}`,
+    );
+  }
+  if (run.status !== 'failed') {
+    return fail(`run ${run.id} is ${run.status}, not failed (Worker exit ${String(outcome.signal ?? outcome.exitCode)})${workerSaid}`);
+  }
+  if (events.length === 0) {
+    return fail(`run ${run.id} has no agent_events rows: the forensic report cannot be built (no event trail for the timeline or the root cause)`);
+  }
+  if (!report) return fail(`the report for run ${run.id} was not assembled`);
+  const populated = report.lines.filter((line) => line !== null).length;
+  if (report.missing.length > 0 || populated !== 6) {
+    return fail(
+      `the forensic report for run ${run.id} cannot be built: ${report.missing.join('; ') || `${countWord(populated)} of six lines populated`}`,
+    );
+  }
+  const failed = calls.find((call) => call.status === 'failed')!;
+  const capital = (word: string) => word.charAt(0).toUpperCase() + word.slice(1);
+  return {
+    verdict: 'pass',
+    evidence:
+      `Forensic report assembled for run_id ${run.id.slice(0, 4)}.... ${capital(countWord(populated))} lines populated ` +
+      `from ${calls.length} tool_calls and ${events.length} agent_events rows. ` +
+      `Root cause named in one sentence (${failed.tool} refused with SQLSTATE ${failed.error_code ?? 'unknown'}). ` +
+      `Recommended next action: ${report.nextAction ?? 'none'}.`,
+  };
+}

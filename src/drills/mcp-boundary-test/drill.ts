@@ -1,0 +1,188 @@
+// Drill 8, mcp_boundary_test (Lesson 8, MCP boundary). The Worker holds no
+// database credentials and reaches the database only through four tools:
+//   - a running Worker's real environment, read from the OS (/proc/<pid>/environ),
+//     has no DATABASE_URL, no PG* variable and no variable holding a postgres URL
+//     (names are recorded, never values);
+//   - tools/list, asked as an MCP client with the token, is exactly claim, write,
+//     queue, read;
+//   - a drop_table call is refused by the MCP layer as an unknown tool (-32602);
+//   - SQL-looking strings sent through the allowed tools are stored as data: the
+//     oracle sees expenses +2 for the drill's tenant and the catalog is unchanged;
+//   - the database's own statement log for the drill's window shows no DROP.
+// The statement log (statement-log.ts): the server's log file on the embedded
+// cluster, pg_stat_statements on another server; without either that check could
+// not be determined, which fails the drill.
+import { readProcessCommandLine, readProcessEnvironment, type EnvironmentRead } from '../../reconciler/proc-env.js';
+import { isAlive } from '../../reconciler/supervisor.js';
+import { startWorker } from '../../reconciler/launch.js';
+import { errorMessage } from '../../postgres/pg.js';
+import { drillTenantStep, toolServerStep, type TenantState, type ToolServerState } from '../common-steps.js';
+import { need, type Drill } from '../types.js';
+import {
+  betweenDropMarkers,
+  openStatementWindow,
+  readStatementWindow,
+  type StatementLogObservation,
+  type StatementWindow,
+} from './statement-log.js';
+import {
+  callDropTable,
+  listTools,
+  sendSqlLookingStrings,
+  storedAsData,
+  toolSurface,
+  type DropTableObservation,
+  type SqlStringsObservation,
+} from './tool-surface.js';
+import { boundaryVerdict } from './verdict.js';
+
+export interface State extends TenantState, ToolServerState {
+  /** Where the window's statements are read from; opened before the tool server starts. */
+  window?: StatementWindow;
+  /** The running Worker's environment as the OS holds it (names only). */
+  workerEnv?: EnvironmentRead;
+  /** Why the Worker's environment could not be read, when it could not. */
+  workerEnvUnreadable?: string;
+  /** What tools/list answered, in its order. */
+  listed: string[];
+  /** How the drop_table call was answered. */
+  drop?: DropTableObservation;
+  /** What the SQL-looking writes left in the database. */
+  strings?: SqlStringsObservation;
+  /** What the statement log of the window showed. */
+  log?: StatementLogObservation;
+}
+
+export const mcpBoundaryTest: Drill<State> = {
+  number: 8,
+  key: 'mcp_boundary_test',
+  title: 'MCP boundary',
+  lesson: 8,
+  habit: 'the MCP boundary (no credentials in the Worker, a minimal tool allow-list)',
+  tables: ['expenses', 'tool_calls'],
+  breakDescription:
+    'the tool server exposes a fifth tool `sql` that runs its argument, and the Worker is started with DATABASE_URL in its environment',
+  fix:
+    "build the Worker's environment from an allow-list (no DATABASE_URL, no PG* variables) and register exactly the four tools " +
+    'claim, write, queue and read on the MCP server, each passing its arguments to the database as bind parameters',
+  init: () => ({ listed: [] }),
+  steps: [
+    drillTenantStep('mcp', 'The SQL-looking writes land as rows of the drill’s own tenant, never in Alice’s or Bob’s.'),
+    {
+      id: 'statement-log',
+      title: 'Open the statement-log window',
+      why: 'What reached the database is read from the database’s own log, not from what the tool server says it did.',
+      sql: [
+        "alter system set log_statement = 'all'",
+        'select pg_reload_conf()',
+        "select 'sor-drills window <id> start' as marker",
+      ],
+      async run(ctx, state) {
+        const window = await openStatementWindow(ctx);
+        state.window = window;
+        if (window.kind === 'server-log') ctx.observe('statement_log', `server log ${window.file}, window ${window.id}`);
+        else if (window.kind === 'pg_stat_statements') {
+          ctx.observe('statement_log', `pg_stat_statements (${window.before.size} statements recorded before the window)`);
+        } else ctx.observe('statement_log', window.reason, false);
+      },
+    },
+    toolServerStep({
+      why: 'The tool server is the only process of the Worker’s side that holds database credentials.',
+      breaks: { rawSqlTool: true },
+    }),
+    {
+      id: 'worker-env',
+      title: 'Read the running Worker’s environment from the OS',
+      why: 'What a process was started with is in /proc/<pid>/environ; no setting or log line can hide a credential there.',
+      async run(ctx, state) {
+        const tenant = need(state.tenant, 'the drill tenant');
+        const tools = need(state.tools, 'the tool server');
+        const supervisor = ctx.system.supervisor();
+        // A slow pace keeps it alive (asleep before its first claim) while the drill looks.
+        await startWorker(supervisor, {
+          name: tenant.worker,
+          tenant: tenant.id,
+          tools,
+          pace_ms: 600_000,
+          turns: 1,
+          leakDatabaseUrl: ctx.broken ? await ctx.system.workerUrl() : undefined,
+        });
+        ctx.defer(() => ctx.system.stop(tenant.worker));
+        // Once it prints, it runs the Worker's own code: the environment is the one it was exec'd with.
+        await supervisor.waitForEvent(tenant.worker, 'run_started', { timeoutMs: 15_000 });
+        const pid = supervisor.get(tenant.worker)?.pid;
+        if (pid === undefined || !isAlive(pid)) throw new Error('the Worker is not running');
+        ctx.observe('worker_pid', pid);
+        try {
+          const cmdline = await readProcessCommandLine(pid);
+          if (!/worker\.js/.test(cmdline)) throw new Error(`pid ${pid} is not the Worker (${cmdline.trim()})`);
+          const env = await readProcessEnvironment(pid);
+          if (!isAlive(pid)) throw new Error(`the Worker (pid ${pid}) exited while its environment was read`);
+          state.workerEnv = env;
+          ctx.observe('worker_env_names', env.names);
+          ctx.observe('worker_env', env, env.credentials.length === 0 && env.urlValued.length === 0);
+        } catch (error) {
+          const reason = `the Worker's environment could not be read from the OS: ${errorMessage(error)}`;
+          state.workerEnvUnreadable = reason;
+          ctx.observe('worker_env_unreadable', reason, false);
+        }
+        await ctx.system.stop(tenant.worker);
+        ctx.observe('worker_stopped', supervisor.get(tenant.worker)?.state ?? 'unknown');
+      },
+    },
+    {
+      id: 'tools-list',
+      title: 'List the tools as an MCP client',
+      why: 'The allow-list is what tools/list answers to a client holding the token: exactly claim, write, queue, read.',
+      async run(ctx, state) {
+        state.listed = await listTools(need(state.tools, 'the tool server'));
+        ctx.observe('tools_listed', state.listed, toolSurface(state.listed).exact);
+      },
+    },
+    {
+      id: 'drop-table',
+      title: 'Call a tool that is not on the list: drop_table',
+      why: 'An unknown tool must be refused by the MCP layer itself (-32602), before anything reaches the database.',
+      async run(ctx, state) {
+        const tools = need(state.tools, 'the tool server');
+        const window = need(state.window, 'the statement-log window');
+        const drop = await betweenDropMarkers(ctx, window, () => callDropTable(tools));
+        state.drop = drop;
+        ctx.observe('drop_table', drop, drop.refused && drop.code === -32602);
+      },
+    },
+    {
+      id: 'sql-strings',
+      title: 'Send SQL-looking strings through the allowed tools',
+      why: 'Every argument is a bind parameter: text that looks like SQL must land as data and change nothing else.',
+      sql: [
+        'insert into expenses (tenant_id, idempotency_key, transaction_id, amount_cents, description) values ($1, $2, $3, $4, $5) on conflict (tenant_id, idempotency_key) do nothing returning id',
+      ],
+      async run(ctx, state) {
+        const strings = await sendSqlLookingStrings(ctx, need(state.tenant, 'the drill tenant'), need(state.tools, 'the tool server'));
+        state.strings = strings;
+        ctx.observe(
+          'sql_strings',
+          { ...strings, tablesBefore: strings.tablesBefore.length, tablesAfter: strings.tablesAfter.length },
+          storedAsData(strings),
+        );
+      },
+    },
+    {
+      id: 'statement-log-read',
+      title: 'Read the statement log for the window',
+      why: 'Only the database can say no DROP reached it; the SQL-looking text must appear as bind parameters, never as a statement.',
+      sql: ["select 'sor-drills window <id> end' as marker", 'alter system reset log_statement', 'select pg_reload_conf()'],
+      async run(ctx, state) {
+        const log = await readStatementWindow(ctx, need(state.window, 'the statement-log window'));
+        state.log = log;
+        ctx.observe(
+          'statement_log_window',
+          log.source === 'unavailable' ? log.reason : `${log.statements} statements (${log.rogue.length} DROP or TRUNCATE)`,
+          log.source !== 'unavailable' && log.rogue.length === 0,
+        );
+      },
+    },
+  ],
+  verdict: boundaryVerdict,
+};

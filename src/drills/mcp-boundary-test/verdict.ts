@@ -1,0 +1,88 @@
+// The boundary drill's verdict, from the state its steps left. A breach of any
+// check fails the drill; a check that could not be made (the Worker's
+// environment unreadable, no statement log) is could-not-determine, unless
+// something else already failed.
+import { sqlLookingStrings, describeSurface, toolSurface } from './tool-surface.js';
+import { countWord } from '../sql.js';
+import type { DrillContext, VerdictResult } from '../types.js';
+import type { StatementLogObservation } from './statement-log.js';
+import type { State } from './drill.js';
+
+export function boundaryVerdict(_ctx: DrillContext, state: State): VerdictResult {
+  const env = state.workerEnv;
+  const envUnreadable = state.workerEnvUnreadable;
+  const surface = toolSurface(state.listed);
+  const drop = state.drop;
+  const strings = state.strings;
+  const log = state.log;
+
+  const failures: string[] = [];
+  const undetermined: string[] = [];
+  if (envUnreadable || !env) undetermined.push(envUnreadable ?? "the Worker's environment was not read");
+  else if (env.credentials.length > 0 || env.urlValued.length > 0) {
+    const names = [...new Set([...env.credentials, ...env.urlValued])];
+    failures.push(`Worker env has ${names.join(', ')} (pid ${env.pid}, read from /proc)`);
+  }
+  if (!surface.exact) failures.push(describeSurface(surface));
+  if (!drop) failures.push('the drop_table call was not made');
+  else if (!drop.refused || drop.code !== -32602) {
+    failures.push(
+      `disallowed drop_table call was not refused as an unknown tool (${drop.code === undefined ? 'no MCP error code' : `code ${drop.code}`}: ${drop.text})`,
+    );
+  } else if (log?.source === 'server log' && (log.dropTableStatements ?? 0) > 0) {
+    failures.push(`the drop_table call reached the database: ${log.dropTableStatements} statements from the tool server`);
+  }
+  if (!strings) failures.push('the SQL-looking strings were not sent');
+  else {
+    if (strings.errors.length > 0) failures.push(`a write of an SQL-looking string failed: ${strings.errors[0]}`);
+    const gone = strings.tablesBefore.filter((name) => !strings.tablesAfter.includes(name));
+    const added = strings.tablesAfter.filter((name) => !strings.tablesBefore.includes(name));
+    if (gone.length > 0 || added.length > 0) {
+      failures.push(
+        `SQL-looking strings changed the catalog (${[...gone.map((name) => `${name} gone`), ...added.map((name) => `${name} added`)].join(', ')})`,
+      );
+    }
+    if (strings.errors.length === 0 && (strings.delta !== sqlLookingStrings.length || strings.storedVerbatim !== sqlLookingStrings.length)) {
+      failures.push(
+        `SQL-looking strings were not stored as data: expenses +${strings.delta}, ${strings.storedVerbatim} of ${sqlLookingStrings.length} stored verbatim`,
+      );
+    } else if (strings.errors.length === 0 && !strings.oracleSatisfied) {
+      failures.push('the oracle did not see the SQL-looking strings land as expenses rows');
+    }
+    if (strings.readFoundNothing === false) failures.push('a read with an SQL-looking run_id returned a run');
+    if (strings.readFoundNothing === undefined) failures.push('the read with an SQL-looking run_id failed');
+  }
+  if (!log) undetermined.push('the statement log was not read');
+  else if (log.source === 'unavailable') undetermined.push(log.reason);
+  else if (log.rogue.length > 0) {
+    failures.push(`Database connection logs show ${log.rogue.length} rogue quer${log.rogue.length === 1 ? 'y' : 'ies'}: ${log.rogue.join(' | ')}`);
+  }
+
+  if (failures.length > 0) {
+    const reason = `MCP boundary breached: ${failures.join('; ')}${undetermined.length > 0 ? `; could not determine: ${undetermined.join('; ')}` : ''}`;
+    return { verdict: 'fail', evidence: reason, reason };
+  }
+  if (undetermined.length > 0) {
+    const reason = `could not determine: ${undetermined.join('; ')}`;
+    return { verdict: 'could-not-determine', evidence: reason, reason };
+  }
+  const envLine = env!;
+  const logLine = log as Exclude<StatementLogObservation, { source: 'unavailable' }>;
+  const reached =
+    logLine.source === 'server log' && logLine.dropTableStatements !== undefined
+      ? `, ${logLine.dropTableStatements} statements reached the database`
+      : '';
+  const window =
+    logLine.source === 'server log'
+      ? `${logLine.statements} statements in the window, ${logLine.workerStatements ?? 0} from the tool server, ${logLine.rogue.length} DROP`
+      : `pg_stat_statements: ${logLine.statements} statement executions in the window, ${logLine.rogue.length} DROP`;
+  return {
+    verdict: 'pass',
+    evidence:
+      `Worker env has no DATABASE_URL (pid ${envLine.pid}: ${envLine.names.length} variables read from /proc, no PG* and no postgres URL). ` +
+      `Tool surface lists ${countWord(surface.listed.length)} allowed operations (${surface.listed.join(', ')}). ` +
+      `Disallowed drop_table call refused at MCP layer with tool-not-found error (${drop!.code}${reached}). ` +
+      `SQL-looking strings stored as data: expenses +${strings!.delta}, catalog unchanged (${strings!.tablesAfter.length} relations). ` +
+      `Database connection logs show no rogue queries (${window}).`,
+  };
+}

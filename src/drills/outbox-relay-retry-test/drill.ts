@@ -1,0 +1,257 @@
+// Drill 5, outbox_relay_retry_test (Lesson 5, outbox). An email queued in the
+// outbox (through the tool server's `queue` tool, as the Worker would) is sent by
+// the relay, a separate process, to the email service:
+//   - the first send hits a network blip: the row must stay pending with attempts 1,
+//     last_error and a later next_attempt_at, read by query;
+//   - the retry reaches the email service, and the relay is SIGKILLed after that
+//     send and before its commit: the row must still read pending (a relay that
+//     marks dispatched before it sends shows up here);
+//   - the restarted relay sends it again and commits: the row ends dispatched, and
+//     the email service (whose idempotency key is the row's dedup_key) counts one
+//     delivery for the dedup_key however many requests it took.
+// The oracle snapshots the row before the first send and after the dispatch.
+import { randomUUID } from 'node:crypto';
+import { startRelay } from '../../reconciler/launch.js';
+import { waitFor } from '../../util/wait.js';
+import { drillTenantStep } from '../common-steps.js';
+import { oracleSatisfied } from '../evidence.js';
+import { callTool, journalArgs, withToolsClient } from '../mcp.js';
+import { CouldNotDetermine } from '../runner.js';
+import { query } from '../sql.js';
+import { need, type Drill } from '../types.js';
+import { emailCountsFor } from './email-deliveries.js';
+import { openEpisode } from './episode.js';
+import { readRow, rowSql, showRow } from './outbox-row.js';
+import { backlogWaitMs, killWindowMs, pollMs, processGone, relay, relayCounts, relayLines, relayOptions, waitRelay } from './relay.js';
+import type { State } from './state.js';
+import { outboxVerdict } from './verdict.js';
+
+export const outboxRelayRetryTest: Drill<State> = {
+  number: 5,
+  key: 'outbox_relay_retry_test',
+  title: 'Outbox relay retry',
+  lesson: 5,
+  habit: 'outbox',
+  tables: ['outbox'],
+  breakDescription: 'the relay sends without the dedup_key as the idempotency key: the re-send after the kill is a second delivery',
+  fix:
+    'queue side effects in an outbox row with a unique dedup_key; let the relay claim pending rows with FOR UPDATE SKIP LOCKED, ' +
+    'record attempts, last_error and next_attempt_at on failure, mark dispatched only in the commit after the send, and send ' +
+    'the dedup_key as the idempotency key so a re-send after a crash is not a second delivery',
+  init: () => ({ oracleOk: false }),
+  steps: [
+    drillTenantStep('outbox', 'The drill queues its own outbox row, so it can run again and never disturbs the rows other drills count.'),
+    {
+      id: 'email-service',
+      title: 'Start the email service',
+      why: 'A transactional email API on loopback: one delivery per idempotency key, and it can be told to drop the next request (a network blip).',
+      async run(ctx, state) {
+        const email = await ctx.system.emailService();
+        ctx.defer(() => ctx.system.stop(email.name));
+        state.email = email;
+        ctx.observe('email_service', email.url);
+      },
+    },
+    {
+      id: 'backlog',
+      title: 'Let the relay send what is already due',
+      why:
+        'The relay takes the oldest due row first: rows earlier runs queued would take the blip meant for this drill\'s row. ' +
+        'A relay with no pause sends them before the drill queues its own.',
+      sql: ["select count(*) from outbox where status = 'pending' and next_attempt_at <= now()"],
+      async run(ctx, state) {
+        const dueSql = `select count(*)::int as n from outbox where status = 'pending' and next_attempt_at <= now()`;
+        const [due] = await query<{ n: number }>(ctx, dueSql);
+        const backlog = due?.n ?? 0;
+        ctx.observe('backlog_due', backlog);
+        if (backlog === 0) return;
+        const email = need(state.email, 'the email service');
+        const sup = ctx.system.supervisor();
+        await startRelay(sup, { ...(await relayOptions(ctx, email, 0)), noKey: false });
+        ctx.defer(() => ctx.system.stop(relay));
+        await waitFor(
+          'the relay to send the rows already due',
+          async () => {
+            const gone = processGone(ctx);
+            if (gone) throw new Error(`while sending the ${backlog} rows already due, ${gone}`);
+            const rows = await query<{ n: number }>(ctx, dueSql);
+            return rows[0]?.n === 0;
+          },
+          { timeoutMs: backlogWaitMs, intervalMs: pollMs, signal: ctx.signal },
+        );
+        await ctx.system.stop(relay);
+        ctx.observe('backlog_sent', backlog, true);
+      },
+    },
+    {
+      id: 'queue',
+      title: 'Queue an email through the tool server',
+      why: 'The Worker never sends email itself: its `queue` call writes an outbox row, in the same transaction as its journal, for the relay to send.',
+      sql: [
+        'insert into outbox (tenant_id, run_id, dedup_key, recipient, subject, body) values ($1, $2, $3, $4, $5, $6) on conflict (dedup_key) do nothing returning id',
+        rowSql,
+      ],
+      async run(ctx, state) {
+        const tenant = need(state.tenant, 'the drill tenant');
+        const server = await ctx.system.toolServer();
+        ctx.defer(() => ctx.system.stop(server.name));
+        const dedupKey = `expense-recorded:${tenant.id}:outbox-drill`;
+        const answer = await withToolsClient(server, (client) =>
+          callTool(client, 'queue', {
+            journal: journalArgs(tenant.id, tenant.worker, 1, 1, 1, true, randomUUID()),
+            dedup_key: dedupKey,
+            recipient: `finance@${tenant.id}.example`,
+            subject: 'Expense recorded (outbox drill)',
+            body: `An expense was recorded for ${tenant.id}; this email is sent by the outbox relay.`,
+          }),
+        );
+        await ctx.system.stop(server.name);
+        ctx.observe('queue_call', answer.isError ? `error: ${answer.text}` : answer.text, !answer.isError);
+        if (answer.isError) throw new Error(`the queue tool failed: ${answer.text}`);
+        const row = await readRow(ctx, dedupKey);
+        ctx.observe('queued_row', showRow(row), row?.status === 'pending' && row.attempts === 0);
+        if (!row) throw new Error(`the queue tool answered ${answer.text} but no outbox row has dedup_key ${dedupKey}`);
+        if (answer.value?.outbox_id !== row.id) {
+          throw new Error(`the queue tool answered outbox_id ${String(answer.value?.outbox_id)} but the row is ${row.id}`);
+        }
+        ctx.observe('outbox_id', row.id);
+        ctx.observe('dedup_key', dedupKey);
+        state.queued = { id: row.id, dedupKey };
+        state.rowQueued = row;
+      },
+    },
+    {
+      id: 'blip',
+      title: 'Start the relay; its first send hits a network blip',
+      why:
+        'The email service drops the connection of the next request. The relay must record the failure (attempts, last_error, ' +
+        'next_attempt_at) and leave the row pending for a retry, never drop it or mark it sent.',
+      sql: [
+        "select id, dedup_key, recipient, subject, body, attempts from outbox where status = 'pending' and next_attempt_at <= now() order by next_attempt_at, id limit 1 for update skip locked",
+        "update outbox set attempts = attempts + 1, last_error = $2, next_attempt_at = now() + $3 * power(2, attempts) * interval '1 millisecond' where id = $1",
+        rowSql,
+      ],
+      async run(ctx, state) {
+        const { id, dedupKey } = need(state.queued, 'the queued outbox row');
+        const email = need(state.email, 'the email service');
+        const sup = ctx.system.supervisor();
+        const episode = await openEpisode(ctx, {
+          label: `relay outbox row ${id} through a blip, a kill between send and commit, and a restart`,
+          tables: [{ name: 'outbox', filter: { dedup_key: dedupKey }, key: ['dedup_key'] }],
+          expect: [`outbox:~{dedup_key="${dedupKey}",status="pending"}->{status="dispatched"}`, 'outbox:+0'],
+          volatiles: ['next_attempt_at', 'dispatched_at'],
+        });
+        state.episode = episode;
+        await email.failNext(1, 'reset');
+        episode.log('email service: the next request will have its connection reset');
+        await startRelay(sup, await relayOptions(ctx, email, killWindowMs));
+        ctx.defer(() => ctx.system.stop(relay));
+        const failed = await waitRelay(ctx, 'send_failed', id);
+        episode.log(`relay: ${JSON.stringify(failed)}`);
+        ctx.observe('send_failed', `attempts=${String(failed.attempts)} error=${String(failed.error)}`);
+        const row = await readRow(ctx, dedupKey);
+        const queued = need(state.rowQueued, 'the row as queued');
+        state.rowAfterBlip = row;
+        ctx.observe(
+          'after_blip',
+          showRow(row),
+          row?.status === 'pending' &&
+            row.attempts === 1 &&
+            row.last_error !== null &&
+            Date.parse(row.next_attempt_at) > Date.parse(queued.next_attempt_at),
+        );
+      },
+    },
+    {
+      id: 'kill',
+      title: 'The retry is sent: kill the relay before it commits',
+      why:
+        'A relay can die after the email went out and before it recorded that: the row must still read pending (a relay that ' +
+        'marks dispatched before it sends would lose the email on a crash), so the next relay sends it again.',
+      operator: 'kill',
+      sql: [rowSql],
+      async run(ctx, state) {
+        const { id, dedupKey } = need(state.queued, 'the queued outbox row');
+        const email = need(state.email, 'the email service');
+        const episode = need(state.episode, 'the relay episode');
+        const sup = ctx.system.supervisor();
+        const sent = await waitRelay(ctx, 'sent_pausing', id);
+        episode.log(`relay: ${JSON.stringify(sent)}`);
+        ctx.observe('retry_sent', `delivery_id=${String(sent.delivery_id)}, not yet committed`);
+        const pid = sup.get(relay)?.pid;
+        await ctx.operator.request(
+          {
+            kind: 'kill',
+            process: relay,
+            prompt: `The relay sent ${id} and has not committed yet: press k to kill it (SIGKILL)`,
+          },
+          () => ctx.system.kill(relay, 'SIGKILL'),
+        );
+        const info = sup.get(relay);
+        episode.log(`relay pid ${String(pid)} ended: ${info?.signal ?? `exit ${String(info?.exitCode)}`}`);
+        state.relayKilled = `pid ${String(pid)} by ${info?.signal ?? `exit ${String(info?.exitCode)}`}`;
+        ctx.observe('relay_killed', state.relayKilled, info?.signal === 'SIGKILL');
+        const committed = relayLines(ctx, id, 'dispatched');
+        if (committed.length > 0) {
+          throw new CouldNotDetermine(
+            `the relay committed ${id} before it was killed: the kill must come within the ${killWindowMs} ms between its send and its commit`,
+          );
+        }
+        const row = await readRow(ctx, dedupKey);
+        state.rowAfterKill = row;
+        ctx.observe('after_kill', showRow(row), row?.status === 'pending' && row.dispatched_at === null);
+        const forKey = await emailCountsFor(email, dedupKey);
+        state.emailAtKill = forKey;
+        ctx.observe('email_at_kill', `${forKey.requests} requests, ${forKey.deliveries} deliveries for ${dedupKey}`);
+      },
+    },
+    {
+      id: 'restart',
+      title: 'Restart the relay',
+      why:
+        'The new relay finds the row pending and sends it again. The email service already delivered it once; the dedup_key, ' +
+        'sent as the idempotency key, must keep that re-send from being a second email.',
+      operator: 'restart',
+      sql: [
+        "update outbox set status = 'dispatched', attempts = attempts + 1, dispatched_at = clock_timestamp() where id = $1",
+        rowSql,
+      ],
+      async run(ctx, state) {
+        const { id, dedupKey } = need(state.queued, 'the queued outbox row');
+        const email = need(state.email, 'the email service');
+        const episode = need(state.episode, 'the relay episode');
+        const sup = ctx.system.supervisor();
+        await ctx.operator.request(
+          { kind: 'restart', process: relay, prompt: `${id} still reads pending after the kill: press r to restart the relay` },
+          async () => {
+            await startRelay(sup, await relayOptions(ctx, email, 0));
+          },
+        );
+        ctx.observe('relay_restarted', `pid ${String(sup.get(relay)?.pid)}`);
+        const resent = await waitRelay(ctx, 'sending', id);
+        episode.log(`restarted relay: ${JSON.stringify(resent)}`);
+        const dispatched = await waitRelay(ctx, 'dispatched', id);
+        episode.log(`restarted relay: ${JSON.stringify(dispatched)}`);
+        ctx.observe('resent_after_restart', `attempt ${String(resent.attempt)}`);
+        ctx.observe('dispatched', `attempts=${String(dispatched.attempts)} delivery_id=${String(dispatched.delivery_id)}`);
+        const result = await episode.finish(0);
+        state.oracleOk = oracleSatisfied(result);
+        state.oracleEvidence = result.expectations.map((expectation) => `${expectation.predicate}: ${expectation.verdict}`).join('; ');
+        await ctx.system.stop(relay);
+
+        const row = await readRow(ctx, dedupKey);
+        state.rowFinal = row;
+        ctx.observe('final_row', showRow(row), row?.status === 'dispatched' && row.dispatched_at !== null);
+        const forKey = await emailCountsFor(email, dedupKey);
+        state.emailFinal = forKey;
+        ctx.observe(
+          'email_deliveries',
+          `${forKey.deliveries} deliveries in ${forKey.requests} requests for ${dedupKey} (${forKey.withHeader} carried it as the Idempotency-Key)`,
+          forKey.deliveries === 1,
+        );
+        state.counts = relayCounts(ctx, id);
+      },
+    },
+  ],
+  verdict: outboxVerdict,
+};

@@ -1,0 +1,77 @@
+// The drill's outbox relay process: its timings, how it is started, and how the
+// drill reads what it did from its JSON lines (every start of it, under one name).
+import { jsonLines, type EmailService, type RelayOptions } from '../../reconciler/launch.js';
+import type { JsonLine } from '../../reconciler/json-lines.js';
+import type { DrillContext } from '../types.js';
+
+export const relay = 'relay';
+/** Polling and the first retry delay of the drill's relay: small, so the drill takes a couple of seconds. */
+export const pollMs = 50;
+const backoffMs = 200;
+/**
+ * How long the relay waits between a successful send and its commit: the window in
+ * which the operator kills it. Headless the kill comes at once; in the console a
+ * person has this long to press k. The restarted relay has no pause.
+ */
+export const killWindowMs = 120_000;
+const waitMs = 15_000;
+/** How long the relay may take to send the rows earlier runs left due. */
+export const backlogWaitMs = 30_000;
+
+/** The relay's JSON lines (every start of it) about one outbox row. */
+export function relayLines(ctx: DrillContext, outboxId: string, event: string): JsonLine[] {
+  return jsonLines(ctx.system.supervisor(), relay).filter((line) => line.event === event && line.outbox_id === outboxId);
+}
+
+/** How often the relay reported each event about the row, over all its starts. */
+export interface RelayCounts {
+  /** `send_failed`: sends that failed (the blip). */
+  failed: number;
+  /** `sent_pausing`: sends that succeeded and then paused before the commit (the retry). */
+  retried: number;
+  /** `sending`: every send begun. */
+  sends: number;
+  /** `dispatched`: commits of the row as dispatched. */
+  dispatched: number;
+}
+
+export function relayCounts(ctx: DrillContext, outboxId: string): RelayCounts {
+  return {
+    failed: relayLines(ctx, outboxId, 'send_failed').length,
+    retried: relayLines(ctx, outboxId, 'sent_pausing').length,
+    sends: relayLines(ctx, outboxId, 'sending').length,
+    dispatched: relayLines(ctx, outboxId, 'dispatched').length,
+  };
+}
+
+export async function relayOptions(ctx: DrillContext, email: EmailService, pauseAfterSendMs: number): Promise<RelayOptions> {
+  return {
+    databaseUrl: await ctx.system.workerUrl(),
+    emailUrl: email.url,
+    pollMs,
+    backoffMs,
+    pauseAfterSendMs,
+    noKey: ctx.broken,
+    role: ctx.roles.worker,
+    processName: relay,
+  };
+}
+
+/** Says how the relay ended, with its last line; undefined while it runs. */
+export function processGone(ctx: DrillContext): string | undefined {
+  const info = ctx.system.supervisor().get(relay);
+  if (!info || info.state === 'running' || info.state === 'starting') return undefined;
+  const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.exitCode}`;
+  return `the relay ${how}: ${info.recentLines.at(-1) ?? 'no output'}`;
+}
+
+/** The relay's next `event` line about the row; when the relay dies first, says so with its last line. */
+export async function waitRelay(ctx: DrillContext, event: string, outboxId: string): Promise<JsonLine> {
+  try {
+    return await ctx.system.supervisor().waitForEvent(relay, event, { timeoutMs: waitMs, match: (line) => line.outbox_id === outboxId });
+  } catch (error) {
+    const gone = processGone(ctx);
+    if (gone) throw new Error(`${gone} (before it reported ${event} for ${outboxId})`, { cause: error });
+    throw error;
+  }
+}

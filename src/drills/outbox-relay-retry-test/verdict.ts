@@ -1,0 +1,72 @@
+// The outbox drill's verdict, from what its steps left in the state: the row at
+// each point (after the blip, after the kill, at the end), the email service's
+// counts for the dedup_key, the relay's own reports and the oracle's result.
+import { countWord } from '../sql.js';
+import type { DrillContext, VerdictResult } from '../types.js';
+import type { State } from './state.js';
+
+function times(count: number): string {
+  if (count === 1) return 'once';
+  if (count === 2) return 'twice';
+  return `${countWord(count)} times`;
+}
+
+export function outboxVerdict(_ctx: DrillContext, state: State): VerdictResult {
+  const { queued, rowQueued: before, rowAfterBlip: blip, rowAfterKill: killed, rowFinal: final, counts } = state;
+  const emailBefore = state.emailAtKill;
+  const email = state.emailFinal;
+  const killedBy = state.relayKilled ?? '';
+  const oracleOk = state.oracleOk;
+  const oracleEvidence = state.oracleEvidence ?? 'no oracle result';
+  if (!queued || !before || !blip || !killed || !final || !emailBefore || !email || !counts) {
+    const reason = 'the relay episode did not complete, so nothing can be concluded';
+    return { verdict: 'could-not-determine', evidence: reason, reason };
+  }
+  const { id, dedupKey } = queued;
+  const problems: string[] = [];
+  if (email.deliveries !== 1) {
+    problems.push(
+      `email service received ${email.deliveries} deliveries for dedup_key ${dedupKey} in ${email.requests} requests ` +
+        `(${email.withHeader} of them carried the dedup_key as the Idempotency-Key): the re-send after the kill ` +
+        `${email.deliveries > 1 ? 'was delivered again' : 'was never delivered'}`,
+    );
+  }
+  if (blip.status !== 'pending' || blip.attempts !== 1) {
+    problems.push(`after the failed first send ${id} read status ${blip.status} with attempts ${blip.attempts}, not pending with attempts 1`);
+  }
+  if (blip.last_error === null) problems.push(`after the failed first send ${id} had no last_error`);
+  if (Date.parse(blip.next_attempt_at) <= Date.parse(before.next_attempt_at)) {
+    problems.push(`after the failed first send ${id}'s next_attempt_at stayed ${blip.next_attempt_at} (not moved later)`);
+  }
+  if (counts.failed !== 1) problems.push(`the relay reported ${counts.failed} failed sends of ${id} for one blip`);
+  if (killed.status !== 'pending' || killed.dispatched_at !== null) {
+    problems.push(
+      `after the relay was killed between the send and its commit ${id} read status ${killed.status}` +
+        ` (dispatched_at ${killed.dispatched_at ?? 'null'}): it was marked dispatched before its send was committed`,
+    );
+  }
+  if (emailBefore.deliveries !== 1) {
+    problems.push(`when the relay was killed the email service had ${emailBefore.deliveries} deliveries for ${dedupKey}, not the one just sent`);
+  }
+  if (email.requests <= emailBefore.requests) problems.push(`the restarted relay did not send ${id} again`);
+  if (final.status !== 'dispatched' || final.dispatched_at === null) {
+    problems.push(`${id} ended in status ${final.status} (dispatched_at ${final.dispatched_at ?? 'null'}), not dispatched`);
+  }
+  if (counts.dispatched !== 1) problems.push(`the relay reported ${id} dispatched ${times(counts.dispatched)}`);
+  if (!oracleOk) problems.push(`the oracle did not confirm the change (${oracleEvidence})`);
+  if (problems.length > 0) {
+    const reason = problems.join('; ');
+    return { verdict: 'fail', evidence: reason, reason };
+  }
+  const resends = counts.sends - 1 - counts.retried;
+  return {
+    verdict: 'pass',
+    evidence:
+      `Relay failed ${times(counts.failed)}, retried ${times(counts.retried)}, dispatched ${times(counts.dispatched)}: ` +
+      `the blip left ${id} pending with attempts ${blip.attempts}, last_error and next_attempt_at set; ` +
+      `the relay was killed (${killedBy}) after the retry's send and before its commit, the row still read ${killed.status}, ` +
+      `and the restarted relay re-sent it ${times(resends)}. ` +
+      `Outbox row ${id} ended in ${final.status} (attempts ${final.attempts}). ` +
+      `Email service received exactly ${countWord(email.deliveries)} delivery for this dedup_key (${email.requests} requests).`,
+  };
+}
