@@ -4,7 +4,7 @@
 import { describeFailure } from './postgres/errors.js';
 import { exitCodes } from './util/exit-codes.js';
 import { exitWith, installExitHandlers } from './util/lifecycle.js';
-import { usage } from './cli/usage.js';
+import { helpHint } from './cli/args.js';
 
 type Command = (args: string[]) => Promise<number>;
 
@@ -15,11 +15,26 @@ const commands: Record<string, () => Promise<Command>> = {
   tools: async () => (await import('./cli/tools-command.js')).toolsCommand,
 };
 
+/** The command a usage error's hint points to (undefined: the top-level usage). */
+let helpTopic: string | undefined;
+
+async function unknownCommand(name: string): Promise<never> {
+  const { UsageError } = await import('./postgres/url.js');
+  throw new UsageError(`unknown command: ${name} (the commands are ${Object.keys(commands).join(', ')})`);
+}
+
 async function main(argv: string[]): Promise<number> {
   const [first, ...rest] = argv;
-  if (first === '--help' || first === '-h' || first === 'help') {
-    process.stdout.write(`${usage}\n`);
-    return exitCodes.ok;
+  if (first === 'help') {
+    // `sor-drills help run` is `sor-drills run --help`, word for word.
+    const [topic, ...extra] = rest;
+    if (topic === undefined || topic === '--help' || topic === '-h') return main(['--help']);
+    if (!commands[topic]) return unknownCommand(topic);
+    if (extra.length > 0) {
+      const { UsageError } = await import('./postgres/url.js');
+      throw new UsageError(`help takes one command, not ${JSON.stringify(extra.join(' '))}`);
+    }
+    return main([topic, '--help']);
   }
   if (first === '--version' || first === '-v') {
     const { readFile } = await import('node:fs/promises');
@@ -29,10 +44,8 @@ async function main(argv: string[]): Promise<number> {
   }
   if (first !== undefined && !first.startsWith('-')) {
     const load = commands[first];
-    if (!load) {
-      const { UsageError } = await import('./postgres/url.js');
-      throw new UsageError(`unknown command: ${first}\n\n${usage}`);
-    }
+    if (!load) return unknownCommand(first);
+    helpTopic = first;
     return (await load())(rest);
   }
   const { defaultCommand } = await import('./cli/default-command.js');
@@ -48,7 +61,10 @@ main(process.argv.slice(2)).then(
   (code) => exitWith(code),
   (error: unknown) => {
     const { code, message } = describeFailure(error);
-    process.stderr.write(`sor-drills: ${message}\n`);
+    const line = message.split('\n')[0] ?? '';
+    // A usage error is one line and where to read the usage, never the whole usage.
+    const hint = code === exitCodes.usage ? `; ${helpHint(helpTopic)}` : '';
+    process.stderr.write(`sor-drills: ${line}${hint}\n`);
     return exitWith(code);
   },
 );

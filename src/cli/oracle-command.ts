@@ -1,15 +1,21 @@
 // `sor-drills oracle`: the db-state oracle wrapped around any command (curl, a CLI,
 // a test): snapshot, run it, snapshot, normalise, diff, verdict, evidence folder.
 import Table from 'cli-table3';
-import { parse } from './args.js';
+import { commonFlagsHelp, parse, printHelp } from './args.js';
+import { integerFlag, maxTimerMs, positiveNumberFlag, requiredTargetString, writableDirectory } from './input-checks.js';
+import { environmentHelp, signalExitsHelp } from './usage.js';
 import { exitCodes } from '../util/exit-codes.js';
 import { maskSecrets, parseUrl, UsageError } from '../postgres/url.js';
 import {
+  checkCardId,
+  defaultEvidenceRoot,
   defaultVolatiles,
   displayPath,
   expectationGrammar,
   extendVolatiles,
+  parseExpectation,
   runOracle,
+  type Expectation,
   type OracleEvent,
   type OracleResult,
   type Scalar,
@@ -46,10 +52,14 @@ Options
   --dir D               evidence root (default .agent-history/oracle)
   --stream-threshold N  rows per table held in memory before streaming to disk (default 50000)
   --json                print the result as JSON on stdout
+${commonFlagsHelp(24)}
+
+${environmentHelp(['DATABASE_URL', 'PG', 'TMPDIR'], { TMPDIR: 'where tables above --stream-threshold are spooled while they are diffed' })}
 
 Exit codes
   0 APPROVE   1 REJECT   4 ESCALATE (command failed, nothing asserted, could not determine)
   2 bad usage   3 target unreachable or lacking a privilege
+  ${signalExitsHelp}
 
 Worked example
   $ sor-drills oracle --db postgres://app:secret@localhost:5432/shop --card WID-7 \\
@@ -65,13 +75,6 @@ Predicate grammar: ${expectationGrammar}`;
 
 function list(values: unknown): string[] {
   return ((values as string[] | undefined) ?? []).flatMap((value) => value.split(',')).map((value) => value.trim()).filter(Boolean);
-}
-
-function positiveNumber(flag: string, value: unknown, fallback: number | undefined): number | undefined {
-  if (value === undefined) return fallback;
-  const number = Number(value);
-  if (!Number.isFinite(number) || number <= 0) throw new UsageError(`${flag} needs a positive number, not ${String(value)}`);
-  return number;
 }
 
 function tablesFrom(values: Record<string, unknown>): TableScope[] {
@@ -138,52 +141,83 @@ function ignoreBrokenPipes(): void {
   }
 }
 
+export const oracleFlags = {
+  db: { type: 'string' },
+  card: { type: 'string' },
+  tables: { type: 'string', multiple: true },
+  expect: { type: 'string', multiple: true },
+  key: { type: 'string', multiple: true },
+  volatile: { type: 'string', multiple: true },
+  filter: { type: 'string', multiple: true },
+  schema: { type: 'boolean' },
+  settle: { type: 'string' },
+  'settle-for': { type: 'string' },
+  'settle-timeout': { type: 'string' },
+  timeout: { type: 'string' },
+  dir: { type: 'string' },
+  'stream-threshold': { type: 'string' },
+  json: { type: 'boolean' },
+} as const;
+
+/** A check of the oracle's own modules, its message prefixed with the flag it was given to. */
+function flagged<T>(flag: string, check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    if (error instanceof UsageError) throw new UsageError(`${flag}: ${error.message.split('\n')[0]}`);
+    throw error;
+  }
+}
+
+/** The longest wait in seconds a timer can take. */
+const maxSeconds = Math.floor(maxTimerMs / 1000);
+
+/** Every flag, the evidence directory and the target, checked before the first snapshot. */
+function checkOracleInput(values: Record<string, unknown>, command: string[]) {
+  const url = requiredTargetString(values.db, 'name the database with --db URL (or DATABASE_URL)');
+  if (values.card === undefined) throw new UsageError('name the card with --card ID');
+  const card = flagged('--card', () => checkCardId(String(values.card)));
+  if (command.length === 0) throw new UsageError('name the command to run after --');
+  const expectations: Expectation[] = ((values.expect as string[] | undefined) ?? []).map((spec) =>
+    flagged('--expect', () => parseExpectation(spec)),
+  );
+  const tables = tablesFrom(values);
+  if (tables.length === 0 && expectations.length === 0) throw new UsageError('name the tables to snapshot with --tables (or --expect)');
+  if (!values.settle) {
+    for (const flag of ['settle-for', 'settle-timeout'] as const) {
+      if (values[flag] !== undefined) throw new UsageError(`--${flag} needs --settle SQL (the query whose answer must settle)`);
+    }
+  }
+  // The evidence root (the default one too) is checked here and handed on as given.
+  writableDirectory('--dir', String(values.dir ?? defaultEvidenceRoot));
+  return {
+    url,
+    card,
+    command,
+    expectations,
+    tables,
+    volatiles: flagged('--volatile', () => extendVolatiles(defaultVolatiles(), list(values.volatile))),
+    threshold: values['stream-threshold'] === undefined ? undefined : integerFlag('--stream-threshold', values['stream-threshold'], { fallback: 0, min: 1, unit: 'rows' }),
+    timeoutS: positiveNumberFlag('--timeout', values.timeout, { max: maxSeconds, unit: 'seconds' }),
+    settleTimeoutS: positiveNumberFlag('--settle-timeout', values['settle-timeout'], { max: maxSeconds, unit: 'seconds' }) ?? 30,
+    settleForMs: integerFlag('--settle-for', values['settle-for'], { fallback: 500, min: 1 }),
+    dir: values.dir as string | undefined,
+  };
+}
+
 export async function oracleCommand(args: string[]): Promise<number> {
   ignoreBrokenPipes();
   const separator = args.indexOf('--');
   const flags = separator >= 0 ? args.slice(0, separator) : args;
-  const command = separator >= 0 ? args.slice(separator + 1) : [];
-  const { values } = parse(
-    flags,
-    {
-      db: { type: 'string' },
-      card: { type: 'string' },
-      tables: { type: 'string', multiple: true },
-      expect: { type: 'string', multiple: true },
-      key: { type: 'string', multiple: true },
-      volatile: { type: 'string', multiple: true },
-      filter: { type: 'string', multiple: true },
-      schema: { type: 'boolean' },
-      settle: { type: 'string' },
-      'settle-for': { type: 'string' },
-      'settle-timeout': { type: 'string' },
-      timeout: { type: 'string' },
-      dir: { type: 'string' },
-      'stream-threshold': { type: 'string' },
-      json: { type: 'boolean' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    oracleUsage,
-  );
+  const { values } = parse(flags, oracleFlags);
   if (values.help) {
-    process.stdout.write(`${oracleUsage}\n`);
+    await printHelp(oracleUsage);
     return exitCodes.ok;
   }
-  const url = (values.db as string | undefined) ?? process.env.DATABASE_URL;
-  if (!url) throw new UsageError(`name the database with --db URL (or DATABASE_URL)\n\n${oracleUsage}`);
-  const card = values.card as string | undefined;
-  if (!card) throw new UsageError(`name the card with --card ID\n\n${oracleUsage}`);
-  if (command.length === 0) throw new UsageError(`name the command to run after --\n\n${oracleUsage}`);
-  const expectations = (values.expect as string[] | undefined) ?? [];
-  const tables = tablesFrom(values);
-  if (tables.length === 0 && expectations.length === 0) {
-    throw new UsageError(`name the tables to snapshot with --tables (or --expect)\n\n${oracleUsage}`);
-  }
-  const volatiles = extendVolatiles(defaultVolatiles(), list(values.volatile));
-  const threshold = positiveNumber('--stream-threshold', values['stream-threshold'], undefined);
-  const timeout = positiveNumber('--timeout', values.timeout, undefined);
-  const settleTimeout = positiveNumber('--settle-timeout', values['settle-timeout'], 30)!;
-  const settleFor = positiveNumber('--settle-for', values['settle-for'], 500)!;
+  const { url, card, command, expectations, tables, volatiles, threshold, timeoutS, settleTimeoutS, settleForMs, dir } = checkOracleInput(
+    values,
+    separator >= 0 ? args.slice(separator + 1) : [],
+  );
   const password = parseUrl(url).password;
   const secrets = password ? [password, encodeURIComponent(password)] : [];
   const progress = (line: string) => process.stderr.write(`${line}\n`);
@@ -210,14 +244,14 @@ export async function oracleCommand(args: string[]): Promise<number> {
   const result = await runOracle({
     url,
     card,
-    scope: { tables, schema: Boolean(values.schema), volatiles, ...(threshold ? { streamThreshold: Math.floor(threshold) } : {}) },
+    scope: { tables, schema: Boolean(values.schema), volatiles, ...(threshold ? { streamThreshold: threshold } : {}) },
     expectations,
-    action: { command: command[0]!, args: command.slice(1), ...(timeout ? { timeoutMs: timeout * 1000 } : {}) },
-    dir: values.dir as string | undefined,
+    action: { command: command[0]!, args: command.slice(1), ...(timeoutS ? { timeoutMs: timeoutS * 1000 } : {}) },
+    dir,
     quiescence: values.settle
       ? {
-          condition: { kind: 'query-settles', url, sql: values.settle as string, stableForMs: settleFor },
-          timeoutMs: settleTimeout * 1000,
+          condition: { kind: 'query-settles', url, sql: values.settle as string, stableForMs: settleForMs },
+          timeoutMs: settleTimeoutS * 1000,
         }
       : undefined,
     onEvent,

@@ -2,44 +2,52 @@
 // stderr, the bundle on disk (and on stdout with --json), exit 0 PERMITTED,
 // 1 BLOCKED, 2 bad usage, 3 target unreachable.
 import path from 'node:path';
-import { parse } from './args.js';
-import { paceOf, runFlags } from './run-flags.js';
+import { commonFlagsHelp, parse, printHelp } from './args.js';
+import { checkRunInput, runFlags, type RunInput } from './run-flags.js';
+import { environmentHelp, signalExitsHelp } from './usage.js';
+import { writableDirectory, writableFile } from './input-checks.js';
 import { exitCodes } from '../util/exit-codes.js';
-import { defaultRoles, type Roles } from '../postgres/roles.js';
 import type { Target } from '../postgres/target.js';
 import { UsageError } from '../postgres/url.js';
-import { isBundleKey, type BundleKey, type RunnerEvent } from '../drills/types.js';
+import { bundleKeys, type BundleKey, type Drill, type DrillResult, type RunnerEvent } from '../drills/types.js';
 import { verdictWord } from '../drills/verdict-words.js';
+import type { DrillSession } from '../drills/session.js';
+
+export const headlessPaceMs = 50;
 
 export const runUsage = `Usage: sor-drills run [--db URL] [--yes] [--break KEY]... [--only KEY]... [--migration FILE]
                       [--out FILE] [--json] [--junit FILE] [--gate KEY] [--pace MS] [--keep]
+                      [--worker-role NAME] [--reader-role NAME] [--owner-role NAME] [--no-color]
 
-Runs the nine drills in order, headless, and writes the evidence bundle.
-  --db URL          the target (default: DATABASE_URL, else an embedded PostgreSQL)
-  --yes             consent to writing drill rows into a target that is not the embedded one
+Runs the nine drills in order, headless (progress on stderr), and writes the evidence bundle.
+Every flag, every file a flag names and the target are checked before anything starts.
+
+Flags
+  --db URL          the target (default: DATABASE_URL, else a throwaway embedded PostgreSQL)
+  -y, --yes         consent to writing drill rows into a target that is not the embedded one
   --break KEY       run that drill with its deliberate break (repeatable)
   --only KEY        run only that drill (repeatable; the others are "fail: not run")
   --migration FILE  the proposed dbmate migration to review (default: the notes-column proposal)
   --out FILE        where to write the bundle (default: evidence/bundle-<timestamp>.md)
-  --json            print the bundle object on stdout
-  --junit FILE      also write JUnit XML of the drills
+  --json            also print the bundle object on stdout
+  --junit FILE      also write JUnit XML, one test case per drill (drills not run are skipped)
   --gate KEY        mastery gate: when all nine pass, repeat KEY with its deliberate break
                     and write that honest failure as a second bundle beside the first (<name>.mastery.md)
-  --pace MS         milliseconds the Worker waits between tool calls (default 50)
-  --worker-role, --reader-role, --owner-role NAME
+  --pace MS         milliseconds the Worker waits between tool calls (default ${headlessPaceMs})
+  --keep            leave the embedded cluster running after exit and print how to connect
+  --worker-role NAME, --reader-role NAME, --owner-role NAME
                     role names of a schema installed another way
-Keys: migration_review run_journal_resume_drill idempotency_retry_test concurrency_claim_test
-      outbox_relay_retry_test append_only_event_test rls_identity_flip_test mcp_boundary_test
-      forensics_drill
-Exit: 0 PERMITTED, 1 BLOCKED, 2 bad usage, 3 target unreachable`;
+${commonFlagsHelp()}
 
-function keys(values: unknown, flag: string): BundleKey[] {
-  const list = (values as string[] | undefined) ?? [];
-  for (const value of list) {
-    if (!isBundleKey(value)) throw new UsageError(`--${flag} ${value}: not a drill (see sor-drills run --help for the keys)`);
-  }
-  return list as BundleKey[];
-}
+Keys: ${bundleKeys.slice(0, 3).join(' ')}
+      ${bundleKeys.slice(3, 6).join(' ')}
+      ${bundleKeys.slice(6).join(' ')}
+
+${environmentHelp(['DATABASE_URL', 'SOR_WORKER_URL', 'NEON_API_KEY', 'PG', 'TMPDIR'])}
+
+Exit codes
+  0 PERMITTED   1 BLOCKED   2 bad usage   3 target unreachable or lacking a privilege
+  ${signalExitsHelp}`;
 
 /** One line per step on stderr, for CI logs and pipes. */
 export function progressPrinter(write: (line: string) => void): (event: RunnerEvent) => void {
@@ -76,16 +84,20 @@ export function progressPrinter(write: (line: string) => void): (event: RunnerEv
   };
 }
 
+const write = (line: string) => process.stderr.write(`${line}\n`);
+const shown = (file: string) => path.relative(process.cwd(), file) || file;
+const headlessOperator = { request: async (_ask: unknown, perform: () => Promise<void>) => perform() };
+
 /**
  * The target, reached and prepared by the same rule as the console's; headless there is
  * nobody to ask, so a target that needs consent without --yes is bad usage (exit 2).
  */
-async function readyTarget(options: { db?: string; keep: boolean; yes: boolean; onProgress: (line: string) => void }): Promise<Target> {
+async function readyTarget(input: RunInput): Promise<Target> {
   const { resolveTarget } = await import('../postgres/target.js');
   const { prepareTarget } = await import('../postgres/prepare.js');
-  const target = await resolveTarget({ db: options.db, keep: options.keep, onProgress: options.onProgress });
+  const target = await resolveTarget({ db: input.db, keep: input.keep, onProgress: write });
   try {
-    const preparation = await prepareTarget(target, { consent: options.yes, onProgress: options.onProgress });
+    const preparation = await prepareTarget(target, { consent: input.yes, onProgress: write });
     if (preparation.kind === 'needs-consent') throw new UsageError(`${preparation.why}; pass --yes to consent`);
     return target;
   } catch (error) {
@@ -94,82 +106,79 @@ async function readyTarget(options: { db?: string; keep: boolean; yes: boolean; 
   }
 }
 
-export async function runCommand(args: string[]): Promise<number> {
-  const { values } = parse(args, runFlags, runUsage);
-  if (values.help) {
-    process.stdout.write(`${runUsage}\n`);
-    return exitCodes.ok;
+interface Run {
+  session: DrillSession;
+  target: Target;
+  results: DrillResult[];
+  out: string;
+}
+
+/**
+ * The mastery gate, offered when all nine passed: the drill again with its deliberate break,
+ * written as a second bundle. A break that still passes is itself a failure of the drill (exit 1).
+ */
+async function masteryGate(run: Run, gate: BundleKey, decision: string): Promise<number | undefined> {
+  if (decision !== 'PERMITTED') {
+    write(`mastery gate: not offered, the release is ${decision} already`);
+    return undefined;
   }
-  const breaks = keys(values.break, 'break');
-  const only = keys(values.only, 'only');
-  const gate = values.gate === undefined ? undefined : keys([values.gate], 'gate')[0];
-  const paceMs = paceOf(values.pace, 50);
-  const write = (line: string) => process.stderr.write(`${line}\n`);
-  const roles: Roles = {
-    worker: (values['worker-role'] as string | undefined) ?? defaultRoles.worker,
-    reader: (values['reader-role'] as string | undefined) ?? defaultRoles.reader,
-    owner: (values['owner-role'] as string | undefined) ?? defaultRoles.owner,
-  };
-  const target = await readyTarget({
-    db: values.db as string | undefined,
-    keep: Boolean(values.keep),
-    yes: Boolean(values.yes),
-    onProgress: write,
-  });
-  const prepared = { target, roles };
+  const { renderBundle, writeBundle, draftParagraph, decisionOf, masteryBundlePath } = await import('../drills/bundle.js');
+  write(`mastery gate: repeating ${gate} with its deliberate break`);
+  const broken = await run.session.runOne(gate, true, headlessOperator, progressPrinter(write));
+  const gated = run.results.map((result) => (result.key === gate ? broken : result));
+  const drills: readonly Drill[] = run.session.drills;
+  const paragraph = draftParagraph(gated, drills, run.target.display);
+  const document = await renderBundle(gated, drills, paragraph, process.cwd(), { target: run.target.display, when: new Date() });
+  const gateOut = masteryBundlePath(run.out);
+  await writeBundle(gateOut, document.text);
+  const how = broken.verdict === 'pass' ? 'PASSED despite its break' : 'failed honestly';
+  write(`mastery gate: ${gate} ${how}; second bundle (${decisionOf(gated)}) written to ${shown(gateOut)}`);
+  return broken.verdict === 'pass' ? exitCodes.blocked : undefined;
+}
+
+/** The headless run of checked input: every decided path writes the bundle, and prints it with --json. */
+export async function runHeadless(input: RunInput): Promise<number> {
+  const when = new Date();
   const { createSession, defaultDrillOptions } = await import('../drills/session.js');
-  const { renderBundle, writeBundle, draftParagraph, decisionOf, defaultBundlePath, masteryBundlePath } = await import(
-    '../drills/bundle.js'
-  );
+  const { renderBundle, writeBundle, draftParagraph, decisionOf, defaultBundlePath } = await import('../drills/bundle.js');
+  // The places the run writes without a flag naming them, checked as the flags' files were.
+  const out = input.out ?? writableFile('--out', defaultBundlePath(when));
+  writableDirectory('the evidence folder', defaultDrillOptions.evidenceRoot, shown(defaultDrillOptions.evidenceRoot));
+  const target = await readyTarget(input);
   const session = createSession({
-    target: prepared.target,
-    roles: prepared.roles,
-    breaks: new Set(breaks),
-    only: only.length > 0 ? new Set(only) : undefined,
-    options: {
-      ...defaultDrillOptions,
-      paceMs,
-      migrationFile: values.migration ? path.resolve(String(values.migration)) : undefined,
-    },
+    target,
+    roles: input.roles,
+    breaks: new Set(input.breaks),
+    only: input.only.length > 0 ? new Set(input.only) : undefined,
+    options: { ...defaultDrillOptions, paceMs: input.paceMs ?? headlessPaceMs, migrationFile: input.migration },
   });
   try {
-    const when = new Date();
-    const headless = { request: async (_ask: unknown, perform: () => Promise<void>) => perform() };
-    const results = await session.run(headless, progressPrinter(write));
-    const out = path.resolve(String(values.out ?? defaultBundlePath(when)));
-    const paragraph = draftParagraph(results, session.drills, prepared.target.display);
-    const document = await renderBundle(results, session.drills, paragraph, process.cwd(), {
-      target: prepared.target.display,
-      when,
-    });
+    const results = await session.run(headlessOperator, progressPrinter(write));
+    const paragraph = draftParagraph(results, session.drills, target.display);
+    const document = await renderBundle(results, session.drills, paragraph, process.cwd(), { target: target.display, when });
     await writeBundle(out, document.text);
     const decision = decisionOf(results);
-    write(`release ${decision}: bundle written to ${path.relative(process.cwd(), out) || out}`);
-    if (values.junit) {
+    write(`release ${decision}: bundle written to ${shown(out)}`);
+    if (input.junit) {
       const { junitXml } = await import('../drills/junit.js');
       const { writeFileAtomic } = await import('../util/fs.js');
-      await writeFileAtomic(path.resolve(String(values.junit)), junitXml(results, session.drills, when));
+      await writeFileAtomic(input.junit, junitXml(results, session.drills, when));
     }
-    if (gate && decision === 'PERMITTED') {
-      write(`mastery gate: repeating ${gate} with its deliberate break`);
-      const broken = await session.runOne(gate, true, headless, progressPrinter(write));
-      const gated = results.map((result) => (result.key === gate ? broken : result));
-      const gateParagraph = draftParagraph(gated, session.drills, prepared.target.display);
-      const gateDocument = await renderBundle(gated, session.drills, gateParagraph, process.cwd(), {
-        target: prepared.target.display,
-        when: new Date(),
-      });
-      const gateOut = masteryBundlePath(out);
-      await writeBundle(gateOut, gateDocument.text);
-      write(`mastery gate: ${gate} ${broken.verdict === 'pass' ? 'PASSED despite its break' : 'failed honestly'}; second bundle (${decisionOf(gated)}) written to ${path.relative(process.cwd(), gateOut)}`);
-      if (broken.verdict === 'pass') return exitCodes.blocked;
-    } else if (gate) {
-      write(`mastery gate: not offered, the release is ${decision} already`);
-    }
-    if (values.json) await new Promise<void>((resolve) => process.stdout.write(`${JSON.stringify(document.bundle, null, 2)}\n`, () => resolve()));
-    return decision === 'PERMITTED' ? exitCodes.ok : exitCodes.blocked;
+    let code: number = decision === 'PERMITTED' ? exitCodes.ok : exitCodes.blocked;
+    if (input.gate) code = (await masteryGate({ session, target, results, out }, input.gate, decision)) ?? code;
+    if (input.json) await new Promise<void>((resolve) => process.stdout.write(`${JSON.stringify(document.bundle, null, 2)}\n`, () => resolve()));
+    return code;
   } finally {
     await session.close();
-    await prepared.target.close();
+    await target.close();
   }
+}
+
+export async function runCommand(args: string[]): Promise<number> {
+  const { values } = parse(args, runFlags);
+  if (values.help) {
+    await printHelp(runUsage);
+    return exitCodes.ok;
+  }
+  return runHeadless(checkRunInput(values));
 }

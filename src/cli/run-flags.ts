@@ -1,6 +1,17 @@
 // The run's flags and their checks, apart from the run itself, so the console's
-// entry can parse them without loading the drills, pg or the target modules.
+// entry can parse and check them without loading the drills, pg or the target modules.
 import { UsageError } from '../postgres/url.js';
+import { defaultRoles, type Roles } from '../postgres/roles.js';
+import type { BundleKey } from '../drills/types.js';
+import {
+  bundleKeysOf,
+  connectionString,
+  integerFlag,
+  readableFile,
+  roleNameFlag,
+  targetString,
+  writableFile,
+} from './input-checks.js';
 
 export const runFlags = {
   db: { type: 'string' },
@@ -17,12 +28,52 @@ export const runFlags = {
   'worker-role': { type: 'string' },
   'reader-role': { type: 'string' },
   'owner-role': { type: 'string' },
-  help: { type: 'boolean', short: 'h' },
 } as const;
 
-export function paceOf(value: unknown, fallback: number): number {
-  if (value === undefined) return fallback;
-  const pace = Number(value);
-  if (!Number.isInteger(pace) || pace < 0) throw new UsageError(`--pace ${String(value)}: expected milliseconds (0 or more)`);
-  return pace;
+/** The run's input, every part of it checked. */
+export interface RunInput {
+  /** The target string (undefined: the embedded cluster). */
+  db?: string;
+  yes: boolean;
+  keep: boolean;
+  json: boolean;
+  breaks: BundleKey[];
+  only: BundleKey[];
+  gate?: BundleKey;
+  /** Absolute paths. */
+  migration?: string;
+  out?: string;
+  junit?: string;
+  /** Undefined when --pace is absent: the console and the headless run have their own defaults. */
+  paceMs?: number;
+  roles: Roles;
+}
+
+/** Checks every flag value, every file a flag names and the target string; throws a UsageError on the first bad one. */
+export function checkRunInput(values: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): RunInput {
+  const db = targetString(values.db, env);
+  // Read when the drills start the tool server: a malformed one would fail minutes into the run.
+  if (env.SOR_WORKER_URL) connectionString('SOR_WORKER_URL', env.SOR_WORKER_URL);
+  const gate = values.gate === undefined ? undefined : bundleKeysOf('--gate', [values.gate])[0];
+  const out = values.out === undefined ? undefined : writableFile('--out', String(values.out));
+  const junit = values.junit === undefined ? undefined : writableFile('--junit', String(values.junit));
+  if (out && junit && out === junit) throw new UsageError(`--out and --junit both name ${String(values.out)}; give them different files`);
+  return {
+    db,
+    yes: Boolean(values.yes),
+    keep: Boolean(values.keep),
+    json: Boolean(values.json),
+    breaks: bundleKeysOf('--break', values.break),
+    only: bundleKeysOf('--only', values.only),
+    gate,
+    migration: values.migration === undefined ? undefined : readableFile('--migration', String(values.migration)),
+    out,
+    junit,
+    paceMs: values.pace === undefined ? undefined : integerFlag('--pace', values.pace, { fallback: 0 }),
+    roles: {
+      worker: roleNameFlag('--worker-role', values['worker-role'], defaultRoles.worker),
+      reader: roleNameFlag('--reader-role', values['reader-role'], defaultRoles.reader),
+      owner: roleNameFlag('--owner-role', values['owner-role'], defaultRoles.owner),
+    },
+  };
 }

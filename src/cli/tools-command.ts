@@ -1,60 +1,79 @@
 // `sor-drills tools`: the Worker's four MCP tools (claim, write, queue, read)
 // served on stdio, so MCP Inspector or any MCP client can connect:
 //   npx @modelcontextprotocol/inspector --cli node dist/cli.js tools --db URL --method tools/list
-// stdout is the protocol channel: nothing else is ever written to it; logs go to stderr.
-import { StdioServerTransport } from '@modelcontextprotocol/sdk/server/stdio.js';
-import { parse } from './args.js';
+// While serving, stdout is the protocol channel: nothing else is written to it; logs go to stderr.
+import { commonFlagsHelp, parse, printHelp } from './args.js';
+import { integerFlag, requiredTargetString, roleNameFlag } from './input-checks.js';
+import { environmentHelp, signalExitsHelp } from './usage.js';
 import { exitCodes } from '../util/exit-codes.js';
-import { openWorkerPool } from '../reconciler/db.js';
-import { createToolServer } from '../reconciler/tools.js';
-import { parseBreaks } from '../reconciler/actions.js';
+import { breakNames, parseBreaks, type ToolBreaks } from '../reconciler/actions.js';
 import { defaultRoles } from '../postgres/roles.js';
 import { errorMessage } from '../postgres/errors.js';
-import { UsageError, maskUrl, parseUrl } from '../postgres/url.js';
+import { UsageError, maskUrl } from '../postgres/url.js';
 
-const usage = `Usage: sor-drills tools [--db URL] [--worker-role NAME] [--claim-hold-ms N] [--lease-ms N]
+export const toolsFlags = {
+  db: { type: 'string' },
+  'worker-role': { type: 'string' },
+  'claim-hold-ms': { type: 'string' },
+  'lease-ms': { type: 'string' },
+  break: { type: 'string' },
+} as const;
+
+export const toolsUsage = `Usage: sor-drills tools [--db URL] [--worker-role NAME] [--claim-hold-ms N] [--lease-ms N] [--break NAMES]
 
 Serves the Worker's MCP tools (claim, write, queue, read) on stdio, connected to the target as the
 worker role: when the URL's user is another role, every connection runs SET ROLE worker_write first,
-so the tools can do exactly what the Worker's tool server can. Logs go to stderr.
-  --db URL           the target (DATABASE_URL when absent); it must hold the Reconciler schema
+so the tools can do exactly what the Worker's tool server can. stdout is the protocol; logs go to stderr.
+
+Flags
+  --db URL           the target (default: DATABASE_URL); it must hold the Reconciler schema
   --worker-role NAME the role the tools act as (default ${defaultRoles.worker})
   --claim-hold-ms N  how long claim holds its row lock before committing (default 0)
-  --lease-ms N       claim lease (default 60000)
+  --lease-ms N       claim lease in milliseconds (default 60000)
+  --break NAMES      deliberate breaks, comma-separated, for trying a drill's failure by hand:
+                     ${breakNames.join(', ')}
+${commonFlagsHelp(21)}
+
+${environmentHelp(['DATABASE_URL', 'PG'])}
+
+Exit codes
+  0 the client went away   2 bad usage   3 target unreachable or lacking a privilege
+  ${signalExitsHelp}
 
 Try it with MCP Inspector:
   npx @modelcontextprotocol/inspector --cli node dist/cli.js tools --db URL --method tools/list`;
 
-function nonNegative(value: unknown, flag: string, fallback: number): number {
-  if (value === undefined) return fallback;
-  const number = Number(value);
-  if (!Number.isInteger(number) || number < 0) throw new UsageError(`${flag} takes a whole number of milliseconds\n\n${usage}`);
-  return number;
+function breaksOf(value: unknown): ToolBreaks {
+  try {
+    return parseBreaks(value as string | undefined);
+  } catch (error) {
+    throw new UsageError(`--break: ${errorMessage(error)}`);
+  }
+}
+
+/** Every flag and the target, checked before a connection opens. */
+function checkToolsInput(values: Record<string, unknown>) {
+  return {
+    url: requiredTargetString(values.db, 'tools needs a target: --db URL (or DATABASE_URL)'),
+    role: roleNameFlag('--worker-role', values['worker-role'], defaultRoles.worker),
+    claimHoldMs: integerFlag('--claim-hold-ms', values['claim-hold-ms'], { fallback: 0 }),
+    leaseMs: integerFlag('--lease-ms', values['lease-ms'], { fallback: 60_000, min: 1 }),
+    breaks: breaksOf(values.break),
+  };
 }
 
 export async function toolsCommand(args: string[]): Promise<number> {
-  const { values } = parse(
-    args,
-    {
-      db: { type: 'string' },
-      'worker-role': { type: 'string' },
-      'claim-hold-ms': { type: 'string' },
-      'lease-ms': { type: 'string' },
-      // Hidden: a deliberate break for trying the boundary drill's failure by hand.
-      break: { type: 'string' },
-      help: { type: 'boolean', short: 'h' },
-    },
-    usage,
-  );
+  const { values } = parse(args, toolsFlags);
   if (values.help) {
-    // --help is not a protocol session: usage on stderr keeps stdout clean for a client that asked.
-    process.stderr.write(`${usage}\n`);
+    // Asked for by a person, not a protocol session: on stdout like every command's help.
+    await printHelp(toolsUsage);
     return exitCodes.ok;
   }
-  const url = (values.db as string | undefined) ?? process.env.DATABASE_URL;
-  if (!url) throw new UsageError(`tools needs a target: --db URL (or DATABASE_URL)\n\n${usage}`);
-  parseUrl(url);
-  const role = (values['worker-role'] as string | undefined) ?? defaultRoles.worker;
+  const { url, role, claimHoldMs, leaseMs, breaks } = checkToolsInput(values);
+  // Loaded once the input is known to be good: bad input is refused without loading pg or the MCP SDK.
+  const { StdioServerTransport } = await import('@modelcontextprotocol/sdk/server/stdio.js');
+  const { openWorkerPool } = await import('../reconciler/db.js');
+  const { createToolServer } = await import('../reconciler/tools.js');
   const log = (event: string, fields: Record<string, unknown>) =>
     process.stderr.write(`${JSON.stringify({ event, ...fields })}\n`);
 
@@ -67,9 +86,9 @@ export async function toolsCommand(args: string[]): Promise<number> {
   try {
     const server = createToolServer({
       pool,
-      breaks: parseBreaks(values.break as string | undefined),
-      claimHoldMs: nonNegative(values['claim-hold-ms'], '--claim-hold-ms', 0),
-      leaseMs: nonNegative(values['lease-ms'], '--lease-ms', 60_000),
+      breaks,
+      claimHoldMs,
+      leaseMs,
       log,
     });
     const transport = new StdioServerTransport();

@@ -1,61 +1,70 @@
 // Autoplay (--auto): the console presses the operator's keys itself, at a
 // readable pace, through the same key router a person's keys go through. It
 // starts each drill, answers each operator ask (selecting the asked process
-// first, then k or r; enter to start or continue), moves on, and with --out
-// saves the bundle and quits with the run's exit code.
+// first), moves on, and with --out saves the bundle and quits with the run's
+// exit code. It names the binding it means, never a key: the key comes from the
+// key table, and a press is made only if it resolves to that binding now.
 import { activeDecision, type ConsoleState } from '../store.js';
 import type { KeyHandler } from './key-router.js';
-import { askKey, pressOf, type Press } from './keys.js';
+import { answerBinding, bindingById, pressOf, resolveKey, type Press } from './keys.js';
 
 export interface AutoPress extends Press {
   /** Identifies the situation the press answers: the press is made only if it still holds. */
   id: string;
+  /** The key binding the press resolves to. */
+  binding: string;
 }
 
-const enter = (id: string): AutoPress => ({ id, input: '', key: { return: true } });
-const char = (id: string, input: string): AutoPress => ({ id, input, key: {} });
+/** The press of binding `binding` in situation `id`, if that binding is what its key does in this state. */
+function pressing(state: ConsoleState, binding: string, id: string, press: Press = pressOf(bindingById(binding).keys)): AutoPress | undefined {
+  if (resolveKey(state, press)?.id !== binding) return undefined;
+  return { id, binding, ...press };
+}
 
 /** The key the operator would press now, if any. */
 export function nextPress(state: ConsoleState, options: { out?: string }): AutoPress | undefined {
   if (state.confirmQuit !== undefined) return undefined;
-  const screen = state.screen.name;
-  const current = state.current;
-  const where = `${screen}:${state.nextIndex}:${current?.key ?? ''}:${current?.phase ?? ''}`;
-  switch (screen) {
+  const where = `${state.screen.name}:${state.nextIndex}:${state.current?.key ?? ''}:${state.current?.phase ?? ''}`;
+  switch (state.screen.name) {
     case 'help':
-      return { id: `${where}:help`, input: '', key: { escape: true } };
+      return pressing(state, 'back', `${where}:help`);
     case 'consent':
       // Autoplay never consents on the operator's behalf: that takes --yes.
-      return char(`${where}:consent`, 'n');
+      return pressing(state, 'consent-no', `${where}:consent`);
     case 'list':
-      return state.drills.length > 0 ? enter(`${where}:list`) : undefined;
-    case 'drill': {
-      if (!current) return undefined;
-      if (current.phase === 'ready') return enter(`${where}:start`);
-      if (current.phase === 'finished') return enter(`${where}:next`);
-      const ask = state.ask;
-      if (!ask || ask.performing) return undefined;
-      const id = `${where}:ask:${ask.ask.kind}:${ask.ask.prompt}`;
-      // The key that answers the ask comes from the key table, as the prompt on the screen does.
-      const answer = { id, ...pressOf(askKey(ask.ask.kind)) };
-      if (ask.ask.kind === 'start' || ask.ask.kind === 'continue') return answer;
-      const wanted = ask.ask.process;
-      const index = state.processes.findIndex((process) => process.name === wanted);
-      if (index >= 0 && index !== state.selected && state.panel === 'processes') {
-        return { id: `${id}:select:${state.selected}`, input: '', key: index < state.selected ? { upArrow: true } : { downArrow: true } };
-      }
-      return answer;
-    }
+      return pressing(state, state.runFinished ? 'decision' : 'open-drill', `${where}:list`);
+    case 'drill':
+      return drillPress(state, where);
     case 'decision': {
       const draft = activeDecision(state);
       if (!options.out || !draft || draft.saving) return undefined;
-      if (draft.editing) return { id: `${where}:edit-done`, input: '', key: { escape: true } };
-      if (draft.dirty || !draft.savedPath) return { id: `${where}:save`, input: 's', key: { ctrl: true } };
-      return char(`${where}:quit`, 'q');
+      if (draft.editing) return pressing(state, 'edit-done', `${where}:edit-done`);
+      if (draft.dirty || !draft.savedPath) return pressing(state, 'save', `${where}:save`);
+      return pressing(state, 'quit', `${where}:quit`);
     }
     default:
       return undefined;
   }
+}
+
+function drillPress(state: ConsoleState, where: string): AutoPress | undefined {
+  const current = state.current;
+  if (!current) return undefined;
+  if (current.phase === 'ready') return pressing(state, 'start-drill', `${where}:start`);
+  if (current.phase === 'finished') return pressing(state, 'next-drill', `${where}:next`);
+  const ask = state.ask;
+  if (!ask || ask.performing) return undefined;
+  const id = `${where}:ask:${ask.ask.kind}:${ask.ask.prompt}`;
+  const answer = answerBinding(ask.ask.kind).id;
+  if (ask.ask.kind !== 'kill' && ask.ask.kind !== 'restart') return pressing(state, answer, id);
+  // k and r act on the selected process: select the asked one first (in the processes panel, where arrows select).
+  const wanted = ask.ask.process;
+  const index = state.processes.findIndex((process) => process.name === wanted);
+  if (index >= 0 && index !== state.selected) {
+    if (state.panel !== 'processes') return pressing(state, 'panel', `${id}:panel:${state.panel}`);
+    return pressing(state, 'select', `${id}:select:${state.selected}`, pressOf(index < state.selected ? '↑' : '↓'));
+  }
+  return pressing(state, answer, id);
 }
 
 export interface AutopilotOptions {

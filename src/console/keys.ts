@@ -1,7 +1,9 @@
 // The one key-binding table. The key router resolves every key press through
 // it, the footer shows the bindings active right now, and the help screen lists
-// them all: the three cannot drift apart. Order is priority: the first active
-// binding that matches a key wins (so a prompt's y/n shadow everything else).
+// them all: the three cannot drift apart. A binding's key is written once, in
+// `keys`: it is both the label and what the router matches (and what the
+// autopilot presses). Order is priority: the first active binding that matches
+// a key wins (so a prompt's y/n shadow everything else).
 import type { OperatorAsk } from '../drills/types.js';
 import { activeDecision, type ConsoleState, type Tone } from '../store.js';
 import { wrapText, type EditorKey } from './editor.js';
@@ -25,7 +27,8 @@ export interface Binding {
   footer(state: ConsoleState): string;
   /** Whether the binding is active in this state (the footer shows only those). */
   when(state: ConsoleState): boolean;
-  matches(press: Press): boolean;
+  /** Only where one binding takes more than the key it is written as (esc too, any key): else `keys` is the matcher. */
+  matches?(press: Press): boolean;
   intent(state: ConsoleState, press: Press): Intent;
   /** Kept out of the footer (still in help): ctrl+c. */
   footerHidden?: boolean;
@@ -34,9 +37,23 @@ export interface Binding {
 }
 
 const plain = (press: Press) => !press.key.ctrl && !press.key.meta;
-const char = (wanted: string) => (press: Press) => plain(press) && press.input === wanted;
-const isEnter = (press: Press) => Boolean(press.key.return);
-const isEscape = (press: Press) => Boolean(press.key.escape);
+
+/** The keys the table writes by name, and the flag Ink sets for each. */
+const namedKeys: Readonly<Record<string, keyof Press['key']>> = {
+  enter: 'return',
+  esc: 'escape',
+  tab: 'tab',
+  '↑': 'upArrow',
+  '↓': 'downArrow',
+};
+
+/** Whether a press is the key as the table writes it ('k', 'enter', 'esc', 'tab', 'ctrl+s', '↑'). */
+export function isKey(keys: string, press: Press): boolean {
+  const named = namedKeys[keys];
+  if (named) return Boolean(press.key[named]);
+  if (keys.startsWith('ctrl+')) return Boolean(press.key.ctrl) && press.input === keys.slice('ctrl+'.length);
+  return plain(press) && press.input === keys;
+}
 
 const on = (state: ConsoleState, ...names: string[]) => names.includes(state.screen.name);
 const modal = (state: ConsoleState) => state.confirmQuit !== undefined;
@@ -60,7 +77,6 @@ export const bindings: readonly Binding[] = [
     help: 'quit at once: stops every process and PostgreSQL, exit code 130',
     footer: () => 'quit now',
     when: (state) => !on(state, 'exiting'),
-    matches: (press) => Boolean(press.key.ctrl) && press.input === 'c',
     intent: () => ({ type: 'interrupt' }),
     footerHidden: true,
   },
@@ -71,7 +87,6 @@ export const bindings: readonly Binding[] = [
     help: 'yes, quit (when asked whether to quit)',
     footer: () => 'quit',
     when: modal,
-    matches: char('y'),
     intent: () => ({ type: 'confirm-quit', yes: true }),
   },
   {
@@ -81,7 +96,7 @@ export const bindings: readonly Binding[] = [
     help: 'no, stay (when asked whether to quit; esc too)',
     footer: () => 'stay',
     when: modal,
-    matches: (press) => char('n')(press) || isEscape(press),
+    matches: (press) => isKey('n', press) || isKey('esc', press),
     intent: () => ({ type: 'confirm-quit', yes: false }),
   },
   {
@@ -91,7 +106,6 @@ export const bindings: readonly Binding[] = [
     help: 'save the evidence bundle (JSON and decision paragraph) and show its path',
     footer: () => 'save bundle',
     when: (state) => on(state, 'decision') && !modal(state) && activeDecision(state) !== undefined,
-    matches: (press) => Boolean(press.key.ctrl) && press.input === 's',
     intent: () => ({ type: 'save' }),
   },
   {
@@ -101,7 +115,6 @@ export const bindings: readonly Binding[] = [
     help: 'stop editing the decision paragraph',
     footer: () => 'done editing',
     when: (state) => editing(state) && !modal(state),
-    matches: isEscape,
     intent: () => ({ type: 'edit-done' }),
   },
   {
@@ -121,7 +134,6 @@ export const bindings: readonly Binding[] = [
     help: 'consent: write into this database (installing the schema if it has none) and run the drills',
     footer: () => 'write into it',
     when: (state) => free(state) && on(state, 'consent'),
-    matches: char('y'),
     intent: () => ({ type: 'consent', yes: true }),
   },
   {
@@ -131,7 +143,6 @@ export const bindings: readonly Binding[] = [
     help: 'refuse: leave the database untouched and quit (exit code 1)',
     footer: () => 'leave it, quit',
     when: (state) => free(state) && on(state, 'consent'),
-    matches: char('n'),
     intent: () => ({ type: 'consent', yes: false }),
   },
   {
@@ -141,7 +152,6 @@ export const bindings: readonly Binding[] = [
     help: 'on the drill list: open the drill that runs next (drills run in order, none skipped)',
     footer: (state) => `open ${nextDrillLabel(state)}`,
     when: (state) => free(state) && on(state, 'list') && !state.runFinished && state.drills.length > 0,
-    matches: isEnter,
     intent: () => ({ type: 'open-drill' }),
   },
   {
@@ -151,7 +161,6 @@ export const bindings: readonly Binding[] = [
     help: 'start the drill shown (with its break if --break named it)',
     footer: (state) => (state.current?.broken ? 'start (with its break)' : 'start drill'),
     when: (state) => free(state) && on(state, 'drill') && phase(state) === 'ready',
-    matches: isEnter,
     intent: (state) => ({ type: 'start-drill', broken: Boolean(state.current?.broken) }),
   },
   {
@@ -161,7 +170,6 @@ export const bindings: readonly Binding[] = [
     help: 'do what the step asks: continue, or start the Workers together',
     footer: (state) => (pendingAsk(state)?.kind === 'start' ? 'start them' : 'continue'),
     when: (state) => free(state) && on(state, 'drill') && ['start', 'continue'].includes(pendingAsk(state)?.kind ?? ''),
-    matches: isEnter,
     intent: (state) => ({ type: 'operator', kind: pendingAsk(state)?.kind === 'start' ? 'start' : 'continue' }),
     answers: ['start', 'continue'],
   },
@@ -172,7 +180,6 @@ export const bindings: readonly Binding[] = [
     help: 'after a drill finishes: the next drill, or the decision after the ninth',
     footer: (state) => (state.current?.mastery || isLastDrill(state) ? 'decision' : 'next drill'),
     when: (state) => free(state) && on(state, 'drill') && phase(state) === 'finished',
-    matches: isEnter,
     intent: (state) =>
       state.current?.mastery || isLastDrill(state) ? { type: 'to-decision' } : { type: 'next-drill' },
   },
@@ -183,7 +190,6 @@ export const bindings: readonly Binding[] = [
     help: 'on the drill list once all nine ran: the decision',
     footer: () => 'decision',
     when: (state) => free(state) && on(state, 'list') && state.runFinished,
-    matches: isEnter,
     intent: () => ({ type: 'to-decision' }),
   },
   {
@@ -193,7 +199,6 @@ export const bindings: readonly Binding[] = [
     help: 'mastery gate: run the selected drill again with its deliberate break',
     footer: () => 'run it with its break',
     when: (state) => free(state) && on(state, 'mastery') && state.drills[state.mastery.selected] !== undefined,
-    matches: isEnter,
     intent: (state) => ({ type: 'mastery-run', key: state.drills[state.mastery.selected]!.key }),
   },
   {
@@ -203,7 +208,6 @@ export const bindings: readonly Binding[] = [
     help: 'start the drill with its deliberate break (before it starts): it must fail honestly',
     footer: () => 'start with its break',
     when: (state) => free(state) && on(state, 'drill', 'list') && phase(state) === 'ready' && !state.runFinished,
-    matches: char('b'),
     intent: () => ({ type: 'start-drill', broken: true }),
   },
   {
@@ -221,7 +225,6 @@ export const bindings: readonly Binding[] = [
       on(state, 'drill') &&
       phase(state) !== 'ready' &&
       (state.processes.length > 0 || pendingAsk(state)?.kind === 'kill'),
-    matches: char('k'),
     intent: () => ({ type: 'kill' }),
     answers: ['kill'],
   },
@@ -240,7 +243,6 @@ export const bindings: readonly Binding[] = [
       on(state, 'drill') &&
       phase(state) !== 'ready' &&
       (state.processes.length > 0 || pendingAsk(state)?.kind === 'restart'),
-    matches: char('r'),
     intent: () => ({ type: 'restart' }),
     answers: ['restart'],
   },
@@ -254,7 +256,7 @@ export const bindings: readonly Binding[] = [
       free(state) &&
       ((on(state, 'drill') && phase(state) !== 'ready' && (state.panel === 'processes' || state.panel === 'diff')) ||
         on(state, 'mastery', 'help')),
-    matches: (press) => Boolean(press.key.upArrow || press.key.downArrow),
+    matches: (press) => isKey('↑', press) || isKey('↓', press),
     intent: (_state, press) => ({ type: 'select', delta: press.key.upArrow ? -1 : 1 }),
   },
   {
@@ -264,7 +266,6 @@ export const bindings: readonly Binding[] = [
     help: 'switch the panel: live counts, diff, processes',
     footer: () => 'panel',
     when: (state) => free(state) && on(state, 'drill') && phase(state) !== 'ready',
-    matches: (press) => Boolean(press.key.tab),
     intent: () => ({ type: 'panel' }),
   },
   {
@@ -274,7 +275,6 @@ export const bindings: readonly Binding[] = [
     help: 'after the mastery gate: switch between the run bundle and the mastery bundle',
     footer: (state) => (state.activeDecision === 0 ? 'mastery bundle' : 'run bundle'),
     when: (state) => free(state) && on(state, 'decision') && state.decisions.length > 1,
-    matches: (press) => Boolean(press.key.tab),
     intent: () => ({ type: 'switch-bundle' }),
   },
   {
@@ -284,7 +284,6 @@ export const bindings: readonly Binding[] = [
     help: 'edit the decision paragraph (esc when done)',
     footer: () => 'edit paragraph',
     when: (state) => free(state) && on(state, 'decision') && activeDecision(state) !== undefined,
-    matches: char('e'),
     intent: () => ({ type: 'edit' }),
   },
   {
@@ -294,7 +293,6 @@ export const bindings: readonly Binding[] = [
     help: 'mastery gate (all nine passed): repeat one drill with its deliberate break for a second bundle',
     footer: () => 'mastery gate',
     when: (state) => free(state) && on(state, 'decision') && state.mastery.offered && !state.mastery.running,
-    matches: char('m'),
     intent: () => ({ type: 'mastery' }),
   },
   {
@@ -304,7 +302,6 @@ export const bindings: readonly Binding[] = [
     help: 'this help (esc or ? closes it)',
     footer: (state) => (on(state, 'help') ? 'close help' : 'help'),
     when: (state) => free(state),
-    matches: char('?'),
     intent: (state) => (on(state, 'help') ? { type: 'back' } : { type: 'help' }),
   },
   {
@@ -314,7 +311,6 @@ export const bindings: readonly Binding[] = [
     help: 'back: from help, from a drill to the list, from the mastery gate to the decision',
     footer: (state) => (on(state, 'help') ? 'close help' : on(state, 'mastery') ? 'decision' : 'drill list'),
     when: (state) => free(state) && on(state, 'help', 'drill', 'decision', 'mastery'),
-    matches: isEscape,
     intent: () => ({ type: 'back' }),
   },
   {
@@ -324,36 +320,44 @@ export const bindings: readonly Binding[] = [
     help: 'quit: stops every process and PostgreSQL (asks first while a drill runs or the bundle is unsaved)',
     footer: () => 'quit',
     when: (state) => free(state),
-    matches: char('q'),
     intent: () => ({ type: 'quit' }),
   },
 ];
 
+/** Whether the press is this binding's key (its own matcher where it has one). */
+export function matchesPress(binding: Binding, press: Press): boolean {
+  return binding.matches ? binding.matches(press) : isKey(binding.keys, press);
+}
+
 /** The binding a key press resolves to in this state, if any. */
 export function resolveKey(state: ConsoleState, press: Press): Binding | undefined {
-  return bindings.find((binding) => binding.when(state) && binding.matches(press));
+  return bindings.find((binding) => binding.when(state) && matchesPress(binding, press));
+}
+
+export function bindingById(id: string): Binding {
+  const binding = bindings.find((candidate) => candidate.id === id);
+  if (!binding) throw new Error(`internal: no key binding ${id}`);
+  return binding;
+}
+
+/** The binding that answers an operator ask. */
+export function answerBinding(kind: OperatorAsk['kind']): Binding {
+  const binding = bindings.find((candidate) => candidate.answers?.includes(kind));
+  if (!binding) throw new Error(`internal: no key answers the ${kind} ask`);
+  return binding;
 }
 
 /** The key that answers an operator ask, as the footer writes it ('k', 'enter'). */
 export function askKey(kind: OperatorAsk['kind']): string {
-  const binding = bindings.find((candidate) => candidate.answers?.includes(kind));
-  if (!binding) throw new Error(`internal: no key answers the ${kind} ask`);
-  return binding.keys;
+  return answerBinding(kind).keys;
 }
 
-/** The press a key written as in the table makes ('enter', 'esc', 'tab', 'ctrl+s', 'k'): for the autopilot. */
+/** The press a key written as in the table makes ('enter', 'esc', 'tab', 'ctrl+s', '↑', 'k'): for the autopilot. */
 export function pressOf(keys: string): Press {
-  switch (keys) {
-    case 'enter':
-      return { input: '', key: { return: true } };
-    case 'esc':
-      return { input: '', key: { escape: true } };
-    case 'tab':
-      return { input: '', key: { tab: true } };
-    default:
-      if (keys.startsWith('ctrl+')) return { input: keys.slice('ctrl+'.length), key: { ctrl: true } };
-      return { input: keys, key: {} };
-  }
+  const named = namedKeys[keys];
+  if (named) return { input: '', key: { [named]: true } };
+  if (keys.startsWith('ctrl+')) return { input: keys.slice('ctrl+'.length), key: { ctrl: true } };
+  return { input: keys, key: {} };
 }
 
 /** The footer's entries: each active binding once per key, in table order. */

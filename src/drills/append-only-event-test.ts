@@ -3,6 +3,10 @@
 // everyone, the owner included, by triggers (P0001). Each attempt targets a row that
 // exists (an UPDATE matching no row raises nothing and proves nothing) and is rolled
 // back. Then one run is rebuilt from its agent_events rows alone and narrated.
+// Any other SQLSTATE (a lock timeout, a cancelled statement, a serialization
+// failure) stopped the statement before either layer answered: the drill could not
+// look: could-not-determine naming the SQLSTATE, unless another statement proved
+// the table writable (a fail).
 import { ident } from '../postgres/pg.js';
 import { withEvidence } from './evidence.js';
 import { attemptAs, countWord, query, type Attempt } from './sql.js';
@@ -23,10 +27,23 @@ function statement(operation: Operation, id: string): string {
   }
 }
 
-/** The deliberate break: UPDATE/DELETE/TRUNCATE granted and the triggers dropped, inside the rolled-back transaction. */
-function breakPrelude(ctx: DrillContext, triggers: string[]): string[] {
-  if (!ctx.broken) return [];
+/**
+ * How long an attempt waits for a lock another session holds on agent_events. Without it
+ * a long transaction elsewhere would hang the drill; with it the attempt ends in 55P03,
+ * which says the drill could not look, not that the table is writable.
+ */
+export const lockTimeout = '2s';
+
+/**
+ * What runs before each attempt, as the connecting role, inside the rolled-back
+ * transaction: the lock timeout, and the deliberate break (UPDATE/DELETE/TRUNCATE
+ * granted and the triggers dropped) when the drill is broken.
+ */
+function prelude(ctx: DrillContext, triggers: string[]): string[] {
+  const limit = [`set local lock_timeout = '${lockTimeout}'`];
+  if (!ctx.broken) return limit;
   return [
+    ...limit,
     `grant update, delete, truncate on agent_events to ${ident(ctx.roles.worker)}`,
     ...triggers.map((name) => `drop trigger ${ident(name)} on agent_events`),
   ];
@@ -173,7 +190,7 @@ export const appendOnlyEventTest: Drill<State> = {
           async (log) => {
             for (const operation of operations) {
               const attempt = await attemptAs(ctx, ctx.roles.worker, statement(operation, id), {
-                prelude: breakPrelude(ctx, state.triggers),
+                prelude: prelude(ctx, state.triggers),
               });
               log(`${operation}: ${describe(attempt)}`);
               state.workerAttempts.push([operation, attempt]);
@@ -198,7 +215,7 @@ export const appendOnlyEventTest: Drill<State> = {
         ctx.observe('owner_role', ownerRole);
         for (const operation of operations) {
           const attempt = await attemptAs(ctx, ownerRole, statement(operation, id), {
-            prelude: breakPrelude(ctx, state.triggers),
+            prelude: prelude(ctx, state.triggers),
           });
           state.ownerAttempts.push([operation, attempt]);
           ctx.observe(`owner_${operation}`, attempt, layerOf(attempt) === 'trigger');
@@ -232,7 +249,12 @@ export const appendOnlyEventTest: Drill<State> = {
     const ownerBad = owner.filter(([, attempt]) => layerOf(attempt) !== 'trigger');
     const summary = (list: typeof worker) =>
       list.map(([operation, attempt]) => `${operation.toUpperCase()} ${describe(attempt)}`).join(', ');
-    if (workerBad.length > 0 || ownerBad.length > 0 || events === 0) {
+    // A statement that ended in another SQLSTATE (a lock or statement timeout, a
+    // serialization failure) was stopped before either layer answered: it proves nothing.
+    const proven = (list: typeof worker) => list.filter(([, attempt]) => layerOf(attempt) !== 'other');
+    const workerWrong = proven(workerBad);
+    const ownerWrong = proven(ownerBad);
+    if (workerWrong.length > 0 || ownerWrong.length > 0 || events === 0) {
       const reasons: string[] = [];
       if (workerBad.length > 0) reasons.push(`as ${ctx.roles.worker}: ${summary(workerBad)}`);
       if (ownerBad.length > 0) reasons.push(`as owner ${String(state.ownerRole)}: ${summary(ownerBad)}`);
@@ -240,13 +262,79 @@ export const appendOnlyEventTest: Drill<State> = {
       const reason = `agent_events is not append-only: ${reasons.join('; ')}`;
       return { verdict: 'fail', evidence: reason, reason };
     }
-    const update = worker[0]![1];
+    if (workerBad.length > 0 || ownerBad.length > 0) {
+      const reason = couldNotLook([
+        ...workerBad.map(([operation, attempt]) => ({ who: ctx.roles.worker, operation, attempt })),
+        ...ownerBad.map(([operation, attempt]) => ({ who: `owner ${String(state.ownerRole)}`, operation, attempt })),
+      ]);
+      return { verdict: 'could-not-determine', evidence: reason, reason };
+    }
+    const [update, ...others] = operations.map((operation, index) => ({
+      operation,
+      worker: worker[index]![1],
+      owner: owner[index]![1],
+    }));
     return {
       verdict: 'pass',
       evidence:
-        `UPDATE on agent_events raised permission error (${update.code}, grant) as ${ctx.roles.worker} and trigger exception ` +
-        `(${owner[0]![1].code}) as owner ${String(state.ownerRole)}; DELETE and TRUNCATE refused the same way. ` +
+        `UPDATE on agent_events raised ${refusalWords(update!.worker)} as ${ctx.roles.worker} and ${refusalWords(update!.owner)} ` +
+        `as owner ${String(state.ownerRole)}; ${sameWay(update!, others)}. ` +
         `Replayed run ${replayRun} from ${countWord(events)} event rows. Narrative reconstructed without consulting the snapshot.`,
     };
   },
 };
+
+/** The seed's words for a refusal, with the SQLSTATE and the layer it came from, as observed. */
+function refusalWords(attempt: Attempt): string {
+  const layer = layerOf(attempt);
+  if (layer === 'grant') return `permission error (${attempt.code}, grant)`;
+  if (layer === 'trigger') return `trigger exception (${attempt.code})`;
+  return describe(attempt);
+}
+
+interface Refusals {
+  operation: Operation;
+  worker: Attempt;
+  owner: Attempt;
+}
+
+/** "DELETE and TRUNCATE refused the same way", from each statement's SQLSTATE and layer as both roles saw them. */
+function sameWay(update: Refusals, others: Refusals[]): string {
+  const signature = (refusals: Refusals) =>
+    [refusals.worker, refusals.owner].map((attempt) => `${attempt.code ?? '-'}/${layerOf(attempt)}`).join(' ');
+  const names = (list: Refusals[]) => list.map((refusals) => refusals.operation.toUpperCase()).join(' and ');
+  const same = others.filter((refusals) => signature(refusals) === signature(update));
+  const different = others.filter((refusals) => signature(refusals) !== signature(update));
+  const parts = same.length > 0 ? [`${names(same)} refused the same way`] : [];
+  for (const refusals of different) {
+    parts.push(`${refusals.operation.toUpperCase()} ${refusalWords(refusals.worker)} and ${refusalWords(refusals.owner)}`);
+  }
+  return parts.join('; ');
+}
+
+/** What to do about a SQLSTATE that stopped a statement before the grant or the trigger answered. */
+function adviceFor(code: string | undefined): string {
+  if (code === '55P03') {
+    return 'another session holds a lock on agent_events (see pg_locks and pg_stat_activity): let it finish, then run the drill again';
+  }
+  if (code === '57014') return 'the statement was cancelled (statement_timeout or a cancel request): run the drill again when nothing cancels it';
+  if (code === '40001' || code === '40P01') return 'a serialization failure or deadlock with another session: run the drill again';
+  if (code?.startsWith('08') || code?.startsWith('57')) return 'the connection or the server went away: check the server, then run the drill again';
+  return `look ${code ?? 'the error'} up in the server's log, then run the drill again`;
+}
+
+/** The reason of a could-not-determine: which statements ended in which SQLSTATE, and what to do. */
+function couldNotLook(stopped: Array<{ who: string; operation: Operation; attempt: Attempt }>): string {
+  const codes = [...new Set(stopped.map(({ attempt }) => attempt.code))];
+  const parts = codes.map((code) => {
+    const withCode = stopped.filter(({ attempt }) => attempt.code === code);
+    const roles = [...new Set(withCode.map(({ who }) => who))];
+    const statements = roles.map(
+      (who) => `${withCode.filter((item) => item.who === who).map(({ operation }) => operation.toUpperCase()).join(', ')} as ${who}`,
+    );
+    const message = withCode[0]?.attempt.message;
+    return `${statements.join(' and ')} failed with ${code}${message ? ` (${message})` : ''}`;
+  });
+  const advice = codes.map(adviceFor).join('; ');
+  return `could not determine: ${parts.join('; ')}, before the grant or the trigger answered; ${advice}`;
+}

@@ -4,11 +4,18 @@
 // skip A's row and take the next one at once. Observed: who claimed what, when
 // each got its lock (clock_timestamp inside the claim transaction), the lock waits
 // Postgres itself reported while the race ran, and any 55P03 / 40P01 errors.
+//
+// The tool server holds every claimed row until the drill releases it (SIGUSR2,
+// launch.ts releaseHolds), and the drill releases A's only once it has seen B lock
+// a row of its own or wait for one (and at least the visible claim hold has passed):
+// the race is observed however slowly the second Worker starts, never timed.
 import { randomBytes } from 'node:crypto';
-import { startWorker } from '../reconciler/launch.js';
+import { jsonLines, releaseHolds, startWorker } from '../reconciler/launch.js';
 import { withPgClient } from '../postgres/pg.js';
+import { waitFor, WaitTimeout } from '../util/wait.js';
 import { toolServerStep, type ToolServerState } from './common-steps.js';
 import { withEvidence } from './evidence.js';
+import { CouldNotDetermine } from './runner.js';
 import { query } from './sql.js';
 import { need, type Drill, type DrillContext } from './types.js';
 
@@ -19,6 +26,10 @@ const workers = [
 ] as const;
 /** Claims left behind expire quickly, so the drill can run again on the same target. */
 const leaseMs = 5_000;
+/** The tool server's hold: longer than any race takes; the drill ends it (releaseHolds) once it has seen the race. */
+const heldUntilReleased = 60_000;
+/** How long the second Worker may take to lock a row or to begin waiting for one. */
+const arrivalTimeoutMs = 30_000;
 
 interface ClaimRow {
   worker: string;
@@ -48,6 +59,75 @@ async function claimsOf(ctx: DrillContext, names: string[]): Promise<ClaimRow[]>
 
 const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : Number.NaN);
 
+/** The drill's Workers (by run worker name) the tool server has said hold a row lock, in lock order. */
+function lockedWorkers(ctx: DrillContext, toolServer: string, names: string[]): string[] {
+  return jsonLines(ctx.system.supervisor(), toolServer)
+    .filter((line) => line.event === 'claim_locked' && names.includes(String(line.worker)))
+    .map((line) => String(line.worker));
+}
+
+function ended(ctx: DrillContext, process: string): boolean {
+  const state = ctx.system.supervisor().get(process)?.state;
+  return state === 'exited' || state === 'killed';
+}
+
+/**
+ * Waits until one Worker holds its row (A) and the other (B) has either locked a row
+ * of its own or begun to wait for one (`lockWaits()` > 0), or has ended; and at least
+ * the visible claim hold has passed since A locked. Returns at once when both Workers
+ * ended without locking anything (their claims found no row: the verdict says so).
+ */
+async function waitForTheRace(ctx: DrillContext, toolServer: string, names: string[], lockWaits: () => number): Promise<void> {
+  const first = await waitFor(
+    'a Worker to lock its row',
+    () => lockedWorkers(ctx, toolServer, names)[0] ?? (workers.every((worker) => ended(ctx, worker.process)) ? null : undefined),
+    { timeoutMs: arrivalTimeoutMs, signal: ctx.signal },
+  );
+  if (first === null) return;
+  const lockedAt = Date.now();
+  const other = workers[names.indexOf(first) === 0 ? 1 : 0];
+  const otherName = names.find((name) => name !== first)!;
+  await waitFor(
+    `${other.process} to lock a row or to wait for one`,
+    () =>
+      Date.now() - lockedAt >= ctx.options.claimHoldMs &&
+      (lockedWorkers(ctx, toolServer, names).includes(otherName) || lockWaits() > 0 || ended(ctx, other.process)),
+    { timeoutMs: arrivalTimeoutMs + ctx.options.claimHoldMs, intervalMs: 20, signal: ctx.signal },
+  );
+}
+
+/**
+ * Ends the claim holds until both Workers are done: a Worker that waited for A's row
+ * locks its own only after A released, and holds it in turn.
+ */
+async function releaseUntilDone(ctx: DrillContext, toolServer: string, names: string[]): Promise<void> {
+  const sup = ctx.system.supervisor();
+  await waitFor(
+    'both Workers to finish their claims',
+    async () => {
+      if (workers.every((worker) => ended(ctx, worker.process))) return true;
+      const lines = jsonLines(sup, toolServer);
+      const sinceRelease = lines.slice(lines.findLastIndex((line) => line.event === 'holds_released') + 1);
+      if (sinceRelease.some((line) => line.event === 'claim_locked' && names.includes(String(line.worker)))) {
+        await releaseHolds(sup, toolServer);
+      }
+      return false;
+    },
+    { timeoutMs: arrivalTimeoutMs, intervalMs: 20, signal: ctx.signal },
+  );
+}
+
+/** Whether a transaction was claimed twice, from the claimed ids. */
+export function duplicateProcessing(ids: string[]): string {
+  const twice = ids.length - new Set(ids).size;
+  return twice === 0 ? 'No duplicate processing' : `${twice} transaction${twice === 1 ? '' : 's'} processed twice`;
+}
+
+/** The lock errors the claims raised, from their SQLSTATEs (55P03 lock not available, 40P01 deadlock, ...). */
+export function lockErrors(codes: string[]): string {
+  return codes.length === 0 ? 'No lock errors raised' : `Lock errors raised (${codes.join(', ')})`;
+}
+
 interface State extends ToolServerState {
   /** The runs' worker names of A and B, in the order of `workers` (unique per drill run). */
   workerNames: string[];
@@ -70,9 +150,9 @@ export const concurrencyClaimTest: Drill<State> = {
   steps: [
     toolServerStep({
       title: 'Start the tool server with a visible claim hold',
-      why: 'Each claim holds its row lock for a moment before committing, so the second Worker arrives while the first still holds it.',
+      why: 'Each claim holds its row lock until the drill has seen the second Worker arrive, so the second Worker meets a row the first still holds.',
       breaks: { noSkipLocked: true },
-      claimHoldMs: (ctx) => ctx.options.claimHoldMs,
+      claimHoldMs: () => heldUntilReleased,
       leaseMs,
       async after(ctx) {
         ctx.observe('claim_hold_ms', ctx.options.claimHoldMs);
@@ -144,6 +224,13 @@ export const concurrencyClaimTest: Drill<State> = {
                   );
                 },
               );
+              try {
+                await waitForTheRace(ctx, tools.name, names, () => lockWaits);
+                await releaseUntilDone(ctx, tools.name, names);
+              } catch (error) {
+                if (!(error instanceof WaitTimeout)) throw error;
+                throw new CouldNotDetermine(`the race could not be observed: ${error.message}`, { cause: error });
+              }
               for (const worker of workers) {
                 const exit = await sup.waitForExit(worker.process);
                 log(`${worker.process} exited with ${exit.exitCode ?? exit.signal}`);
@@ -199,19 +286,29 @@ export const concurrencyClaimTest: Drill<State> = {
     else if (a.transaction_id === b.transaction_id) reasons.push(`both Workers claimed ${a.transaction_id}: duplicate processing`);
     const waited = b && a ? ms(b.locked_at) - ms(b.started_at) : Number.NaN;
     const overlapped = a && b ? ms(b.locked_at) < ms(a.released_at) : false;
+    // B asking only after A had let go is no race at all: nothing to blame on the claim.
+    const askedAfterRelease = a && b ? ms(b.started_at) >= ms(a.released_at) : false;
+    let unobserved: string | undefined;
     if (a?.transaction_id && b?.transaction_id && !overlapped) {
-      reasons.push(`B got its lock only after A released ${a.transaction_id} (B waited ${Math.round(waited)} ms)`);
+      if (askedAfterRelease) {
+        unobserved = `B asked for a row only after A had released ${a.transaction_id}: the claims never overlapped, so the race was not observed`;
+      } else reasons.push(`B got its lock only after A released ${a.transaction_id} (B waited ${Math.round(waited)} ms)`);
     }
     if (lockWaits > 0) reasons.push(`Postgres showed ${lockWaits} session(s) waiting on a lock during the race`);
     if (reasons.length > 0) {
       const reason = reasons.join('; ');
       return { verdict: 'fail', evidence: reason, reason };
     }
+    if (unobserved) {
+      const reason = `could not determine: ${unobserved}`;
+      return { verdict: 'could-not-determine', evidence: reason, reason };
+    }
     return {
       verdict: 'pass',
       evidence:
         `Worker A claimed pending_transaction ${a!.transaction_id}. Worker B skipped ${a!.transaction_id} and claimed ${b!.transaction_id}. ` +
-        `No duplicate processing. No lock errors raised (B locked its row ${Math.max(0, Math.round(waited))} ms after asking, while A held ${a!.transaction_id}; ${lockWaits} lock waits seen).`,
+        `${duplicateProcessing([a!.transaction_id!, b!.transaction_id!])}. ${lockErrors(errors.map((claim) => claim.error_code!))} ` +
+        `(B locked its row ${Math.max(0, Math.round(waited))} ms after asking, while A held ${a!.transaction_id}; ${lockWaits} lock waits seen).`,
     };
   },
 };

@@ -7,13 +7,21 @@ import { randomUUID } from 'node:crypto';
 import { drillTenantStep, toolServerStep, type TenantState, type ToolServerState } from './common-steps.js';
 import { withEvidence } from './evidence.js';
 import { callTool, withToolsClient, type ToolAnswer } from './mcp.js';
-import { query } from './sql.js';
+import { countWord, query } from './sql.js';
 import { need, type Drill } from './types.js';
 
 function inserted(answer: ToolAnswer | undefined): boolean | undefined {
   const value = answer?.value?.inserted;
   return typeof value === 'boolean' ? value : undefined;
 }
+
+/** What a write's answer said it did: a no-op (inserted=false), a new row, or nothing it said. */
+export function writeOutcome(answer: ToolAnswer | undefined): string {
+  const value = inserted(answer);
+  return value === false ? 'a no-op' : value === true ? 'a new row' : 'not reported';
+}
+
+const capital = (word: string) => word.charAt(0).toUpperCase() + word.slice(1);
 
 interface State extends TenantState, ToolServerState {
   /** The two answers of the tool server, in call order. */
@@ -100,7 +108,9 @@ export const idempotencyRetryTest: Drill<State> = {
     }
     return {
       verdict: 'pass',
-      evidence: `Two invocations with the same idempotency key produced one expenses row. Second insert was a no-op. Row count delta: +${landed}.`,
+      evidence:
+        `${capital(countWord(answers.length))} invocations with the same idempotency key produced ${countWord(landed)} expenses ` +
+        `row${landed === 1 ? '' : 's'}. Second insert was ${writeOutcome(second)}. Row count delta: +${landed}.`,
     };
   },
 };

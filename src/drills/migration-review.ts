@@ -108,14 +108,19 @@ export const migrationReview: Drill<State> = {
     {
       id: 'scope',
       title: 'Check that nothing rides along',
-      why: 'Every statement must touch only the migration\u2019s own target table; an unrelated change hides in a reviewed diff.',
+      why: 'Every statement must touch only the migration\u2019s own target table; an unrelated change hides in a reviewed diff, and a data change on another table leaves no trace in the schema.',
       async run(ctx, state) {
         const result = need(state.review, 'the static review');
         ctx.observe('target_table', result.target ?? 'none');
         ctx.observe('riders', result.riders.map((rider) => `${rider.relation} (${rider.direction}: ${rider.statement})`), result.riders.length === 0);
+        ctx.observe('opaque_statements', result.opaque.map((block) => `${block.direction}: ${block.statement}`), result.opaque.length === 0);
         if (result.riders.length > 0) {
           const relations = [...new Set(result.riders.map((rider) => rider.relation))];
           throw new Error(`scope creep: statements also touch ${relations.join(', ')} (target ${result.target})`);
+        }
+        // A DO block could change any table's rows without a catalog trace: its scope cannot be reviewed.
+        if (result.opaque.length > 0) {
+          throw new Error(`scope cannot be read: ${result.opaque.length} DO block(s) hide their statements from the parser; write them as plain statements`);
         }
       },
     },

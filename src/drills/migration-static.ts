@@ -1,6 +1,8 @@
 // Reading a proposed migration without running it, with the real PostgreSQL
 // parser (libpg-query): both directions present, the drop guard, and the scope
-// (every statement touches only the migration's own target table).
+// (every statement touches only the migration's own target table). A data change on
+// another table (`update tenants ...`) changes no catalog, so this is the only check
+// that can see it: every relation any statement names counts, DML included.
 import { parse } from 'libpg-query';
 import { hasStatements, splitMigration } from '../postgres/migrations.js';
 
@@ -25,12 +27,14 @@ export interface StaticReview {
   parseError?: string;
   /** `-- sor-drills: allow-drop reason: ...` */
   override?: string;
-  /** The table of the first up statement. */
+  /** The table of the first up statement that changes the schema (else of the first that names one). */
   target?: string;
   /** Destructive statements not covered by the override (or by the up creating the table). */
   unguardedDrops: string[];
   /** Statements touching a relation other than the target. */
   riders: Array<{ direction: 'up' | 'down'; relation: string; statement: string }>;
+  /** DO blocks: their statements are a string to the parser, so their scope cannot be read. */
+  opaque: Array<{ direction: 'up' | 'down'; statement: string }>;
 }
 
 const overridePattern = /^--\s*sor-drills:\s*allow-drop\b\s*(?:reason:)?\s*(.*)$/im;
@@ -83,11 +87,28 @@ function destructiveOf(kind: string, node: Record<string, unknown>, relations: s
   return undefined;
 }
 
-/** Turns an offset in `text` into "line L, column C" of the file, given where the section starts. */
-function position(file: string, sectionStart: number, offset: number): string {
-  const before = file.slice(0, sectionStart + Math.max(0, offset - 1));
+/** Statements that read or change rows, not the schema: the migration's target is the table a schema change names. */
+const dataStatements = new Set(['InsertStmt', 'UpdateStmt', 'DeleteStmt', 'MergeStmt', 'SelectStmt', 'CopyStmt']);
+
+/**
+ * Turns the parser's cursor into "line L, column C" of the file. libpg-query gives a
+ * 0-based count of characters (code points, not UTF-16 units or bytes) into the section.
+ */
+function position(file: string, sectionStart: number, section: string, cursor: number): string {
+  const before = file.slice(0, sectionStart) + Array.from(section).slice(0, Math.max(0, cursor)).join('');
   const lines = before.split('\n');
-  return `line ${lines.length}, column ${(lines.at(-1)?.length ?? 0) + 1}`;
+  return `line ${lines.length}, column ${Array.from(lines.at(-1) ?? '').length + 1}`;
+}
+
+/**
+ * The text of one statement. stmt_location and stmt_len are UTF-8 byte offsets, so the
+ * slice is taken from the section's bytes: slicing the JavaScript string would shift by
+ * one unit per extra byte of every non-ASCII character before the statement. The
+ * comments and blank lines the parser counts into a statement's span are dropped.
+ */
+export function statementText(bytes: Buffer, location: number, length: number | undefined): string {
+  const text = bytes.subarray(location, length ? location + length : undefined).toString('utf8');
+  return text.replace(/^(?:\s|--[^\n]*(?:\n|$)|\/\*[\s\S]*?\*\/)*/, '').trim();
 }
 
 async function parseSection(
@@ -101,10 +122,11 @@ async function parseSection(
     const tree = (await parse(section)) as {
       stmts?: Array<{ stmt: Record<string, unknown>; stmt_location?: number; stmt_len?: number }>;
     };
+    const bytes = Buffer.from(section, 'utf8');
     const statements = (tree.stmts ?? []).map(({ stmt, stmt_location = 0, stmt_len }) => {
       const [kind, node] = Object.entries(stmt)[0] as [string, Record<string, unknown>];
       const relations = relationsOf(kind, node);
-      const text = section.slice(stmt_location, stmt_len ? stmt_location + stmt_len : undefined).trim();
+      const text = statementText(bytes, stmt_location, stmt_len);
       const creates = kind === 'CreateStmt' ? nameOf((node.relation ?? {}) as { relname?: string }) : undefined;
       return { kind, relations, destructive: destructiveOf(kind, node, relations), creates, text };
     });
@@ -112,7 +134,7 @@ async function parseSection(
   } catch (error) {
     const details = (error as { sqlDetails?: { message: string; cursorPosition: number } }).sqlDetails;
     const message = details?.message ?? (error instanceof Error ? error.message : String(error));
-    const where = details ? position(file, start, details.cursorPosition) : 'unknown position';
+    const where = details ? position(file, start, section, details.cursorPosition) : 'unknown position';
     return { statements: [], error: `the ${direction} migration does not parse: ${message} at ${where}` };
   }
 }
@@ -122,7 +144,9 @@ export async function reviewStatically(file: string): Promise<StaticReview> {
   const parsedUp = await parseSection(file, up, 'up');
   const parsedDown = await parseSection(file, down, 'down');
   const override = overridePattern.exec(file)?.[1]?.trim() || undefined;
-  const target = parsedUp.statements.find((statement) => statement.relations.length > 0)?.relations[0];
+  // A rider written first (`update tenants ...; alter table expenses ...`) must not become the target.
+  const named = parsedUp.statements.filter((statement) => statement.relations.length > 0);
+  const target = (named.find((statement) => !dataStatements.has(statement.kind)) ?? named[0])?.relations[0];
   const createdByUp = new Set(parsedUp.statements.map((statement) => statement.creates).filter(Boolean));
   const unguardedDrops: string[] = [];
   for (const [direction, statements] of [
@@ -136,6 +160,15 @@ export async function reviewStatically(file: string): Promise<StaticReview> {
         direction === 'down' && statement.kind === 'DropStmt' && statement.relations.every((name) => createdByUp.has(name));
       if (reversesCreate || override) continue;
       unguardedDrops.push(`${statement.destructive} (${direction})`);
+    }
+  }
+  const opaque: StaticReview['opaque'] = [];
+  for (const [direction, statements] of [
+    ['up', parsedUp.statements],
+    ['down', parsedDown.statements],
+  ] as const) {
+    for (const statement of statements) {
+      if (statement.kind === 'DoStmt') opaque.push({ direction, statement: statement.text.split('\n')[0] ?? '' });
     }
   }
   const riders: StaticReview['riders'] = [];
@@ -161,5 +194,6 @@ export async function reviewStatically(file: string): Promise<StaticReview> {
     target,
     unguardedDrops,
     riders,
+    opaque,
   };
 }

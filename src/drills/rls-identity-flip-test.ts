@@ -1,13 +1,15 @@
 // Drill 7, rls_identity_flip_test (Lesson 7, RLS). As a role that is neither
-// superuser nor BYPASSRLS (and not the table owner unless RLS is forced), read
-// expenses with the tenant context set to Alice, to Bob, and unset; each context
-// must see exactly its own rows, and none when unset. The expected counts are
-// read from the database first, as the connecting (owner) role, outside RLS.
+// superuser nor BYPASSRLS (and neither the table owner nor a member of it, unless
+// RLS is forced), read expenses with the tenant context set to Alice, to Bob, and
+// unset; each context must see exactly its own rows, and none when unset. The
+// expected counts are read from the database first, as the connecting (owner)
+// role, outside RLS. The reader's attributes decide the verdict on their own: on
+// data where nothing could leak, a reader that skips the policies still proves nothing.
 import { ident, sqlState, withPgClient } from '../postgres/pg.js';
 import { CouldNotDetermine } from './runner.js';
 import { withEvidence } from './evidence.js';
 import { query } from './sql.js';
-import { need, type Drill, type DrillContext, type Step } from './types.js';
+import { need, type Drill, type DrillContext, type Step, type VerdictResult } from './types.js';
 
 interface ContextRead {
   /** rows per tenant_id seen in this context */
@@ -23,7 +25,14 @@ interface State {
   /** The reader role's attributes: each one would let it skip the policies. */
   readerSuperuser: boolean;
   readerBypassrls: boolean;
+  /** The role that owns expenses, as pg_class says. */
+  owner?: string;
   readerIsOwner: boolean;
+  /**
+   * pg_has_role(reader, owner, 'USAGE'): the reader has the owner's privileges (it is the
+   * owner or an inheriting member of it), which for RLS counts as owning the table.
+   */
+  readerHasOwnerPrivileges: boolean;
   /** Row-level security on expenses, as pg_class says. */
   rlsEnabled: boolean;
   rlsForced: boolean;
@@ -31,6 +40,8 @@ interface State {
   policies: string[];
   /** Rows per tenant, counted outside RLS: the expected answers. */
   truth: Record<string, number>;
+  /** Whether the connecting role skips RLS itself, so that its counts are the truth. */
+  countedOutsideRls: boolean;
   /** What the reader saw in each tenant's context. */
   reads: Partial<Record<Tenant, ContextRead>>;
   /** What the reader saw with no tenant context. */
@@ -105,20 +116,22 @@ export const rlsIdentityFlipTest: Drill<State> = {
     readerSuperuser: false,
     readerBypassrls: false,
     readerIsOwner: false,
+    readerHasOwnerPrivileges: false,
     rlsEnabled: false,
     rlsForced: false,
     policies: [],
     truth: {},
+    countedOutsideRls: false,
     reads: {},
   }),
   steps: [
     {
       id: 'role-check',
       title: 'Check the reader role',
-      why: 'Superusers and BYPASSRLS roles skip every policy, and the table owner skips them unless RLS is forced: such a role proves nothing.',
+      why: 'Superusers and BYPASSRLS roles skip every policy, and the table owner (or a member of it) skips them unless RLS is forced: such a role proves nothing.',
       sql: [
         `select rolsuper, rolbypassrls from pg_roles where rolname = '<reader>'`,
-        `select relrowsecurity, relforcerowsecurity, pg_get_userbyid(relowner) from pg_class where oid = 'expenses'::regclass`,
+        `select relrowsecurity, relforcerowsecurity, pg_get_userbyid(relowner), pg_has_role('<reader>', relowner, 'USAGE') from pg_class where oid = 'expenses'::regclass`,
       ],
       async run(ctx, state) {
         const roles = await query<{ rolsuper: boolean; rolbypassrls: boolean }>(
@@ -128,23 +141,29 @@ export const rlsIdentityFlipTest: Drill<State> = {
         );
         const role = roles[0];
         if (!role) throw new CouldNotDetermine(`the reader role ${ctx.roles.reader} does not exist (name it with --reader-role)`);
-        const table = await query<{ enabled: boolean; forced: boolean; owner: string; policies: string[] }>(
+        const table = await query<TableSecurity>(
           ctx,
           `select c.relrowsecurity as enabled, c.relforcerowsecurity as forced, pg_get_userbyid(c.relowner) as owner,
+                  pg_has_role($1::name, c.relowner, 'USAGE') as owner_privileges,
                   array(select polname::text from pg_policy where polrelid = c.oid order by polname) as policies
              from pg_class c where c.oid = 'expenses'::regclass`,
+          [ctx.roles.reader],
         );
         const info = table[0]!;
         const isOwner = info.owner === ctx.roles.reader;
         state.readerSuperuser = role.rolsuper;
         state.readerBypassrls = role.rolbypassrls;
+        state.owner = info.owner;
         state.readerIsOwner = isOwner;
+        state.readerHasOwnerPrivileges = info.owner_privileges;
         state.rlsEnabled = info.enabled;
         state.rlsForced = info.forced;
         state.policies = info.policies;
         ctx.observe('reader_superuser', role.rolsuper, !role.rolsuper);
         ctx.observe('reader_bypassrls', role.rolbypassrls, !role.rolbypassrls);
+        ctx.observe('expenses_owner', info.owner);
         ctx.observe('reader_is_owner', isOwner, !isOwner || info.forced);
+        ctx.observe('reader_has_owner_privileges', info.owner_privileges, !info.owner_privileges || info.forced);
         ctx.observe('rls_enabled', info.enabled, info.enabled);
         ctx.observe('rls_forced', info.forced);
         ctx.observe('policies', info.policies);
@@ -163,17 +182,13 @@ export const rlsIdentityFlipTest: Drill<State> = {
         const truth = Object.fromEntries(rows.map((row) => [row.tenant_id, row.n]));
         state.truth = truth;
         ctx.observe('truth', truth);
-        if (Object.keys(truth).length < 2) {
-          // Without a second tenant's rows a leak could not show.
-          throw new CouldNotDetermine('expenses holds rows of fewer than two tenants, so no leak could show');
-        }
         const superuser = await query<{ bypass: boolean }>(
           ctx,
           `select rolsuper or rolbypassrls as bypass from pg_roles where rolname = current_user`,
         );
-        if (!superuser[0]?.bypass) {
-          throw new CouldNotDetermine('the connecting role is subject to RLS itself, so it cannot count rows per tenant');
-        }
+        // Kept for the verdict rather than thrown: the reader's attributes decide it first.
+        state.countedOutsideRls = superuser[0]?.bypass === true;
+        ctx.observe('counted_outside_rls', state.countedOutsideRls, state.countedOutsideRls);
       },
     },
     ...tenants.map((tenant): Step<State> => ({
@@ -214,32 +229,86 @@ export const rlsIdentityFlipTest: Drill<State> = {
     },
   ],
   verdict(ctx, state) {
-    const truth = state.truth;
-    const reasons: string[] = [];
-    if (state.readerSuperuser) reasons.push(`${ctx.roles.reader} is a superuser`);
-    if (state.readerBypassrls) reasons.push(`${ctx.roles.reader} has BYPASSRLS`);
-    if (state.readerIsOwner && !state.rlsForced) reasons.push(`${ctx.roles.reader} owns expenses and RLS is not forced`);
-    if (!state.rlsEnabled) reasons.push('row-level security is not enabled on expenses');
+    const attributes = attributeReasons(ctx.roles.reader, state);
+    if (!state.countedOutsideRls) {
+      if (attributes.length > 0) return broken(attributes);
+      return undetermined('the connecting role is subject to RLS itself, so it cannot count rows per tenant');
+    }
     const reads = tenants.map((tenant) => [tenant, need(state.reads[tenant], `the ${tenant} read`)] as const);
-    for (const [tenant, read] of reads) {
-      if (read.code) reasons.push(`${tenant} context failed with ${read.code}`);
-      else if (read.total !== (read.seen[tenant] ?? 0)) reasons.push(`${tenant} context also saw ${leakText(read, tenant)}`);
-      else if (read.total !== (truth[tenant] ?? 0)) reasons.push(`${tenant} context saw ${read.total} of ${truth[tenant] ?? 0} rows`);
-    }
     const unset = need(state.unset, 'the unset read');
-    if (unset.code) reasons.push(`unset context failed with ${unset.code}`);
-    else if (unset.total > 0) reasons.push(`unset context saw ${unset.total} rows (${leakText(unset, null)})`);
-    if (reasons.length > 0) {
-      const reason = `tenant isolation broken: ${reasons.join('; ')}`;
-      return { verdict: 'fail', evidence: reason, reason };
+    const reasons = [...attributes, ...readReasons(state.truth, reads, unset)];
+    if (reasons.length > 0) return broken(reasons);
+    if (Object.keys(state.truth).length < 2) {
+      // Without a second tenant's rows a leak could not show.
+      return undetermined('expenses holds rows of fewer than two tenants, so no leak could show');
     }
-    const [alice, bob] = reads.map(([, read]) => read.total);
+    const contexts = reads.map(([tenant, read]) => `${title(tenant)} context returned ${read.total} rows (${tenantsSeen(read)}).`);
     return {
       verdict: 'pass',
       evidence:
-        `Alice context returned ${alice} rows (all Alice). Bob context returned ${bob} rows (all Bob). ` +
-        `Unset context returned ${unset.total} rows. No cross-tenant leakage in any flip ` +
-        `(as ${ctx.roles.reader}: not superuser, not BYPASSRLS; RLS ${state.rlsForced ? 'forced' : 'enabled'}).`,
+        `${contexts.join(' ')} Unset context returned ${unset.total} rows. No cross-tenant leakage in any flip ` +
+        `(as ${ctx.roles.reader}: ${attributeWords(state)}; RLS ${state.rlsForced ? 'forced' : 'enabled'}).`,
     };
   },
 };
+
+interface TableSecurity {
+  enabled: boolean;
+  forced: boolean;
+  owner: string;
+  owner_privileges: boolean;
+  policies: string[];
+}
+
+/** The reader's attributes and the table's settings that let a reader skip the policies, each one a reason. */
+function attributeReasons(reader: string, state: State): string[] {
+  const reasons: string[] = [];
+  if (state.readerSuperuser) reasons.push(`${reader} is a superuser`);
+  if (state.readerBypassrls) reasons.push(`${reader} has BYPASSRLS`);
+  if (!state.rlsForced && !state.readerSuperuser) {
+    if (state.readerIsOwner) reasons.push(`${reader} owns expenses and RLS is not forced`);
+    else if (state.readerHasOwnerPrivileges) {
+      reasons.push(`${reader} is a member of ${String(state.owner)}, which owns expenses, and RLS is not forced`);
+    }
+  }
+  if (!state.rlsEnabled) reasons.push('row-level security is not enabled on expenses');
+  return reasons;
+}
+
+/** What each context saw that it should not have (or failed to see). */
+function readReasons(truth: Record<string, number>, reads: ReadonlyArray<readonly [Tenant, ContextRead]>, unset: ContextRead): string[] {
+  const reasons: string[] = [];
+  for (const [tenant, read] of reads) {
+    if (read.code) reasons.push(`${tenant} context failed with ${read.code}`);
+    else if (read.total !== (read.seen[tenant] ?? 0)) reasons.push(`${tenant} context also saw ${leakText(read, tenant)}`);
+    else if (read.total !== (truth[tenant] ?? 0)) reasons.push(`${tenant} context saw ${read.total} of ${truth[tenant] ?? 0} rows`);
+  }
+  if (unset.code) reasons.push(`unset context failed with ${unset.code}`);
+  else if (unset.total > 0) reasons.push(`unset context saw ${unset.total} rows (${leakText(unset, null)})`);
+  return reasons;
+}
+
+function broken(reasons: string[]): VerdictResult {
+  const reason = `tenant isolation broken: ${reasons.join('; ')}`;
+  return { verdict: 'fail', evidence: reason, reason };
+}
+
+function undetermined(why: string): VerdictResult {
+  const reason = `could not determine: ${why}`;
+  return { verdict: 'could-not-determine', evidence: reason, reason };
+}
+
+function title(tenant: string): string {
+  return tenant.charAt(0).toUpperCase() + tenant.slice(1);
+}
+
+/** "all Alice", from the tenant ids the context actually returned rows of. */
+function tenantsSeen(read: ContextRead): string {
+  const seen = Object.keys(read.seen);
+  return seen.length === 0 ? 'none' : `all ${seen.map(title).join(' and ')}`;
+}
+
+/** "not superuser, not BYPASSRLS", from the reader's flags as pg_roles gave them. */
+function attributeWords(state: State): string {
+  return [state.readerSuperuser ? 'superuser' : 'not superuser', state.readerBypassrls ? 'BYPASSRLS' : 'not BYPASSRLS'].join(', ');
+}

@@ -3,11 +3,11 @@
 // journal must show the crash signature (status running, finished_at null); the
 // restarted Worker must read runs, turns and tool_calls, resume from the last
 // incomplete turn, finish the run, and not execute a completed call again.
-import { startWorker, type WorkerOptions } from '../reconciler/launch.js';
+import { jsonLines, startWorker, type WorkerOptions } from '../reconciler/launch.js';
 import { toolServerStep, type TenantState, type ToolServerState } from './common-steps.js';
 import { withEvidence } from './evidence.js';
 import { createDrillTenant, insertPending, sampleTransactions } from './inputs.js';
-import { query } from './sql.js';
+import { countWord, query } from './sql.js';
 import { need, type Drill, type DrillContext } from './types.js';
 
 const turns = 5;
@@ -28,6 +28,68 @@ async function calls(ctx: DrillContext, runId: string): Promise<CallRow[]> {
     `select id::text as id, turn_no, call_no, tool, status from tool_calls where run_id = $1 order by tool_calls.id`,
     [runId],
   );
+}
+
+/** The privileges the Worker's journal needs on each table (the tool server writes it as the worker role). */
+const journalPrivileges = [
+  ['runs', 'INSERT'],
+  ['runs', 'UPDATE'],
+  ['turns', 'INSERT'],
+  ['turns', 'UPDATE'],
+  ['tool_calls', 'INSERT'],
+  ['tool_calls', 'UPDATE'],
+  ['agent_events', 'INSERT'],
+] as const;
+
+/** `<PRIVILEGE> on <table>` for each journal privilege the role lacks (a missing table counts as lacking it). */
+async function missingJournalPrivileges(ctx: DrillContext, role: string): Promise<string[]> {
+  const rows = await query<{ missing: string }>(
+    ctx,
+    `select p.privilege || ' on ' || p.table_name as missing
+       from unnest($2::text[], $3::text[]) with ordinality as p(table_name, privilege, n)
+      where to_regclass(p.table_name) is null or not has_table_privilege($1, to_regclass(p.table_name), p.privilege)
+      order by p.n`,
+    [role, journalPrivileges.map(([table]) => table), journalPrivileges.map(([, privilege]) => privilege)],
+  );
+  return rows.map((row) => row.missing);
+}
+
+/** The Worker's call that failed, as its call_failed line said. */
+interface FailedCall {
+  turn: number;
+  call: number;
+  tool: string;
+  sqlstate: string | null;
+  error: string;
+}
+
+/**
+ * Why the Worker ended before it could be killed mid-turn: the call that failed
+ * (its SQLSTATE) and the journal privileges the worker role lacks, observed and
+ * said in one line. Undefined while the Worker still runs (then the wait timed out).
+ */
+async function endedBeforeTheKill(ctx: DrillContext): Promise<string | undefined> {
+  const sup = ctx.system.supervisor();
+  const info = sup.get(worker);
+  if (!info || info.state === 'running' || info.state === 'starting') return undefined;
+  const line = jsonLines(sup, worker).filter((entry) => entry.event === 'call_failed').at(-1);
+  const failed: FailedCall | undefined = line && {
+    turn: Number(line.turn),
+    call: Number(line.call),
+    tool: String(line.tool),
+    sqlstate: typeof line.error_code === 'string' ? line.error_code : null,
+    error: String(line.error),
+  };
+  const missing = await missingJournalPrivileges(ctx, ctx.roles.worker);
+  ctx.observe('worker_call_failed', failed ?? 'none', failed === undefined);
+  ctx.observe('journal_privileges_missing', missing, missing.length === 0);
+  const how = info.signal ? `was killed by ${info.signal}` : `exited with code ${info.exitCode}`;
+  const call = failed
+    ? `: its ${failed.tool} call (turn ${failed.turn}, call ${failed.call}) failed with SQLSTATE ${failed.sqlstate ?? 'unknown'} ` +
+      `(${failed.error.replace(/\s*\[SQLSTATE \w+\]$/, '')})`
+    : `: ${info.recentLines.at(-1) ?? 'no output'}`;
+  const grants = missing.length > 0 ? `; ${ctx.roles.worker} lacks ${missing.join(', ')}: the run journal cannot be written` : '';
+  return `the Worker ${how} before turn ${crashTurn}${call}${grants}`;
 }
 
 /** The Worker's first line after the restart: `run_resumed` (the fix) or `run_started` (the break). */
@@ -66,8 +128,20 @@ interface State extends TenantState, ToolServerState {
   repeatedCrashTurnCalls: string[];
   /** Completed turns of the run at the end. */
   turnsCompleted: number;
+  /** The completed turns' numbers at the end, in order. */
+  completedTurns: number[];
+  /** The run's total_turns, as its runs row says. */
+  totalTurns?: number;
+  /** How many times a restarted Worker said it resumed this run (each closes one gap in the journal). */
+  resumes: number;
   /** The run's status at the end (undefined when the row is missing). */
   runStatus?: string;
+}
+
+/** The completed turns against 1..total: a continuous timeline, or the turns missing from it. */
+export function timeline(completed: number[], total: number): string {
+  const missing = Array.from({ length: total }, (_, index) => index + 1).filter((turn) => !completed.includes(turn));
+  return missing.length === 0 ? 'continuous timeline' : `timeline missing turn${missing.length === 1 ? '' : 's'} ${list(missing)}`;
 }
 
 function list(numbers: number[]): string {
@@ -91,6 +165,8 @@ export const runJournalResumeDrill: Drill<State> = {
     redoneEarlierTurns: [],
     repeatedCrashTurnCalls: [],
     turnsCompleted: 0,
+    completedTurns: [],
+    resumes: 0,
   }),
   steps: [
     {
@@ -145,10 +221,15 @@ export const runJournalResumeDrill: Drill<State> = {
         const sup = ctx.system.supervisor();
         const runId = need(state.runId, 'the run id');
         // Turn 3 has begun once its claim completed; the write and queue are still to come.
-        await sup.waitForEvent(worker, 'paused', {
-          timeoutMs: 60_000,
-          match: (line) => line.run_id === runId && line.turn === crashTurn && line.call === 1,
-        });
+        try {
+          await sup.waitForEvent(worker, 'paused', {
+            timeoutMs: 60_000,
+            match: (line) => line.run_id === runId && line.turn === crashTurn && line.call === 1,
+          });
+        } catch (error) {
+          const early = await endedBeforeTheKill(ctx);
+          throw early ? new Error(early, { cause: error }) : error;
+        }
         await ctx.operator.request(
           { kind: 'kill', process: worker, prompt: `The Worker is in turn ${crashTurn} of ${turns}: press k to kill it (SIGKILL)` },
           () => ctx.system.kill(worker, 'SIGKILL'),
@@ -268,16 +349,26 @@ export const runJournalResumeDrill: Drill<State> = {
         );
         state.repeatedCrashTurnCalls = repeated.map((call) => `call ${call.call_no} (${call.tool})`);
         ctx.observe('repeated_crash_turn_calls', state.repeatedCrashTurnCalls, repeated.length === 0);
-        const [run] = await query<{ status: string; finished_at: string | null; turns: number }>(
+        const [run] = await query<{ status: string; finished_at: string | null; total_turns: number; completed: number[] }>(
           ctx,
-          `select r.status, r.finished_at::text,
-                  (select count(*)::int from turns t where t.run_id = r.id and t.status = 'completed') as turns
+          `select r.status, r.finished_at::text, r.total_turns,
+                  array(select t.turn_no from turns t where t.run_id = r.id and t.status = 'completed' order by t.turn_no) as completed
              from runs r where r.id = $1`,
           [runId],
         );
-        ctx.observe('run_after', run ? `status=${run.status}, ${run.turns} of ${turns} turns completed` : 'missing', run?.status === 'finished');
-        state.turnsCompleted = run?.turns ?? 0;
+        ctx.observe(
+          'run_after',
+          run ? `status=${run.status}, ${run.completed.length} of ${run.total_turns} turns completed` : 'missing',
+          run?.status === 'finished',
+        );
+        state.turnsCompleted = run?.completed.length ?? 0;
+        state.completedTurns = run?.completed ?? [];
+        state.totalTurns = run?.total_turns;
         state.runStatus = run?.status;
+        state.resumes = jsonLines(ctx.system.supervisor(), worker).filter(
+          (line) => line.event === 'run_resumed' && line.run_id === runId,
+        ).length;
+        ctx.observe('resumes', state.resumes);
       },
     },
   ],
@@ -307,12 +398,13 @@ export const runJournalResumeDrill: Drill<State> = {
     }
     const from = Number(line?.from_turn);
     const earlier = state.completedBeforeCrash.filter((turn) => turn < from);
-    const completed = state.turnsCompleted;
+    const total = state.totalTurns ?? state.turnsCompleted;
     return {
       verdict: 'pass',
       evidence:
-        `Run resumed from turn ${from} of ${completed}. Turns ${list(earlier)} were not re-executed. ` +
-        `Journal shows continuous timeline with one gap closed (Worker pid ${String(state.workerPid)} killed by SIGKILL at ${String(state.crashPoint)}).`,
+        `Run resumed from turn ${from} of ${total}. Turns ${list(earlier)} were not re-executed. ` +
+        `Journal shows ${timeline(state.completedTurns, total)} with ${countWord(state.resumes)} gap${state.resumes === 1 ? '' : 's'} closed ` +
+        `(Worker pid ${String(state.workerPid)} killed by ${String(state.killedBy)} at ${String(state.crashPoint)}).`,
     };
   },
 };

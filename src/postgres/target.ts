@@ -1,13 +1,16 @@
 // A target is the PostgreSQL database the drills run against: the embedded
-// cluster by default, or any URL the operator owns.
+// cluster by default, or any connection string the operator owns. The target
+// comes only from --db or DATABASE_URL: PG* variables and ~/.pgpass fill in
+// what that string leaves out (as libpq does), but never name a target of their
+// own, so a shell with PGHOST set still gets the embedded cluster by default.
 import { startEmbedded, type EmbeddedCluster } from './embedded.js';
 import { connect, TargetError } from './pg.js';
-import { maskUrl, parseUrl } from './url.js';
+import { maskUrl, parseUrl, withSslMode } from './url.js';
 import { onCleanup } from '../util/lifecycle.js';
 
 export interface Target {
   kind: 'embedded' | 'url';
-  /** The full URL, password included: for connections only, never for display. */
+  /** The canonical URL, password included: for connections only, never for display. */
   url: string;
   /** The masked URL, for screens, logs and files. */
   display: string;
@@ -23,11 +26,12 @@ export interface ResolveOptions {
   onProgress?: (message: string) => void;
 }
 
-/** --db URL, else DATABASE_URL, else a fresh embedded cluster. */
+/** --db, else DATABASE_URL (a URL or keyword/value string), else a fresh embedded cluster. */
 export async function resolveTarget(options: ResolveOptions): Promise<Target> {
-  const url = options.db ?? process.env.DATABASE_URL;
-  if (url) {
-    const parsed = parseUrl(url);
+  const given = options.db ?? process.env.DATABASE_URL;
+  if (given) {
+    const parsed = parseUrl(given);
+    const url = parsed.url;
     // Reach it once now so an unreachable target fails before anything else starts.
     const client = await connect(url);
     try {
@@ -49,7 +53,8 @@ export async function resolveTarget(options: ResolveOptions): Promise<Target> {
   const forget = onCleanup('embedded postgres', () => cluster.stop());
   return {
     kind: 'embedded',
-    url: cluster.url,
+    // The embedded cluster has no TLS: say so, rather than trying TLS first (libpq's prefer) on every connection.
+    url: withSslMode(cluster.url, 'disable'),
     display: cluster.display,
     database: 'sor_drills',
     cluster,

@@ -1,92 +1,83 @@
-// Connection URLs: parsing, validation and masking.
+// Connection strings as the rest of the program meets them: the target's
+// canonical URL (parseUrl), URLs derived from it (withDatabase, withCredentials),
+// and masking. Both of libpq's forms are accepted everywhere: URLs and
+// keyword/value strings (connection-string.ts parses them).
 //
-// A URL's password must never reach a screen, a log or a file. Everything the
-// console shows goes through maskUrl(); maskSecrets() scrubs free text (error
-// messages, process logs) that might quote a URL.
+// A password must never reach a screen, a log or a file. Everything the console
+// shows goes through maskUrl(); maskSecrets() scrubs free text (error messages,
+// process logs) that might quote a connection string.
+import { formatUrl, isUrlForm, maskKeywordValue, parseConnectionString, type SslMode } from './connection-string.js';
+import { resolveTargetString } from './connection.js';
 
-export class UsageError extends Error {
-  override name = 'UsageError';
-}
+export { UsageError } from './usage-error.js';
 
 export interface ParsedUrl {
+  /** The canonical URL: everything the connection needs, PG* and .pgpass included; holds the password. */
   url: string;
   user: string;
   host: string;
   port: number;
   database: string;
   password: string;
+  sslmode: string;
 }
 
-const schemes = new Set(['postgres:', 'postgresql:']);
-
-/** Validates a libpq-style URL (postgres:// or postgresql://, query parameters such as sslmode kept). */
-export function parseUrl(raw: string): ParsedUrl {
-  let parsed: URL;
-  try {
-    parsed = new URL(raw);
-  } catch {
-    throw new UsageError(
-      `not a PostgreSQL URL: ${maskSecrets(raw)} (expected postgres://user:password@host:5432/database)`,
-    );
-  }
-  if (!schemes.has(parsed.protocol)) {
-    throw new UsageError(
-      `not a PostgreSQL URL: scheme ${parsed.protocol} (expected postgres:// or postgresql://)`,
-    );
-  }
-  const database = decodeURIComponent(parsed.pathname.replace(/^\//, ''));
-  if (!database) {
-    throw new UsageError(`the URL names no database: ${maskUrl(raw)} (add /dbname after the host)`);
-  }
-  const port = parsed.port ? Number(parsed.port) : 5432;
-  if (!Number.isInteger(port) || port <= 0 || port > 65535) {
-    throw new UsageError(`the URL has a bad port: ${maskUrl(raw)}`);
-  }
+/**
+ * A target string entering the program (--db, DATABASE_URL, SOR_WORKER_URL), in
+ * either form, filled from PG* variables and the password file as libpq would,
+ * checked, and written as one canonical URL. Throws a UsageError naming the mistake.
+ */
+export function parseUrl(raw: string, env: NodeJS.ProcessEnv = process.env): ParsedUrl {
+  const keywords = resolveTargetString(raw, env);
   return {
-    url: raw,
-    user: decodeURIComponent(parsed.username),
-    host: parsed.hostname,
-    port,
-    database,
-    password: decodeURIComponent(parsed.password),
+    url: formatUrl(keywords),
+    user: keywords.user!,
+    host: keywords.host!,
+    port: Number(keywords.port),
+    database: keywords.dbname!,
+    password: keywords.password ?? '',
+    sslmode: keywords.sslmode!,
   };
 }
 
-/** postgres://user:secret@host/db -> postgres://user:***@host/db; anything unparsable is scrubbed as text. */
+/** postgres://user:secret@host/db -> postgres://user:***@host/db; password=secret -> password=***; anything unparsable is scrubbed as text. */
 export function maskUrl(raw: string): string {
+  if (!isUrlForm(raw)) return maskKeywordValue(raw);
   try {
-    const parsed = new URL(raw);
+    const parsed = new URL(raw.trim());
     if (parsed.password) parsed.password = '***';
     for (const key of ['password', 'sslpassword']) {
       if (parsed.searchParams.has(key)) parsed.searchParams.set(key, '***');
     }
-    return parsed.toString().replace('%2A%2A%2A', '***');
+    return parsed.toString().replace(/%2A%2A%2A/g, '***');
   } catch {
     return maskSecrets(raw);
   }
 }
 
-/** Replaces anything that looks like a URL password or a password= setting in free text. */
+/** Replaces anything that looks like a URL password, or a password setting (password=, PGPASSWORD=), in free text. */
 export function maskSecrets(text: string, secrets: readonly string[] = []): string {
   let out = text.replace(/(postgres(?:ql)?:\/\/[^:/@\s]*:)([^@\s]*)@/gi, '$1***@');
-  out = out.replace(/((?:^|[\s?&])(?:ssl)?password=)([^\s&]+)/gi, '$1***');
+  // A quoted value whole; else to the next whitespace or double quote (a keyword/value
+  // password may hold '&'; a JSON log line's closing quote is kept).
+  out = out.replace(/((?:^|[\s?&"'])(?:PG)?(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s"]+)/gi, '$1***');
   for (const secret of secrets) {
     if (secret.length >= 4) out = out.split(secret).join('***');
   }
   return out;
 }
 
-/** The same URL pointing at another database (for branches and per-test databases). */
+/** The same connection pointing at another database (for branches and per-test databases), as a URL. */
 export function withDatabase(raw: string, database: string): string {
-  const parsed = new URL(raw);
-  parsed.pathname = `/${encodeURIComponent(database)}`;
-  return parsed.toString();
+  return formatUrl({ ...parseConnectionString(raw), dbname: database });
 }
 
-/** The same URL logging in as another role with another password. */
+/** The same connection logging in as another role with another password, as a URL. */
 export function withCredentials(raw: string, user: string, password: string): string {
-  const parsed = new URL(raw);
-  parsed.username = encodeURIComponent(user);
-  parsed.password = encodeURIComponent(password);
-  return parsed.toString();
+  return formatUrl({ ...parseConnectionString(raw), user, password });
+}
+
+/** The same connection with another sslmode, as a URL. */
+export function withSslMode(raw: string, sslmode: SslMode): string {
+  return formatUrl({ ...parseConnectionString(raw), sslmode });
 }

@@ -58,6 +58,8 @@ export interface ClaimOptions {
   skipLocked: boolean;
   /** Called while the row lock is held (the server logs claim_locked). */
   onLocked?: (transactionId: string) => void;
+  /** How the hold waits: a plain delay by default; the tool server's can be ended early (holds.ts). */
+  hold?: (ms: number) => Promise<unknown>;
 }
 
 /**
@@ -97,7 +99,7 @@ export async function claim(client: Queryable, options: ClaimOptions): Promise<C
     [row.id, options.worker, options.leaseMs],
   );
   options.onLocked?.(row.id);
-  if (options.holdMs > 0) await delay(options.holdMs);
+  if (options.holdMs > 0) await (options.hold ?? delay)(options.holdMs);
   const { rows: now } = await client.query<{ released_at: Date }>('select clock_timestamp() as released_at');
   return {
     transaction_id: row.id,

@@ -5,7 +5,7 @@
 // every connection runs `set role worker_write` before its first use, so the
 // boundary is the same whoever logged in.
 import pg from 'pg';
-import { describeConnectError, ident, sqlState, errorMessage } from '../postgres/pg.js';
+import { connect as connectClient, describeConnectError, ident, poolConfig, sqlState, errorMessage } from '../postgres/pg.js';
 import { defaultRoles } from '../postgres/roles.js';
 
 export interface WorkerPoolOptions {
@@ -51,12 +51,11 @@ export async function actAs(client: pg.ClientBase, role: string): Promise<void> 
 export async function openWorkerPool(url: string, options: WorkerPoolOptions = {}): Promise<WorkerPool> {
   const role = options.role ?? defaultRoles.worker;
   const max = options.max ?? 6;
+  // The pool's settings come from the connection string alone (pg.ts), TLS settled once.
   const pool = new pg.Pool({
-    connectionString: url,
+    ...(await poolConfig(url, { applicationName: options.applicationName ?? 'sor-tool-server' })),
     max,
     idleTimeoutMillis: 0,
-    connectionTimeoutMillis: 10_000,
-    application_name: options.applicationName ?? 'sor-tool-server',
   });
   // Without this listener a dead idle connection crashes the process.
   pool.on('error', (error) => options.onIdleError?.(error));
@@ -89,14 +88,7 @@ export async function openWorkerPool(url: string, options: WorkerPoolOptions = {
 
 /** Opens one client acting as the role (the relay's). */
 export async function openWorkerClient(url: string, role: string, applicationName: string): Promise<pg.Client> {
-  const client = new pg.Client({ connectionString: url, application_name: applicationName, connectionTimeoutMillis: 10_000 });
-  client.on('error', () => {});
-  try {
-    await client.connect();
-  } catch (error) {
-    await client.end().catch(() => {});
-    throw describeConnectError(error, url);
-  }
+  const client = await connectClient(url, { applicationName });
   try {
     await actAs(client, role);
   } catch (error) {

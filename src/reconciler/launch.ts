@@ -7,6 +7,7 @@
 //   startWorker(sup, options)              -> ProcessInfo            the MCP client Worker
 //   startRelay(sup, options)               -> ProcessInfo            the outbox relay
 //   startEmailService(sup, options?)       -> EmailService            { url, failNext, report }
+//   releaseHolds(sup, name)                -> number                  claim holds ended early (SIGUSR2)
 // Child processes run the COMPILED scripts (dist/reconciler/*.js), never a TS
 // loader: scriptPath() finds them from dist/ and from the TypeScript sources.
 import { randomBytes } from 'node:crypto';
@@ -21,7 +22,7 @@ import type { WorkerMode } from './worker-plan.js';
 import { freePort } from '../postgres/embedded.js';
 import { ident, literal, withPgClient } from '../postgres/pg.js';
 import { defaultRoles, type Roles } from '../postgres/roles.js';
-import { withCredentials } from '../postgres/url.js';
+import { parseUrl, withCredentials } from '../postgres/url.js';
 
 export type { ToolBreaks } from './actions.js';
 export type { EmailReport, FailMode } from './email-report.js';
@@ -49,8 +50,10 @@ async function waitListening(sup: Supervisor, name: string): Promise<{ url: stri
  * The URL the Worker side connects with: a fresh random password is set on the
  * worker role (ALTER ROLE ... PASSWORD, never logged) and the admin URL's host and
  * database are reused with the worker role's name. Nothing else about the role
- * changes (no LOGIN is added). When SOR_WORKER_URL is set it is returned as is
- * and nothing changes.
+ * changes (no LOGIN is added). When SOR_WORKER_URL is set (a URL or keyword/value
+ * string) nothing changes: it is returned as a canonical URL, its gaps filled from
+ * PG* variables and ~/.pgpass as for --db, because the tool server's environment
+ * holds none of them.
  *
  * Rotating the password is cluster-wide: servers already running keep their
  * connections (they open them all at start), but two callers racing on one
@@ -59,7 +62,7 @@ async function waitListening(sup: Supervisor, name: string): Promise<{ url: stri
  */
 export async function workerCredentials(adminUrl: string, roles: Roles = defaultRoles): Promise<string> {
   const given = process.env.SOR_WORKER_URL;
-  if (given) return given;
+  if (given) return parseUrl(given).url;
   const password = randomBytes(24).toString('base64url');
   await withPgClient(adminUrl, (client) => client.query(`alter role ${ident(roles.worker)} password ${literal(password)}`));
   return withCredentials(adminUrl, roles.worker, password);
@@ -194,6 +197,11 @@ export interface RelayOptions {
   backoffMs: number;
   /** Sleep after a successful send and before the commit (ms), logging sent_pausing: the drill's kill point. */
   pauseAfterSendMs?: number;
+  /**
+   * Hold each claimed row this long (ms) before sending it, logging claim_held: a second
+   * relay then meets a locked row. releaseHolds() ends a hold early.
+   */
+  claimHoldMs?: number;
   /** The outbox drill's deliberate break: no Idempotency-Key header. */
   noKey?: boolean;
   role?: string;
@@ -212,12 +220,26 @@ export async function startRelay(sup: Supervisor, options: RelayOptions): Promis
       SOR_POLL_MS: options.pollMs,
       SOR_BACKOFF_MS: options.backoffMs,
       SOR_PAUSE_AFTER_SEND_MS: options.pauseAfterSendMs,
+      SOR_CLAIM_HOLD_MS: options.claimHoldMs,
       SOR_NO_KEY: options.noKey ? '1' : undefined,
       SOR_WORKER_ROLE: options.role,
     }),
   });
   await sup.waitForEvent(name, 'relay_started', { timeoutMs: startTimeoutMs });
   return sup.get(name)!;
+}
+
+/**
+ * Ends every claim hold in progress in a tool server or relay (SIGUSR2 to that
+ * process) and resolves with how many there were, once it has said so.
+ */
+export async function releaseHolds(sup: Supervisor, name: string): Promise<number> {
+  const pid = sup.get(name)?.pid;
+  if (pid === undefined) throw new Error(`${name} is not running: no hold to release`);
+  const since = sup.cursor(name);
+  process.kill(pid, 'SIGUSR2');
+  const line = await sup.waitForEvent(name, 'holds_released', { timeoutMs: startTimeoutMs, since });
+  return Number(line.count);
 }
 
 export interface EmailService {

@@ -15,14 +15,19 @@
 //   SOR_POLL_MS          sleep when nothing is due (default 200)
 //   SOR_BACKOFF_MS       first retry delay (default 1000)
 //   SOR_PAUSE_AFTER_SEND_MS  sleep after a successful send, before the commit (the kill point)
+//   SOR_CLAIM_HOLD_MS    hold each claimed row this long before sending it (0: no hold), so a
+//                        second relay arrives while the row is locked; SIGUSR2 ends the hold
 //   SOR_NO_KEY=1         the deliberate break: send without the Idempotency-Key header
 //
-// stdout, one JSON line each: relay_started {email_url, poll_ms, backoff_ms, no_key};
+// stdout, one JSON line each: relay_started {email_url, poll_ms, backoff_ms, claim_hold_ms, no_key};
+// claim_held {outbox_id, dedup_key, hold_ms} and claim_hold_ended {outbox_id, how};
 // sending {outbox_id, dedup_key, attempt}; send_failed {outbox_id, dedup_key, attempts,
 // error, next_attempt_at}; sent_pausing {outbox_id, dedup_key, pause_ms, delivery_id};
-// dispatched {outbox_id, dedup_key, attempts, delivery_id}; stopping {signal}.
+// dispatched {outbox_id, dedup_key, attempts, delivery_id}; holds_released {count} (on
+// SIGUSR2); stopping {signal}.
 import type pg from 'pg';
 import { openWorkerClient } from './db.js';
+import { holdsReleasedBySignal, type Holds } from './holds.js';
 import { emit, intSetting, requiredSetting } from './json-lines.js';
 import { errorMessage } from '../postgres/pg.js';
 import { delay } from '../util/wait.js';
@@ -76,6 +81,8 @@ interface RelaySettings {
   pollMs: number;
   backoffMs: number;
   pauseAfterSendMs: number;
+  claimHoldMs: number;
+  holds: Holds;
   noKey: boolean;
 }
 
@@ -95,6 +102,12 @@ async function relayOne(client: pg.Client, settings: RelaySettings): Promise<boo
     if (!row) {
       await client.query('commit');
       return false;
+    }
+    if (settings.claimHoldMs > 0) {
+      // The row stays locked (FOR UPDATE) while held: another relay must skip it, not wait for it.
+      emit('claim_held', { outbox_id: row.id, dedup_key: row.dedup_key, hold_ms: settings.claimHoldMs });
+      const how = await settings.holds.hold(settings.claimHoldMs);
+      emit('claim_hold_ended', { outbox_id: row.id, how });
     }
     emit('sending', { outbox_id: row.id, dedup_key: row.dedup_key, attempt: row.attempts + 1 });
     let deliveryId: string;
@@ -149,6 +162,8 @@ async function main(): Promise<void> {
     pollMs: intSetting(env, 'SOR_POLL_MS', 200),
     backoffMs: intSetting(env, 'SOR_BACKOFF_MS', 1_000),
     pauseAfterSendMs: intSetting(env, 'SOR_PAUSE_AFTER_SEND_MS', 0),
+    claimHoldMs: intSetting(env, 'SOR_CLAIM_HOLD_MS', 0),
+    holds: holdsReleasedBySignal(),
     noKey: env.SOR_NO_KEY === '1',
   };
   const client = await openWorkerClient(
@@ -171,6 +186,7 @@ async function main(): Promise<void> {
     poll_ms: settings.pollMs,
     backoff_ms: settings.backoffMs,
     pause_after_send_ms: settings.pauseAfterSendMs,
+    claim_hold_ms: settings.claimHoldMs,
     no_key: settings.noKey,
   });
   try {

@@ -9,17 +9,19 @@
 //   SOR_TOOLS_TOKEN         the bearer token the Worker must present
 //   SOR_TOOLS_PORT          loopback port (0: any free one)
 //   SOR_TOOLS_BREAKS        comma-separated deliberate breaks (actions.ts ToolBreaks)
-//   SOR_CLAIM_HOLD_MS       default claim lock hold, ms (0)
+//   SOR_CLAIM_HOLD_MS       default claim lock hold, ms (0); SIGUSR2 ends every hold in progress
 //   SOR_LEASE_MS            claim lease, ms (60000)
 //
 // stdout, one JSON line each: listening {url, port, role, breaks}; claim_locked
 // {worker, run_id, transaction_id}; call {worker, run_id, turn, call, tool, status, ...};
-// unauthorized {method, path}; stopping {signal}. Errors go to stderr.
+// unauthorized {method, path}; holds_released {count} (on SIGUSR2); stopping {signal}.
+// Errors go to stderr.
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
 import { parseBreaks } from './actions.js';
 import { openWorkerPool } from './db.js';
+import { holdsReleasedBySignal } from './holds.js';
 import { emit, intSetting, requiredSetting } from './json-lines.js';
 import { createToolServer, type ToolContext } from './tools.js';
 import { errorMessage } from '../postgres/pg.js';
@@ -54,6 +56,7 @@ async function main(): Promise<void> {
     breaks,
     claimHoldMs: intSetting(env, 'SOR_CLAIM_HOLD_MS', 0),
     leaseMs: intSetting(env, 'SOR_LEASE_MS', 60_000),
+    holds: holdsReleasedBySignal(),
     log: (event, fields) => emit(event, fields),
   };
 

@@ -22,6 +22,7 @@ import {
   type ToolBreaks,
 } from './actions.js';
 import { describeDbError, type WorkerPool } from './db.js';
+import type { Holds } from './holds.js';
 import { completeCall, failCall, JournalRefusal, lockWorker, openCall, unlockWorker, type Journal } from './journal.js';
 
 export const serverName = 'sor-drills-reconciler-tools';
@@ -38,6 +39,8 @@ export interface ToolContext {
   claimHoldMs: number;
   /** Claim lease: a claimed row whose Worker died is reclaimable after it (ms). */
   leaseMs: number;
+  /** Claim holds that can be ended early (the HTTP server ends them on SIGUSR2); a plain delay without. */
+  holds?: Holds;
   /** One JSON log line (stdout for the HTTP server, stderr for stdio). */
   log: (event: string, fields: Record<string, unknown>) => void;
 }
@@ -174,6 +177,7 @@ export function createToolServer(context: ToolContext): McpServer {
             holdMs: hold_ms ?? context.claimHoldMs,
             leaseMs: lease_ms ?? context.leaseMs,
             skipLocked: !context.breaks.noSkipLocked,
+            hold: context.holds?.hold,
             onLocked: (transactionId) =>
               context.log('claim_locked', { worker: journal.worker, run_id: journal.run_id, transaction_id: transactionId }),
           }),

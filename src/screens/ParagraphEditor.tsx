@@ -1,11 +1,19 @@
 // The decision paragraph, wrapped exactly as the editor's cursor moves over it
-// (src/console/editor.ts), with the cursor drawn while editing.
+// (src/console/editor.ts), with the cursor drawn while editing: over the whole
+// character it sits on (an emoji, a letter with its accent), never half of one.
 import React from 'react';
 import { Box } from 'ink';
-import { editorWindow } from '../console/editor.js';
+import { editorWindow, graphemes } from '../console/editor.js';
 import { editorWidth } from '../console/layout.js';
 import { useConsole, type DecisionDraft } from '../store.js';
 import { Row, Span } from './theme.js';
+
+/** The row split around the cursor: before it, the character under it (a space past the end), after it. */
+function splitAtCursor(line: string, offset: number): [string, string, string] {
+  const at = Math.min(offset, line.length);
+  const under = graphemes(line.slice(at))[0]?.segment ?? '';
+  return [line.slice(0, at), under && under !== ' ' ? under : ' ', line.slice(at + under.length)];
+}
 
 export function ParagraphEditor({ draft, height }: { draft: DecisionDraft; height: number }) {
   const columns = useConsole((state) => state.terminal.columns);
@@ -22,13 +30,13 @@ export function ParagraphEditor({ draft, height }: { draft: DecisionDraft; heigh
             </Row>
           );
         }
-        const column = Math.min(view.cursorColumn, line.length);
+        const [before, under, after] = splitAtCursor(line, view.cursorOffset);
         return (
           <Row key={index}>
             <Span tone="accent">│ </Span>
-            <Span>{line.slice(0, column)}</Span>
-            <Span inverse>{line[column] && line[column] !== ' ' ? line[column] : ' '}</Span>
-            <Span>{line.slice(column + 1)}</Span>
+            <Span>{before}</Span>
+            <Span inverse>{under}</Span>
+            <Span>{after}</Span>
           </Row>
         );
       })}

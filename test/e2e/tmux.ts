@@ -39,6 +39,8 @@ export interface Terminal {
   exitCode(timeoutMs?: number): Promise<number>;
   /** Every process of the command's tree seen so far (pids), for the nothing-left-running check. */
   tree(): Set<number>;
+  /** The PostgreSQL clusters this command started that still run (an orphan too, whoever its parent now is). */
+  clusters(): Map<number, string>;
   resize(columns: number, rows: number): void;
   kill(): void;
 }
@@ -52,10 +54,15 @@ export interface Launch {
 }
 
 const marker = '__SOR_DRILLS_EXIT=';
+/**
+ * Put in the command's environment, which PostgreSQL inherits from the console: it tells this
+ * terminal's clusters from those other test runs on the same machine start meanwhile.
+ */
+const terminalVariable = 'SOR_E2E_TERMINAL';
 
 export function launch(options: Launch): Terminal {
   const name = `sor-e2e-${randomBytes(4).toString('hex')}`;
-  const env = Object.entries(options.env ?? {})
+  const env = Object.entries({ ...options.env, [terminalVariable]: name })
     .map(([key, value]) => `${key}=${shellQuote(value)}`)
     .join(' ');
   // env -u CI: the console mounts Ink only outside CI. The pane stays after the command ends.
@@ -96,6 +103,7 @@ export function launch(options: Launch): Terminal {
       for (const pid of [...seen]) if (isSleep(pid)) seen.delete(pid);
       return new Set(seen);
     },
+    clusters: () => clusterPostmasters(`${terminalVariable}=${name}`),
     resize: (columns, rows) => {
       tmux('resize-window', '-t', name, '-x', String(columns), '-y', String(rows));
     },
@@ -157,8 +165,8 @@ export function alive(pid: number): boolean {
   }
 }
 
-/** Postgres processes whose data directory is one of the console's throwaway clusters. */
-export function clusterPostmasters(): Map<number, string> {
+/** Postgres processes whose data directory is a throwaway cluster of sor-drills, and whose environment holds `variable` (NAME=value). */
+function clusterPostmasters(variable: string): Map<number, string> {
   const found = new Map<number, string>();
   for (const entry of readdirSync('/proc')) {
     const pid = Number(entry);
@@ -167,7 +175,8 @@ export function clusterPostmasters(): Map<number, string> {
       const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       const index = args.indexOf('-D');
       const dir = index >= 0 ? args[index + 1] : undefined;
-      if (dir && /sor-drills-pg-/.test(dir)) found.set(pid, dir);
+      if (!dir || !/sor-drills-pg-/.test(dir)) continue;
+      if (readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(variable)) found.set(pid, dir);
     } catch {
       // gone
     }

@@ -43,7 +43,8 @@ export async function runOne(
     roles: defaultRoles,
     options: {
       paceMs: 0,
-      claimHoldMs: 1_500,
+      // The race drill holds A's row until it has seen B lock or wait: no visible hold is needed here.
+      claimHoldMs: 0,
       evidenceRoot: path.join(scratchDir('evidence-'), 'oracle'),
       migrationFile: options.migrationFile,
     },

@@ -10,6 +10,10 @@ import type { TestDatabase } from '../helpers/db.js';
 import { useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import {
   analyseWindow,
+  describeCatalog,
+  describeEnvironment,
+  describeRefusal,
+  describeRogue,
   mcpBoundaryTest,
   parseServerLog,
   toolSurface,
@@ -220,5 +224,25 @@ describe('the boundary checks, on shapes the reference never shows', () => {
     );
     const seen = analyseWindow(parseServerLog(rogueLog), { start: 'w start', end: 'w end' }, 't', 'wk');
     expect(seen.rogue).toEqual(['select 1; drop table expenses']);
+  });
+});
+
+describe('the boundary evidence, built from what was observed', () => {
+  it('names what the environment held, how drop_table was refused, the catalog and the rogue statements', () => {
+    const env = (credentials: string[], urlValued: string[]): EnvironmentRead => ({ pid: 7, names: ['PATH', ...credentials, ...urlValued], credentials, urlValued });
+    expect(describeEnvironment(env([], []))).toBe('Worker env has no DATABASE_URL (pid 7: 1 variables read from /proc, no PG* and no postgres URL)');
+    expect(describeEnvironment(env(['DATABASE_URL', 'PGHOST'], ['SOR_X']))).toBe(
+      'Worker env has DATABASE_URL (pid 7: 4 variables read from /proc, PGHOST and a postgres URL in SOR_X)',
+    );
+    expect(describeRefusal({ refused: true, code: -32602, text: 'MCP error -32602: Tool drop_table not found' })).toBe(
+      'refused at MCP layer with tool-not-found error',
+    );
+    expect(describeRefusal({ refused: true, code: -32603, text: 'internal error' })).toBe('refused at MCP layer with error');
+    expect(describeCatalog(['a', 'b'], ['a', 'b'])).toBe('catalog unchanged (2 relations)');
+    expect(describeCatalog(['a', 'b'], ['a'])).toBe('catalog changed in 1 relations (1 relations)');
+    expect([describeRogue([]), describeRogue(['drop table x'])]).toEqual([
+      'Database connection logs show no rogue queries',
+      'Database connection logs show 1 rogue query',
+    ]);
   });
 });

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
 import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
-import { buildReport, forensicsDrill, nextAction } from '../../src/drills/forensics-drill/index.js';
+import { buildReport, forensicsDrill, nextAction, sentenceCount } from '../../src/drills/forensics-drill/index.js';
 import type { RunnerEvent } from '../../src/drills/types.js';
 import { withPgClient } from '../../src/postgres/pg.js';
 
@@ -170,6 +170,11 @@ describe('the six-line report, on rows the reference never produces', () => {
       'no run_failed event',
       'the tool_failed event says SQLSTATE 42501, the tool call 23514',
     ]);
+  });
+
+  it('counts the sentences of the root cause, as the evidence says them', () => {
+    expect(sentenceCount('the write was refused with SQLSTATE 23514: new row for relation "expenses" violates check constraint.')).toBe(1);
+    expect(sentenceCount('The write failed. Then the queue failed.')).toBe(2);
   });
 
   it('recommends by SQLSTATE class, always keeping the idempotency keys', () => {

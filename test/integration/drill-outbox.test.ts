@@ -27,7 +27,6 @@ async function drillRow(events: RunnerEvent[]) {
 describe('outbox_relay_retry_test', () => {
   it('passes: blip, retry, kill between send and commit, re-send; one delivery; evidence from what was observed', async () => {
     const events: RunnerEvent[] = [];
-    const started = Date.now();
     const result = await runOne(outboxRelayRetryTest, db, { system, events });
     expect(result.verdict, result.reason).toBe('pass');
     const { row } = await drillRow(events);
@@ -49,7 +48,6 @@ describe('outbox_relay_retry_test', () => {
     const restarted = events.find((event) => event.type === 'observation' && event.label === 'relay_restarted') as { value: string };
     expect(restarted.value).toMatch(/^pid \d+$/);
     expect(restarted.value).not.toBe(`pid ${pid}`);
-    expect(Date.now() - started).toBeLessThan(10_000);
     expect(system.list().filter((process) => process.state === 'running')).toEqual([]);
   });
 

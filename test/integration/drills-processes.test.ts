@@ -4,16 +4,32 @@
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
 import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
-import { idempotencyRetryTest } from '../../src/drills/idempotency-retry-test.js';
-import { runJournalResumeDrill } from '../../src/drills/run-journal-resume-drill.js';
-import { concurrencyClaimTest } from '../../src/drills/concurrency-claim-test.js';
+import { idempotencyRetryTest, writeOutcome } from '../../src/drills/idempotency-retry-test.js';
+import { runJournalResumeDrill, timeline } from '../../src/drills/run-journal-resume-drill.js';
+import { concurrencyClaimTest, duplicateProcessing, lockErrors } from '../../src/drills/concurrency-claim-test.js';
 import { withPgClient } from '../../src/postgres/pg.js';
+import type { DrillContext, RunnerEvent } from '../../src/drills/types.js';
 
 let db: TestDatabase;
 let system: TestSystem;
 useDrillTarget((target) => ({ db, system } = target));
 
 const sql = (text: string) => withPgClient(db.url, (client) => client.query(text));
+
+function observed(events: RunnerEvent[], label: string): string | undefined {
+  const found = events.filter((event) => event.type === 'observation' && event.label === label).at(-1);
+  return found?.type === 'observation' ? found.value : undefined;
+}
+
+/** The two transactions Alice's race would claim now: whatever earlier runs left claimed (leased) is skipped. */
+async function claimableNow(): Promise<string[]> {
+  const { rows } = await sql(
+    `select id from pending_transactions
+      where tenant_id = 'alice' and (status = 'pending' or (status = 'claimed' and locked_until < clock_timestamp()))
+      order by id limit 2`,
+  );
+  return rows.map((row: { id: string }) => row.id);
+}
 
 describe('idempotency_retry_test', () => {
   it('passes: one row for two writes, the second a no-op, with an oracle evidence folder', async () => {
@@ -58,11 +74,28 @@ describe('run_journal_resume_drill', () => {
     expect(result.reason).toMatch(/ignored crashed run \w+ and began a new run \w+ at turn 1/);
   });
 
-  it('fails when the journal cannot be written (INSERT on tool_calls revoked in the target)', async () => {
+  it('fails when the journal cannot be written (INSERT on tool_calls revoked in the target), naming the refusal', async () => {
     await sql('revoke insert on tool_calls from worker_write');
     try {
-      const result = await runOne(runJournalResumeDrill, db, { system });
+      const events: RunnerEvent[] = [];
+      const result = await runOne(runJournalResumeDrill, db, { system, events });
       expect(result.verdict).toBe('fail');
+      // What the drill observed, structurally: the Worker's first call refused with 42501, and the
+      // privilege the target took away, read from the catalog.
+      const refused = observed(events, 'worker_call_failed');
+      const missing = observed(events, 'journal_privileges_missing');
+      expect(refused, 'the drill observed the refused call').toBeDefined();
+      expect(missing, 'the drill observed the missing privilege').toBeDefined();
+      expect(JSON.parse(refused!)).toMatchObject({
+        turn: 1,
+        call: 1,
+        tool: 'claim',
+        sqlstate: '42501',
+        error: expect.stringMatching(/permission denied for table tool_calls/),
+      });
+      expect(JSON.parse(missing!)).toEqual(['INSERT on tool_calls']);
+      expect(result.reason).toContain('failed with SQLSTATE 42501');
+      expect(result.reason).toContain('lacks INSERT on tool_calls: the run journal cannot be written');
     } finally {
       await sql('grant insert on tool_calls to worker_write');
     }
@@ -70,16 +103,24 @@ describe('run_journal_resume_drill', () => {
 });
 
 describe('concurrency_claim_test', () => {
-  it('passes: A takes T-101 and holds it, B takes T-102 without waiting', async () => {
+  it('passes: A takes the first claimable transaction and holds it, B takes the next without waiting', async () => {
+    const [first, next] = await claimableNow();
     const result = await runOne(concurrencyClaimTest, db, { system });
     expect(result.verdict, result.reason).toBe('pass');
-    expect(result.evidence).toMatch(/^Worker A claimed pending_transaction T-101\. Worker B skipped T-101 and claimed T-102\. No duplicate processing\. No lock errors raised/);
+    expect(result.evidence).toMatch(
+      new RegExp(
+        `^Worker A claimed pending_transaction ${first}\\. Worker B skipped ${first} and claimed ${next}\\. No duplicate processing\\. No lock errors raised`,
+      ),
+    );
   });
 
   it('fails with its deliberate break: without SKIP LOCKED B waits for A', async () => {
-    const result = await runOne(concurrencyClaimTest, db, { system, broken: true });
+    const events: RunnerEvent[] = [];
+    const result = await runOne(concurrencyClaimTest, db, { system, broken: true, events });
     expect(result.verdict).toBe('fail');
-    expect(result.reason).toMatch(/B got its lock only after A released|waiting on a lock/);
+    // Postgres itself showed B waiting on A's row lock.
+    expect(Number(observed(events, 'lock_waits_seen'))).toBeGreaterThan(0);
+    expect(result.reason).toMatch(/B got its lock only after A released/);
   });
 
   it('fails when the claim policy no longer covers UPDATE (FOR UPDATE then sees no rows)', async () => {
@@ -95,5 +136,65 @@ describe('concurrency_claim_test', () => {
         `create policy pending_transactions_tenant_isolation on pending_transactions for all to public using (tenant_id = nullif(current_setting('app.tenant_id', true), '')) with check (tenant_id = nullif(current_setting('app.tenant_id', true), ''))`,
       );
     }
+  });
+});
+
+describe('concurrency_claim_test verdict, on claims the reference never shows', () => {
+  const claim = (worker: string, transaction: string, times: { started: string; locked: string; released: string }) => ({
+    worker,
+    status: 'completed',
+    error_code: null,
+    error: null,
+    transaction_id: transaction,
+    started_at: times.started,
+    finished_at: times.released,
+    locked_at: times.locked,
+    released_at: times.released,
+  });
+  const verdictOf = (claims: ReturnType<typeof claim>[], lockWaits = 0) =>
+    concurrencyClaimTest.verdict({} as DrillContext, { workerNames: ['a', 'b'], claims, lockWaits });
+
+  it('could not determine when B asked only after A had released: the claims never overlapped', () => {
+    const result = verdictOf([
+      claim('a', 'T-1', { started: '2026-01-01T00:00:00.000Z', locked: '2026-01-01T00:00:00.010Z', released: '2026-01-01T00:00:01.000Z' }),
+      claim('b', 'T-2', { started: '2026-01-01T00:00:01.200Z', locked: '2026-01-01T00:00:01.210Z', released: '2026-01-01T00:00:02.000Z' }),
+    ]);
+    expect(result.verdict).toBe('could-not-determine');
+  });
+
+  it('fails when B asked while A held its row and got a lock only after A released it', () => {
+    const result = verdictOf([
+      claim('a', 'T-1', { started: '2026-01-01T00:00:00.000Z', locked: '2026-01-01T00:00:00.010Z', released: '2026-01-01T00:00:01.000Z' }),
+      claim('b', 'T-2', { started: '2026-01-01T00:00:00.500Z', locked: '2026-01-01T00:00:01.010Z', released: '2026-01-01T00:00:02.000Z' }),
+    ]);
+    expect(result.verdict).toBe('fail');
+  });
+
+  it('passes when B locked its row while A still held its own', () => {
+    const result = verdictOf([
+      claim('a', 'T-1', { started: '2026-01-01T00:00:00.000Z', locked: '2026-01-01T00:00:00.010Z', released: '2026-01-01T00:00:01.000Z' }),
+      claim('b', 'T-2', { started: '2026-01-01T00:00:00.500Z', locked: '2026-01-01T00:00:00.510Z', released: '2026-01-01T00:00:01.500Z' }),
+    ]);
+    expect(result.verdict).toBe('pass');
+  });
+});
+
+describe('evidence fragments, built from what was observed', () => {
+  it('the idempotency drill says what the second write answered', () => {
+    const answer = (inserted: unknown) => ({ isError: false, text: '', value: { inserted } });
+    expect([writeOutcome(answer(false)), writeOutcome(answer(true)), writeOutcome(undefined)]).toEqual(['a no-op', 'a new row', 'not reported']);
+  });
+
+  it('the resume drill says whether the completed turns are continuous', () => {
+    expect(timeline([1, 2, 3, 4, 5], 5)).toBe('continuous timeline');
+    expect(timeline([1, 2, 4], 5)).toBe('timeline missing turns 3 and 5');
+  });
+
+  it('the race drill counts duplicates and names the lock errors by SQLSTATE', () => {
+    expect([duplicateProcessing(['T-1', 'T-2']), duplicateProcessing(['T-1', 'T-1'])]).toEqual([
+      'No duplicate processing',
+      '1 transaction processed twice',
+    ]);
+    expect([lockErrors([]), lockErrors(['55P03', '40P01'])]).toEqual(['No lock errors raised', 'Lock errors raised (55P03, 40P01)']);
   });
 });

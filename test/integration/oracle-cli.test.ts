@@ -2,7 +2,7 @@
 // exit code (0 APPROVE, 1 REJECT, 4 ESCALATE, 2 bad usage, 3 unreachable), the
 // eight evidence files, and a password that shows nowhere.
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -68,6 +68,7 @@ describe('sor-drills oracle', () => {
     expect(help.stdout).toContain('Worked example');
     expect(help.stdout).toMatch(/--expect 'widgets:\+1'.* -- psql/s);
     expect(help.stdout).toContain('4 ESCALATE');
+    expect(help.stderr).toBe('');
   });
 
   it('APPROVE, exit 0: the right expectation, the verdict table and the eight files', async () => {
@@ -124,7 +125,20 @@ describe('sor-drills oracle', () => {
       const result = await runCli(args);
       expect(result.exitCode, `${args.join(' ')}: ${result.stderr}`).toBe(2);
       expect(result.stderr).not.toContain(password);
+      // One line, and where to read the usage: never the whole usage.
+      expect(result.stderr, args.join(' ')).toMatch(/^sor-drills: [^\n]*; see sor-drills oracle --help$/);
     }
+  });
+
+  it('an evidence directory that cannot be made is bad usage, found before the snapshot or the command', async () => {
+    const marker = path.join(dir, 'ran-with-bad-dir');
+    const blocker = path.join(dir, 'a-file');
+    await writeFile(blocker, 'in the way');
+    const result = await runCli(['oracle', '--db', db.url, '--card', 'demo', '--expect', 'widgets:+1', '--dir', path.join(blocker, 'evidence'), '--', process.execPath, '-e', `require('fs').writeFileSync(${JSON.stringify(marker)}, '')`]);
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/^sor-drills: --dir .*a-file is a file, not a directory; choose another path; see sor-drills oracle --help$/);
+    expect(result.stderr).not.toMatch(/before: widgets/);
+    await expect(readFile(marker)).rejects.toThrow(/ENOENT/);
   });
 
   it('unreachable target, exit 3, before the command runs', async () => {

@@ -2,6 +2,7 @@
 // its environment read from the OS, a 5-turn run killed mid-turn 3 and resumed,
 // the crash/resume property under 30 random SIGKILLs, resume switched off (the
 // deliberate break), and two Workers racing for claims with and without SKIP LOCKED.
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -12,12 +13,13 @@ import { credentialVariables, parseEnviron, workerEnvAllowList } from '../../src
 import { parseJsonLine, type JsonLine } from '../../src/reconciler/json-lines.js';
 import {
   createWorkerLogin,
+  releaseHolds,
   startToolServer,
   startWorker,
   type ToolServer,
   type WorkerLogin,
 } from '../../src/reconciler/launch.js';
-import { delay } from '../../src/util/wait.js';
+import { delay, waitFor } from '../../src/util/wait.js';
 
 let db: TestDatabase;
 let login: WorkerLogin;
@@ -37,6 +39,26 @@ const addPending = (tenant: string, prefix: string, count: number) =>
      select $2 || '-' || lpad(n::text, 3, '0'), $1, 100 + n, 'Generated ' || n from generate_series(1, $3::int) as n`,
     [tenant, prefix, count],
   );
+
+/** A tenant of the test's own with `count` pending transactions `<tenant>-001`, ...: no other test claims them. */
+async function ownTenant(label: string, count: number): Promise<string> {
+  const tenant = `${label}-${randomBytes(3).toString('hex')}`;
+  await query(`insert into tenants (id, name) values ($1, $1)`, [tenant]);
+  await addPending(tenant, tenant, count);
+  return tenant;
+}
+
+/** Tool server sessions Postgres shows waiting on a lock (a row lock, or a Worker's advisory lock). */
+const toolSessionsWaiting = async () =>
+  (
+    await one<{ n: number }>(
+      `select count(*)::int as n from pg_stat_activity
+        where datname = current_database() and application_name = 'sor-tool-server' and wait_event_type = 'Lock'`,
+    )
+  ).n;
+
+/** A claim hold that only releaseHolds() ends: the tests wait on what they see, never on its length. */
+const heldUntilReleased = 60_000;
 
 /** A small deterministic PRNG (mulberry32), so a failing run can be replayed from its seed. */
 function random(seed: number): () => number {
@@ -145,14 +167,18 @@ describe('run journal resume', () => {
   });
 
   it('a Worker killed while its call is still in flight resumes after that call lands, and reuses it', async () => {
-    await addPending('bob', 'T-5', 2);
-    const slow = await startToolServer(sup, { databaseUrl: login.url, claimHoldMs: 1_200, processName: 'tools-slow' });
-    await startWorker(sup, { name: 'inflight', tenant: 'bob', tools: slow, pace_ms: 0, turns: 1 });
+    const tenant = await ownTenant('inflight', 2);
+    const slow = await startToolServer(sup, { databaseUrl: login.url, claimHoldMs: heldUntilReleased, processName: 'tools-slow' });
+    await startWorker(sup, { name: 'inflight', tenant, tools: slow, pace_ms: 0, turns: 1 });
     const started = await sup.waitForEvent('inflight', 'run_started', { timeoutMs: 10_000 });
     await sup.waitForEvent(slow.name, 'claim_locked', { timeoutMs: 10_000, match: (line) => line.worker === 'inflight' });
     await sup.kill('inflight');
-    // Restarted at once: its resume read waits on the Worker's lock until the claim commits.
+    // Restarted while its claim is still held: its resume read waits on the Worker's lock.
     await sup.restart('inflight');
+    await waitFor('the restarted Worker to wait on its lock', async () => (await toolSessionsWaiting()) > 0, { timeoutMs: 10_000 });
+    expect(events('inflight').filter((line) => line.event === 'run_resumed')).toEqual([]);
+    // The claim lands; only then does the resume read go on, and it finds the claim recorded.
+    expect(await releaseHolds(sup, slow.name)).toBe(1);
     const resumed = await sup.waitForEvent('inflight', 'run_resumed', { timeoutMs: 10_000 });
     expect(resumed).toMatchObject({ run_id: started.run_id, from_turn: 1, reused_calls: 1 });
     expect((await sup.waitForExit('inflight')).exitCode).toBe(0);
@@ -161,9 +187,9 @@ describe('run journal resume', () => {
       { tool: 'write', status: 'completed' },
       { tool: 'queue', status: 'completed' },
     ]);
-    expect(await query(`select id, status from pending_transactions where id like 'T-5-%' order by id`)).toEqual([
-      { id: 'T-5-001', status: 'processed' },
-      { id: 'T-5-002', status: 'pending' },
+    expect(await query(`select id, status from pending_transactions where tenant_id = $1 order by id`, [tenant])).toEqual([
+      { id: `${tenant}-001`, status: 'processed' },
+      { id: `${tenant}-002`, status: 'pending' },
     ]);
     await sup.stop(slow.name);
   });
@@ -258,36 +284,73 @@ describe('two Workers racing for claims', () => {
     return row!.result;
   };
 
-  const race = async (server: ToolServer, a: string, b: string) => {
-    await startWorker(sup, { name: a, tenant: 'bob', tools: server, pace_ms: 0, mode: 'claim-once' });
-    await sup.waitForEvent(server.name, 'claim_locked', { timeoutMs: 10_000, match: (line) => line.worker === a });
-    await startWorker(sup, { name: b, tenant: 'bob', tools: server, pace_ms: 0, mode: 'claim-once' });
-    const [exitA, exitB] = await Promise.all([sup.waitForExit(a), sup.waitForExit(b)]);
-    expect([exitA.exitCode, exitB.exitCode]).toEqual([0, 0]);
-    return { a: await claimOf(a), b: await claimOf(b) };
-  };
+  /** The journal's status of the Worker's latest claim call: 'started' while its row is held. */
+  const claimStatus = async (worker: string) =>
+    (
+      await query<{ status: string }>(
+        `select c.status from tool_calls c join runs r on r.id = c.run_id
+          where r.worker = $1 and c.tool = 'claim' order by c.id desc limit 1`,
+        [worker],
+      )
+    )[0]?.status ?? 'none';
 
-  it('with SKIP LOCKED: different transactions, and B claimed while A still held its lock', async () => {
-    await addPending('bob', 'T-4', 4);
-    const server = await startToolServer(sup, { databaseUrl: login.url, claimHoldMs: 3_000, processName: 'tools-race' });
-    const { a, b } = await race(server, 'race-a', 'race-b');
-    expect(a.transaction_id).toBe('T-4-001');
-    expect(b.transaction_id).toBe('T-4-002');
-    // Neither waited: B's lock was taken before A's was released. The hold is long
-    // enough that B's process start, even on a loaded machine, lands inside it.
+  /** Whether the tool server has said the Worker's claim holds its row lock. */
+  const locked = (server: ToolServer, worker: string) =>
+    events(server.name).some((line) => line.event === 'claim_locked' && line.worker === worker);
+
+  /**
+   * A claims first and holds its row until released; B claims while A holds it. Returns
+   * what the journal and Postgres showed once B had either locked a row of its own (and
+   * holds it in turn) or begun to wait on a lock.
+   */
+  async function whileAHolds(server: ToolServer, tenant: string, a: string, b: string) {
+    await startWorker(sup, { name: a, tenant, tools: server, pace_ms: 0, mode: 'claim-once' });
+    await sup.waitForEvent(server.name, 'claim_locked', { timeoutMs: 10_000, match: (line) => line.worker === a });
+    await startWorker(sup, { name: b, tenant, tools: server, pace_ms: 0, mode: 'claim-once' });
+    return waitFor(
+      'B to lock a row, or to wait on a lock',
+      async () => {
+        const waiting = await toolSessionsWaiting();
+        const bLocked = locked(server, b);
+        if (waiting === 0 && !bLocked) return undefined;
+        return { aClaim: await claimStatus(a), bLocked, waitingOnALock: waiting };
+      },
+      { timeoutMs: 20_000 },
+    );
+  }
+
+  const exits = async (a: string, b: string) => (await Promise.all([sup.waitForExit(a), sup.waitForExit(b)])).map((info) => info.exitCode);
+
+  it('with SKIP LOCKED: B locks the next transaction at once, while A still holds its lock', async () => {
+    const tenant = await ownTenant('race-skip', 2);
+    const server = await startToolServer(sup, { databaseUrl: login.url, claimHoldMs: heldUntilReleased, processName: 'tools-race' });
+    expect(await whileAHolds(server, tenant, 'race-a', 'race-b')).toEqual({ aClaim: 'started', bLocked: true, waitingOnALock: 0 });
+    // Both hold a row at once: one release ends both holds.
+    expect(await releaseHolds(sup, server.name)).toBe(2);
+    expect(await exits('race-a', 'race-b')).toEqual([0, 0]);
+    const [a, b] = [await claimOf('race-a'), await claimOf('race-b')];
+    expect([a.transaction_id, b.transaction_id]).toEqual([`${tenant}-001`, `${tenant}-002`]);
     expect(Date.parse(b.locked_at)).toBeLessThan(Date.parse(a.released_at));
     await sup.stop(server.name);
   });
 
-  it('without SKIP LOCKED (the deliberate break): B waits for A', async () => {
+  it('without SKIP LOCKED (the deliberate break): B waits for the lock A holds and claims only after A released it', async () => {
+    const tenant = await ownTenant('race-wait', 2);
     const server = await startToolServer(sup, {
       databaseUrl: login.url,
-      claimHoldMs: 3_000,
+      claimHoldMs: heldUntilReleased,
       breaks: { noSkipLocked: true },
       processName: 'tools-race-broken',
     });
-    const { a, b } = await race(server, 'wait-a', 'wait-b');
-    expect(a.transaction_id).toBe('T-4-003');
+    expect(await whileAHolds(server, tenant, 'wait-a', 'wait-b')).toEqual({ aClaim: 'started', bLocked: false, waitingOnALock: 1 });
+    expect(await releaseHolds(sup, server.name)).toBe(1);
+    // B gets the lock once A commits, and then holds its own row in turn.
+    await sup.waitForEvent(server.name, 'claim_locked', { timeoutMs: 10_000, match: (line) => line.worker === 'wait-b' });
+    expect(await releaseHolds(sup, server.name)).toBe(1);
+    expect(await exits('wait-a', 'wait-b')).toEqual([0, 0]);
+    const [a, b] = [await claimOf('wait-a'), await claimOf('wait-b')];
+    // A's row, claimed meanwhile, no longer matched B's query: B went on to the next one.
+    expect([a.transaction_id, b.transaction_id]).toEqual([`${tenant}-001`, `${tenant}-002`]);
     expect(Date.parse(b.locked_at)).toBeGreaterThanOrEqual(Date.parse(a.released_at));
     await sup.stop(server.name);
   });

@@ -53,19 +53,29 @@ describe('sor-drills run', () => {
     expect(result.stderr).toMatch(/append-only.*--yes/);
   });
 
-  it('an unknown drill key is bad usage', async () => {
+  it('an unknown drill key is bad usage: one line naming it and the help to read', async () => {
     const result = await run(['--break', 'no_such_drill']);
     expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/^sor-drills: --break no_such_drill: not a drill; the keys are migration_review, .*; see sor-drills run --help$/);
   });
 
+  // Each break also runs with --json, --junit and --gate: a BLOCKED run still prints its bundle,
+  // the gate is not offered, and the eight drills --only left out are skipped in the JUnit file.
   it.each(bundleKeys)('--break %s fails that drill and blocks the release naming it', async (key) => {
     const out = path.join(dir, `break-${key}.md`);
-    const result = await run(['--only', key, '--break', key, '--out', out]);
+    const junitFile = path.join(dir, `break-${key}.xml`);
+    const result = await run(['--only', key, '--break', key, '--out', out, '--json', '--junit', junitFile, '--gate', key]);
     expect(result.exitCode).toBe(1);
     const { bundle, paragraph } = parseBundle(await readFile(out, 'utf8'));
     expect(bundle[key]).toMatch(/^fail: /);
     expect(bundle[key]).not.toBe('fail: not run');
     expect(bundle.release_decision).toMatch(new RegExp(`^BLOCKED: .*${key} \\(Lesson \\d`));
     expect(paragraph).toMatch(new RegExp(`${key} failed \\(`));
+    expect(JSON.parse(result.stdout)).toEqual(bundle);
+    expect(result.stderr).toContain('mastery gate: not offered, the release is BLOCKED already');
+    const junit = await readFile(junitFile, 'utf8');
+    expect(junit).toMatch(/<testsuites name="sor-drills" tests="9" failures="1" errors="0" skipped="8"/);
+    const testCase = junit.split('<testcase ').find((entry) => entry.includes(`. ${key}"`));
+    expect(testCase).toMatch(/<failure type="fail" message="/);
   });
 });

@@ -1,5 +1,6 @@
 // The reference schema against a real Postgres: reversible migrations, RLS
 // isolation as the tenant reader, and append-only agent_events.
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { setup, setupDown } from '../../src/postgres/setup.js';
@@ -142,10 +143,36 @@ describe('agent_events is append-only', () => {
     expect(result).toEqual({ rowCount: 0 });
   });
 
-  it('R-44 has six events and inserts still work', async () => {
+  it('R-44 has six events', async () => {
     const { rows } = await withPgClient(seeded.url, (client) =>
       client.query<{ n: number }>(`select count(*)::int as n from agent_events where run_id = 'R-44'`),
     );
     expect(rows[0]?.n).toBe(6);
+  });
+
+  it('inserts still work: worker_write appends an event row, and it is there on a fresh connection', async () => {
+    // A run of its own, so the seed's R-44 keeps its six events whatever order the tests run in.
+    const run = `R-schema-${randomBytes(4).toString('hex')}`;
+    const inserted = await withPgClient(seeded.url, (client) =>
+      inTransaction(client, async () => {
+        await client.query('set local role worker_write');
+        await client.query(
+          `insert into runs (id, tenant_id, worker, status, total_turns) values ($1, 'alice', 'schema-test', 'running', 1)`,
+          [run],
+        );
+        const { rows } = await client.query<{ id: string }>(
+          `insert into agent_events (run_id, tenant_id, turn_no, event_type, detail)
+           values ($1, 'alice', 1, 'run_started', $2::jsonb) returning id::text as id`,
+          [run, JSON.stringify({ worker: 'schema-test' })],
+        );
+        return rows[0]!.id;
+      }),
+    );
+    const { rows } = await withPgClient(seeded.url, (client) =>
+      client.query(`select id::text as id, run_id, tenant_id, turn_no, event_type, detail from agent_events where run_id = $1`, [run]),
+    );
+    expect(rows).toEqual([
+      { id: inserted, run_id: run, tenant_id: 'alice', turn_no: 1, event_type: 'run_started', detail: { worker: 'schema-test' } },
+    ]);
   });
 });

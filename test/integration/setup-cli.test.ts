@@ -187,10 +187,10 @@ describe('bad input: one line, what to do, the right exit code', () => {
     oneLine(result.stderr);
   });
 
-  it('a malformed URL: exit 2', async () => {
+  it('a malformed connection string: exit 2 naming --db', async () => {
     const result = await runCli(['setup', '--db', 'not a url']);
     expect(result.exitCode).toBe(2);
-    expect(result.stderr).toMatch(/not a PostgreSQL URL/);
+    expect(result.stderr).toMatch(/^sor-drills: --db: .*; see sor-drills setup --help$/);
     oneLine(result.stderr);
   });
 
@@ -203,16 +203,25 @@ describe('bad input: one line, what to do, the right exit code', () => {
     oneLine(result.stderr);
   });
 
-  it('an unknown flag: exit 2 with the usage', async () => {
+  it('an unknown flag: exit 2, one line pointing at the usage, not the usage itself', async () => {
     const result = await runCli(['setup', '--frobnicate']);
     expect(result.exitCode).toBe(2);
-    expect(result.stderr).toMatch(/Unknown option '--frobnicate'/);
-    expect(result.stderr).toMatch(/Usage/);
+    expect(result.stderr).toBe('sor-drills: unknown flag --frobnicate; see sor-drills setup --help');
+    expect(result.stderr).not.toMatch(/Usage/);
   });
 
-  it('an unknown command: exit 2 with the usage', async () => {
+  it('an unknown command: exit 2, one line', async () => {
     const result = await runCli(['frobnicate']);
     expect(result.exitCode).toBe(2);
-    expect(result.stderr).toMatch(/unknown command: frobnicate/);
+    expect(result.stderr).toMatch(/^sor-drills: unknown command: frobnicate .*; see sor-drills --help$/);
+    oneLine(result.stderr);
+  });
+
+  it('a malformed DATABASE_URL: exit 2 naming the variable, before anything starts', async () => {
+    const result = await runCli(['setup'], { env: { DATABASE_URL: `postgres://u:${password}@[::1` } });
+    expect(result.exitCode).toBe(2);
+    expect(result.stderr).toMatch(/^sor-drills: DATABASE_URL: .*; see sor-drills setup --help$/);
+    expect(result.stderr).not.toContain(password);
+    oneLine(result.stderr);
   });
 });

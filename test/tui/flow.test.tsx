@@ -1,139 +1,22 @@
 // The whole console over fake drills (no database): boot, consent, the nine
-// drills in order with the operator's keys (k for the crash drill's kill ask),
-// the live-count poller paused for the drill that needs the target to itself,
-// the decision saved, the mastery gate's second bundle, and the exit code.
+// drills in order with the operator's keys (the key table's kill key for the
+// crash drill's ask), the live-count poller paused for the drill that needs the
+// target to itself, the decision saved, the mastery gate's second bundle, and
+// the exit code. And the kill and restart keys over a real supervised process:
+// the OS process must be gone after the kill, and a new one run after the restart.
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { ConsoleController, type ConsoleOptions } from '../../src/console/controller.js';
-import type { ConsoleDeps, ConsoleSession } from '../../src/console/deps.js';
+import { askKey, bindingById } from '../../src/console/keys.js';
 import { parseBundle } from '../../src/drills/bundle.js';
-import type { SystemEvent } from '../../src/drills/processes.js';
-import type { Drill, DrillResult, ProcessView, RunnerEvent } from '../../src/drills/types.js';
-import { consentQuestion, installs } from '../../src/postgres/prepare.js';
-import type { TargetState } from '../../src/postgres/setup.js';
-import type { Target } from '../../src/postgres/target.js';
+import { createDrillSystem, type DrillSystem, type ProcessView } from '../../src/drills/processes.js';
+import { defaultRoles } from '../../src/postgres/roles.js';
 import { getState, resetStore } from '../../src/store.js';
-import { failOnActWarnings, inAct, keys, renderConsole, summaries } from './helpers.js';
+import { fakeDeps, startConsole } from './fake-console.js';
+import { failOnActWarnings, inAct, keys, typed } from './helpers.js';
 
 failOnActWarnings();
-
-function fakeDrills(): Drill[] {
-  return summaries().map((summary) => ({
-    ...summary,
-    fix: `fix ${summary.key}`,
-    init: () => ({}),
-    steps: [
-      { id: 'one', title: `${summary.key} step one`, why: 'why one', sql: ['select 1'], run: async () => {} },
-      { id: 'two', title: `${summary.key} step two`, why: 'why two', run: async () => {} },
-    ],
-    verdict: () => ({ verdict: 'pass' as const, evidence: `${summary.key} evidence` }),
-  }));
-}
-
-function fakeSession(drills: Drill[], log: string[]): ConsoleSession {
-  const processes: ProcessView[] = [{ name: 'worker', pid: 4242, state: 'running' }];
-  const listeners = new Set<(event: SystemEvent) => void>();
-  return {
-    drills,
-    processes: {
-      list: () => processes,
-      kill: async () => {},
-      restart: async () => {},
-      subscribe: (listener) => {
-        listeners.add(listener);
-        return () => listeners.delete(listener);
-      },
-      stopAll: async () => {
-        log.push('stopAll');
-      },
-    },
-    async runOne(key, broken, operator, emit: (event: RunnerEvent) => void) {
-      log.push(`run ${key}${broken ? ' broken' : ''}`);
-      const drill = drills.find((candidate) => candidate.key === key)!;
-      emit({ type: 'drill-started', key, broken, steps: drill.steps.map((s) => ({ id: s.id, title: s.title, why: s.why, sql: s.sql ?? [] })) });
-      emit({ type: 'tables', key, tables: drill.tables });
-      emit({ type: 'step-started', key, index: 0, step: { id: 'one', title: drill.steps[0]!.title, why: 'why one', sql: [] } });
-      if (key === 'run_journal_resume_drill') {
-        // Process events come from the session's processes (the supervisor), not from the runner.
-        for (const listener of listeners) listener({ type: 'process', process: processes[0]! });
-        for (const listener of listeners) listener({ type: 'line', name: 'worker', line: 'turn 3 of 5' });
-        await operator.request({ kind: 'kill', process: 'worker', prompt: 'The Worker is in turn 3 of 5: press k to kill it' }, async () => {
-          log.push('perform kill');
-        });
-      }
-      emit({ type: 'step-finished', key, index: 0, ok: true });
-      const result: DrillResult = {
-        key,
-        verdict: broken ? 'fail' : 'pass',
-        evidence: broken ? 'delta +2 with the key left out' : `${key} evidence`,
-        reason: broken ? 'delta +2 with the key left out' : undefined,
-        evidenceDirs: [],
-        broken,
-        notes: [],
-        durationMs: 10,
-      };
-      emit({ type: 'drill-finished', key, result });
-      return result;
-    },
-    close: async () => {
-      log.push('close');
-    },
-  };
-}
-
-function deps(log: string[], options: { kind?: Target['kind']; state?: TargetState } = {}): ConsoleDeps {
-  const state = options.state ?? { kind: 'empty' };
-  const target: Target = {
-    kind: options.kind ?? 'url',
-    url: 'postgres://me:secret@db.example/app',
-    display: 'postgres://me:***@db.example/app',
-    database: 'app',
-    close: async () => {
-      log.push('target closed');
-    },
-  };
-  const drills = fakeDrills();
-  return {
-    resolveTarget: async ({ onProgress }) => {
-      onProgress?.('connected');
-      return target;
-    },
-    // The rule of src/postgres/prepare.ts: a URL target is only read until the operator consents.
-    prepareTarget: async (prepared, { consent }) => {
-      if (prepared.kind === 'url' && !consent) {
-        return { kind: 'needs-consent', state, why: consentQuestion(prepared, state), installs: installs(state) };
-      }
-      log.push(`prepared consent=${consent}`);
-      return { kind: 'ready', state };
-    },
-    createSession: () => fakeSession(drills, log),
-    defaultDrillOptions: { paceMs: 50, claimHoldMs: 100, evidenceRoot: '/tmp/unused' },
-    createPoller: () => ({
-      setTables: (tables: string[]) => {
-        log.push(`poll ${tables.join(',')}`);
-      },
-      pause: async () => {
-        log.push('poller paused');
-      },
-      resume: () => {
-        log.push('poller resumed');
-      },
-      stop: async () => {},
-    }),
-  };
-}
-
-/** A console over these deps, rendered, and started as start.tsx starts it. */
-async function startConsole(options: ConsoleOptions, fakes: ConsoleDeps) {
-  const controller = new ConsoleController(options, async () => fakes);
-  const ui = await renderConsole(controller);
-  await inAct(() => {
-    void controller.start();
-  });
-  return ui;
-}
 
 let dir: string | undefined;
 afterEach(() => {
@@ -148,17 +31,17 @@ describe('the console over fake drills', () => {
     resetStore({ terminal: { columns: 120, rows: 40 } });
     const log: string[] = [];
     // A URL target with --yes: consent given up front, no question.
-    const ui = await startConsole({ breaks: [], out, yes: true }, deps(log));
+    const ui = await startConsole({ breaks: [], out, yes: true }, fakeDeps(log));
     await ui.waitFor((text) => text.includes('Nine drills, in order'), 'the list');
     for (let index = 0; index < 9; index += 1) {
       if (index === 0) await ui.press(keys.enter); // the list opens the first drill; later ones open from the last
       await ui.waitFor((text) => text.includes('enter start drill'), `drill ${index + 1} intro`);
       await ui.press(keys.enter);
       if (index === 1) {
-        await ui.waitFor((text) => text.includes('press k to kill it'), 'the kill ask');
+        await ui.waitFor((text) => text.includes(`press ${askKey('kill')} to kill it`), 'the kill ask');
         // The Worker reached the store once, through the session's process events.
         expect(getState().processes).toEqual([{ name: 'worker', pid: 4242, state: 'running', lastLine: 'turn 3 of 5' }]);
-        await ui.press('k');
+        await ui.press(typed(askKey('kill')));
       }
       await ui.waitFor((text) => text.includes('✓ PASS'), `drill ${index + 1} verdict`);
       await ui.press(keys.enter);
@@ -200,7 +83,7 @@ describe('the console over fake drills', () => {
   it('asks before writing into an empty URL database, and installs only after y', async () => {
     resetStore({ terminal: { columns: 120, rows: 40 } });
     const log: string[] = [];
-    const ui = await startConsole({ breaks: [] }, deps(log));
+    const ui = await startConsole({ breaks: [] }, fakeDeps(log));
     await ui.waitFor((text) => text.includes('Write into this database?'), 'the consent prompt');
     expect(ui.frame()).toContain('is empty: the reference Reconciler schema');
     expect(ui.frame()).toContain('append-only');
@@ -217,7 +100,7 @@ describe('the console over fake drills', () => {
   it('asks for a foreign target too, naming its tables', async () => {
     resetStore({ terminal: { columns: 120, rows: 40 } });
     const log: string[] = [];
-    const ui = await startConsole({ breaks: [] }, deps(log, { state: { kind: 'foreign', tables: ['users'] } }));
+    const ui = await startConsole({ breaks: [] }, fakeDeps(log, { state: { kind: 'foreign', tables: ['users'] } }));
     await ui.waitFor((text) => text.includes('Write into this database?'), 'the consent prompt');
     expect(ui.frame()).toContain('holds tables of its own (users)');
     await ui.press('y');
@@ -231,7 +114,7 @@ describe('the console over fake drills', () => {
   it('an installed URL target is asked about as well: y runs the drills on it as it is', async () => {
     resetStore({ terminal: { columns: 120, rows: 40 } });
     const log: string[] = [];
-    const ui = await startConsole({ breaks: [] }, deps(log, { state: { kind: 'installed', versions: ['1'] } }));
+    const ui = await startConsole({ breaks: [] }, fakeDeps(log, { state: { kind: 'installed', versions: ['1'] } }));
     await ui.waitFor((text) => text.includes('Write into this database?'), 'the consent prompt');
     expect(ui.frame()).toContain('y run the drills in it as it is');
     await ui.press('y');
@@ -244,7 +127,7 @@ describe('the console over fake drills', () => {
   it('the embedded cluster is its own: no question', async () => {
     resetStore({ terminal: { columns: 120, rows: 40 } });
     const log: string[] = [];
-    const ui = await startConsole({ breaks: [] }, deps(log, { kind: 'embedded' }));
+    const ui = await startConsole({ breaks: [] }, fakeDeps(log, { kind: 'embedded' }));
     await ui.waitFor((text) => text.includes('Nine drills, in order'), 'the list');
     expect(log[0]).toBe('prepared consent=false');
     await ui.press('q');
@@ -255,7 +138,7 @@ describe('the console over fake drills', () => {
   it('n refuses: nothing written, exit code 1', async () => {
     resetStore({ terminal: { columns: 120, rows: 40 } });
     const log: string[] = [];
-    const ui = await startConsole({ breaks: [] }, deps(log, { state: { kind: 'foreign', tables: ['users'] } }));
+    const ui = await startConsole({ breaks: [] }, fakeDeps(log, { state: { kind: 'foreign', tables: ['users'] } }));
     await ui.waitFor((text) => text.includes('Write into this database?'), 'the consent prompt');
     await ui.press('n');
     await expect(ui.controller.quit).resolves.toBe(1);
@@ -270,7 +153,7 @@ describe('the console over fake drills', () => {
     const ui = await startConsole(
       { breaks: [] },
       {
-        ...deps([]),
+        ...fakeDeps([]),
         resolveTarget: async () => {
           throw new TargetError('connection refused by postgres://me:***@db.example/app: is PostgreSQL running and listening there?');
         },
@@ -282,6 +165,122 @@ describe('the console over fake drills', () => {
     });
     expect(code).toBe(3);
     await ui.waitFor((text) => text.includes('sor-drills: connection refused'), 'the error');
+    await ui.close();
+  });
+});
+
+/** What signal 0 says about a pid: 'delivered' while the process exists (a zombie too), else the error code (ESRCH). */
+function signalZero(pid: number): string {
+  try {
+    process.kill(pid, 0);
+    return 'delivered';
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code ?? String(error);
+  }
+}
+
+/** The command line of a live pid, or '' once it is gone. */
+function commandLine(pid: number): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ');
+  } catch {
+    return '';
+  }
+}
+
+describe('the console over a real supervised process', () => {
+  let system: DrillSystem | undefined;
+  afterEach(async () => {
+    // Stops whatever the test left running and forgets the supervisor's exit hooks.
+    await inAct(() => system?.supervisor().close());
+    system = undefined;
+  });
+
+  it('the kill key SIGKILLs the OS process and the restart key starts a new one, through an ask and on the selected process', async () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'sor-flow-'));
+    // The drills' own process control over the real supervisor; no database: the Worker's URL is never asked for.
+    system = createDrillSystem({ url: 'postgres://nobody@127.0.0.1:1/none', roles: defaultRoles, logDir: dir });
+    const processes = system;
+    const marker = `sor-flow-worker-${process.pid}`;
+    // A Worker that only waits (as the crash drill's stalls in turn 3), named on its command line.
+    const spec = { name: 'worker', args: ['-e', "console.log('waiting'); setInterval(() => {}, 1 << 30)", marker], env: {} };
+    resetStore({ terminal: { columns: 120, rows: 40 } });
+    const log: string[] = [];
+    const ui = await startConsole(
+      { breaks: [], yes: true },
+      fakeDeps(log, {
+        processes,
+        actions: {
+          run_journal_resume_drill: async (operator) => {
+            await processes.supervisor().start(spec);
+            await operator.request({ kind: 'kill', process: 'worker', prompt: `press ${askKey('kill')} to kill the Worker` }, () =>
+              processes.kill('worker', 'SIGKILL'),
+            );
+            await operator.request({ kind: 'restart', process: 'worker', prompt: `press ${askKey('restart')} to restart the Worker` }, () =>
+              processes.restart('worker'),
+            );
+            await operator.request({ kind: 'continue', prompt: `press ${askKey('continue')} to go on` }, async () => {});
+            await processes.stop('worker');
+          },
+        },
+      }),
+    );
+    const worker = (): ProcessView | undefined => getState().processes.find((candidate) => candidate.name === 'worker');
+    /** The Worker the store shows, running a new OS process (not `before`) that is ours. */
+    const running = async (what: string, before?: number): Promise<number> => {
+      await ui.waitFor(() => worker()?.state === 'running' && worker()?.pid !== before, what, 15_000);
+      const pid = worker()!.pid!;
+      expect(signalZero(pid)).toBe('delivered');
+      expect(commandLine(pid)).toContain(marker);
+      return pid;
+    };
+    /** The store says killed by SIGKILL, and the OS has no such process any more. */
+    const killed = async (pid: number, what: string): Promise<void> => {
+      await ui.waitFor(() => worker()?.state === 'killed', `${what}: the store`, 15_000);
+      expect(worker()).toMatchObject({ pid, state: 'killed', signal: 'SIGKILL' });
+      await ui.waitFor(() => signalZero(pid) === 'ESRCH', `${what}: pid ${pid} gone (ESRCH)`, 15_000);
+    };
+
+    await ui.waitFor((text) => text.includes('Nine drills, in order'), 'the list');
+    await ui.press(keys.enter);
+    await ui.waitFor((text) => text.includes('enter start drill'), 'drill 1 intro');
+    await ui.press(keys.enter);
+    await ui.waitFor((text) => text.includes('enter next drill'), 'drill 1 done');
+    await ui.press(keys.enter);
+    await ui.waitFor((text) => text.includes('enter start drill'), 'drill 2 intro');
+    await ui.press(keys.enter);
+
+    // Through the ask: the key answers it, and the drill's perform kills the real process.
+    await ui.waitFor((text) => text.includes(`press ${askKey('kill')} to kill the Worker`), 'the kill ask', 15_000);
+    const first = await running('the Worker running');
+    await ui.press(typed(askKey('kill')));
+    await killed(first, 'the kill ask');
+    await ui.waitFor((text) => text.includes(`press ${askKey('restart')} to restart the Worker`), 'the restart ask');
+    await ui.press(typed(askKey('restart')));
+    const second = await running('the restarted Worker', first);
+
+    // With no kill or restart asked (the drill waits to go on): the keys act on the selected process.
+    await ui.waitFor((text) => text.includes(`press ${askKey('continue')} to go on`), 'the continue ask');
+    expect(getState().processes[getState().selected]?.name).toBe('worker');
+    await ui.press(typed(bindingById('kill').keys));
+    await killed(second, 'the kill key');
+    await ui.waitFor((text) => text.includes('killed worker'), 'the notice');
+    await ui.press(typed(bindingById('restart').keys));
+    const third = await running('the Worker restarted by the key', second);
+    expect(new Set([first, second, third]).size).toBe(3);
+    expect(signalZero(first)).toBe('ESRCH');
+
+    await ui.press(typed(askKey('continue')));
+    await ui.waitFor((text) => text.includes('enter next drill'), 'drill 2 done');
+    // The drill stopped its Worker itself (SIGTERM): the process the last restart started is gone too.
+    await ui.waitFor(() => signalZero(third) === 'ESRCH', `pid ${third} gone`, 15_000);
+    await ui.press('q');
+    let code: number | undefined;
+    await inAct(async () => {
+      code = await ui.controller.quit;
+    });
+    expect(code).toBe(130);
+    await inAct(() => ui.controller.settled());
     await ui.close();
   });
 });

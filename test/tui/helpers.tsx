@@ -59,6 +59,14 @@ export const keys = {
   backspace: '\u007f',
 };
 
+/** What the terminal sends for a key as the key table writes it ('k', 'enter', 'ctrl+s'): tests press the table's key. */
+export function typed(written: string): string {
+  const named: Record<string, string> = { enter: keys.enter, esc: keys.escape, tab: keys.tab, '↑': keys.up, '↓': keys.down };
+  if (named[written]) return named[written];
+  if (written.startsWith('ctrl+')) return String.fromCharCode(written.charCodeAt('ctrl+'.length) - 96);
+  return written;
+}
+
 /** Renders the whole console (App + real key router + a real controller, by default one with nothing started) over the store as it is. */
 export async function renderConsole(controller = new ConsoleController()): Promise<Rendered> {
   const intents: Intent[] = [];

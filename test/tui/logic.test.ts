@@ -2,7 +2,7 @@
 // and router, the event reducer, the autopilot's choice of key.
 import { beforeEach, describe, expect, it, vi } from 'vitest';
 import { applyEditorKey, editorWindow, wrapOffsets, wrapText } from '../../src/console/editor.js';
-import { askKey, bindings, footerEntries, helpEntries, pressOf, resolveKey } from '../../src/console/keys.js';
+import { askKey, bindingById, bindings, footerEntries, helpEntries, isKey, matchesPress, pressOf, resolveKey } from '../../src/console/keys.js';
 import { createKeyRouter, splitTypedAhead } from '../../src/console/key-router.js';
 import { nextPress } from '../../src/console/autopilot.js';
 import { applyRunnerEvent, drillRows } from '../../src/console/events.js';
@@ -85,6 +85,17 @@ describe('key table', () => {
     expect(pressOf('ctrl+s')).toEqual({ input: 's', key: { ctrl: true } });
   });
 
+  it("a binding's key is written once: the press its keys make is what it matches", () => {
+    for (const binding of bindings.filter((candidate) => candidate.id !== 'editor')) {
+      const written = binding.keys === '↑↓' ? ['↑', '↓'] : [binding.keys];
+      for (const keys of written) expect(matchesPress(binding, pressOf(keys)), `${binding.id} ${keys}`).toBe(true);
+    }
+    expect(isKey('k', { input: 'k', key: { ctrl: true } })).toBe(false);
+    expect(isKey('ctrl+s', { input: 's', key: {} })).toBe(false);
+    expect(isKey('enter', { input: '', key: { escape: true } })).toBe(false);
+    expect(matchesPress(bindingById('kill'), pressOf(askKey('restart')))).toBe(false);
+  });
+
   it('the router splits typed-ahead keys and resolves each against the state the last left', () => {
     expect(splitTypedAhead('k\rq\t\u0013')).toEqual([
       { input: 'k', key: {} },
@@ -132,9 +143,17 @@ describe('events', () => {
 });
 
 describe('autopilot', () => {
-  it('presses what the operator would', () => {
+  /** What nextPress chose: the key the table writes for `binding`, and it resolves to that binding now. */
+  function expectPress(options: { out?: string }, binding: string, keys = bindingById(binding).keys) {
+    const press = nextPress(getState(), options);
+    expect(press).toMatchObject({ binding, ...pressOf(keys) });
+    expect(resolveKey(getState(), press!)?.id).toBe(binding);
+    return press!;
+  }
+
+  it('presses what the operator would, with the keys of the key table', () => {
     listState(0);
-    expect(nextPress(getState(), {})).toMatchObject({ key: { return: true } });
+    expectPress({}, 'open-drill');
     update((state) => ({
       screen: { name: 'drill' },
       current: { ...state.current!, phase: 'running' },
@@ -142,33 +161,53 @@ describe('autopilot', () => {
         { name: 'tool-server', pid: 1, state: 'running' },
         { name: 'worker-a', pid: 2, state: 'running' },
       ],
-      panel: 'processes',
+      panel: 'counts',
       selected: 0,
       ask: { ask: { kind: 'kill', process: 'worker-a', prompt: 'kill it' }, performing: false },
     }));
-    // The asked process is not selected: move there first, then k.
-    expect(nextPress(getState(), {})).toMatchObject({ key: { downArrow: true } });
+    // The asked process is not selected: to the processes panel, move there, then the kill key.
+    expectPress({}, 'panel');
+    update({ panel: 'diff' });
+    expectPress({}, 'panel');
+    update({ panel: 'processes' });
+    expectPress({}, 'select', '↓');
     update({ selected: 1 });
-    expect(nextPress(getState(), {})).toMatchObject({ input: 'k' });
+    const kill = expectPress({}, 'kill', askKey('kill'));
+    expect(resolveKey(getState(), kill)?.intent(getState(), kill)).toEqual({ type: 'kill' });
     update((state) => ({ ask: { ...state.ask!, performing: true } }));
     expect(nextPress(getState(), {})).toBeUndefined();
+    update({ ask: { ask: { kind: 'restart', process: 'worker-a', prompt: 'restart it' }, performing: false } });
+    expectPress({}, 'restart', askKey('restart'));
+    update({ ask: { ask: { kind: 'start', processes: ['worker-a'], prompt: 'start them' }, performing: false } });
+    expectPress({}, 'operator', askKey('start'));
+    update((state) => ({ ask: undefined, current: { ...state.current!, phase: 'finished' } }));
+    expectPress({}, 'next-drill');
   });
 
   it('with --out saves the bundle, then quits; without it leaves the decision to the operator', () => {
     listState(8, {
       screen: { name: 'decision' },
       runFinished: true,
-      decisions: [{ kind: 'run', decision: 'BLOCKED', bundle: [], passed: 8, text: 'x', cursor: 0, editing: false, path: 'b.md', saving: false, dirty: true }],
+      decisions: [{ kind: 'run', decision: 'BLOCKED', bundle: [], passed: 8, text: 'x', cursor: 0, editing: true, path: 'b.md', saving: false, dirty: true }],
     });
     expect(nextPress(getState(), {})).toBeUndefined();
-    expect(nextPress(getState(), { out: 'b.md' })).toMatchObject({ input: 's', key: { ctrl: true } });
+    expectPress({ out: 'b.md' }, 'edit-done');
+    update((state) => ({ decisions: [{ ...state.decisions[0]!, editing: false }] }));
+    expectPress({ out: 'b.md' }, 'save');
     update((state) => ({ decisions: [{ ...state.decisions[0]!, dirty: false, savedPath: '/x/b.md' }] }));
-    expect(nextPress(getState(), { out: 'b.md' })).toMatchObject({ input: 'q' });
+    expectPress({ out: 'b.md' }, 'quit');
   });
 
   it('never consents for the operator', () => {
     resetStore({ screen: { name: 'consent' } });
-    expect(nextPress(getState(), {})).toMatchObject({ input: 'n' });
+    expectPress({}, 'consent-no');
+  });
+
+  it('closes help with its key, and presses nothing while a question is asked', () => {
+    listState(0, { screen: { name: 'help', back: { name: 'list' } } });
+    expectPress({}, 'back');
+    update({ confirmQuit: 'quit?' });
+    expect(nextPress(getState(), {})).toBeUndefined();
   });
 });
 

@@ -2,9 +2,10 @@
 // the keys in the footer do what it says.
 import { describe, expect, it, vi } from 'vitest';
 import { applyRunnerEvent } from '../../src/console/events.js';
+import { askKey } from '../../src/console/keys.js';
 import { getState, resetStore, update } from '../../src/store.js';
 import type { DrillResult } from '../../src/drills/types.js';
-import { change, failOnActWarnings, inAct, keys, listState, renderConsole, steps, summaries } from './helpers.js';
+import { change, failOnActWarnings, inAct, keys, listState, renderConsole, steps, summaries, typed } from './helpers.js';
 
 failOnActWarnings();
 
@@ -162,22 +163,22 @@ describe('drill screen', () => {
     });
     let asked!: Promise<void>;
     await inAct(() => {
-      asked = ui.controller.operator.request({ kind: 'kill', process: 'worker-a', prompt: 'The Worker is in turn 3 of 5: press k to kill it' }, perform);
+      asked = ui.controller.operator.request({ kind: 'kill', process: 'worker-a', prompt: `The Worker is in turn 3 of 5: press ${askKey('kill')} to kill it` }, perform);
     });
-    const frame = await ui.waitFor((text) => text.includes('press k to kill it'), 'the ask');
-    expect(frame).toContain('k kill worker-a');
+    const frame = await ui.waitFor((text) => text.includes(`press ${askKey('kill')} to kill it`), 'the ask');
+    expect(frame).toContain(`${askKey('kill')} kill worker-a`);
     expect(frame).toMatch(/› worker-a/);
-    await ui.press('k');
+    await ui.press(typed(askKey('kill')));
     await inAct(() => asked);
     expect(perform).toHaveBeenCalledTimes(1);
     await ui.waitFor((text) => text.includes('killed (SIGKILL)'), 'the killed Worker');
 
     const restart = vi.fn(async () => {});
     await inAct(() => {
-      asked = ui.controller.operator.request({ kind: 'restart', process: 'worker-a', prompt: 'Crash signature seen: press r to restart the Worker' }, restart);
+      asked = ui.controller.operator.request({ kind: 'restart', process: 'worker-a', prompt: `Crash signature seen: press ${askKey('restart')} to restart the Worker` }, restart);
     });
-    await ui.waitFor((text) => text.includes('r restart worker-a'), 'the restart ask');
-    await ui.press('r');
+    await ui.waitFor((text) => text.includes(`${askKey('restart')} restart worker-a`), 'the restart ask');
+    await ui.press(typed(askKey('restart')));
     await inAct(() => asked);
     expect(restart).toHaveBeenCalledTimes(1);
     await ui.close();

@@ -3,6 +3,7 @@
 // verdict (verdict.ts).
 export { forensicsDrill } from './drill.js';
 export { failingInput } from './failing-run.js';
+export { sentenceCount } from './verdict.js';
 export {
   buildReport,
   forensicQueries,

@@ -5,6 +5,11 @@ import type { DrillContext, VerdictResult } from '../types.js';
 import type { State } from './drill.js';
 import { failingInput } from './failing-run.js';
 
+/** Sentences in a line of text: a full stop, question or exclamation mark followed by a capital, or the end. */
+export function sentenceCount(text: string): number {
+  return text.split(/(?<=[.!?])\s+(?=[A-Z])/).filter((part) => part.trim() !== '').length;
+}
+
 export function forensicsVerdict(_ctx: DrillContext, state: State): VerdictResult {
   const { outcome, runId, run, events, report, calls } = state;
   const fail = (reason: string) => ({ verdict: 'fail' as const, evidence: reason, reason });
@@ -38,12 +43,15 @@ export function forensicsVerdict(_ctx: DrillContext, state: State): VerdictResul
   }
   const failed = calls.find((call) => call.status === 'failed')!;
   const capital = (word: string) => word.charAt(0).toUpperCase() + word.slice(1);
+  const rootCause = (report.lines[4] ?? '').replace(/^Root cause:\s*/, '');
+  const sentences = sentenceCount(rootCause);
   return {
     verdict: 'pass',
     evidence:
       `Forensic report assembled for run_id ${run.id.slice(0, 4)}.... ${capital(countWord(populated))} lines populated ` +
       `from ${calls.length} tool_calls and ${events.length} agent_events rows. ` +
-      `Root cause named in one sentence (${failed.tool} refused with SQLSTATE ${failed.error_code ?? 'unknown'}). ` +
+      `Root cause named in ${countWord(sentences)} sentence${sentences === 1 ? '' : 's'} ` +
+      `(${failed.tool} refused with SQLSTATE ${failed.error_code ?? 'unknown'}). ` +
       `Recommended next action: ${report.nextAction ?? 'none'}.`,
   };
 }

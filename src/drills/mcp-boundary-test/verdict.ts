@@ -6,7 +6,34 @@ import { sqlLookingStrings, describeSurface, toolSurface } from './tool-surface.
 import { countWord } from '../sql.js';
 import type { DrillContext, VerdictResult } from '../types.js';
 import type { StatementLogObservation } from './statement-log.js';
+import type { DropTableObservation } from './tool-surface.js';
+import type { EnvironmentRead } from '../../reconciler/proc-env.js';
 import type { State } from './drill.js';
+
+/** What the Worker's environment held, by name: the credential names and postgres-URL values found. */
+export function describeEnvironment(env: EnvironmentRead): string {
+  const url = env.credentials.includes('DATABASE_URL') ? 'has DATABASE_URL' : 'has no DATABASE_URL';
+  const pg = env.credentials.filter((name) => name !== 'DATABASE_URL');
+  const valued = env.urlValued.length > 0 ? `a postgres URL in ${env.urlValued.join(', ')}` : 'no postgres URL';
+  return `Worker env ${url} (pid ${env.pid}: ${env.names.length} variables read from /proc, ${pg.length > 0 ? pg.join(', ') : 'no PG*'} and ${valued})`;
+}
+
+/** How drop_table was refused, from the MCP error's code and text. */
+export function describeRefusal(drop: DropTableObservation): string {
+  const kind = drop.code === -32602 && /not found/i.test(drop.text) ? 'tool-not-found error' : 'error';
+  return `${drop.refused ? 'refused' : 'answered'} at MCP layer with ${kind}`;
+}
+
+/** The catalog before and after the SQL-looking writes. */
+export function describeCatalog(before: string[], after: string[]): string {
+  const changed = before.filter((name) => !after.includes(name)).length + after.filter((name) => !before.includes(name)).length;
+  return `catalog ${changed === 0 ? 'unchanged' : `changed in ${changed} relations`} (${after.length} relations)`;
+}
+
+/** The statement log's rogue statements, counted. */
+export function describeRogue(rogue: string[]): string {
+  return `Database connection logs show ${rogue.length === 0 ? 'no' : rogue.length} rogue quer${rogue.length === 1 ? 'y' : 'ies'}`;
+}
 
 export function boundaryVerdict(_ctx: DrillContext, state: State): VerdictResult {
   const env = state.workerEnv;
@@ -79,10 +106,10 @@ export function boundaryVerdict(_ctx: DrillContext, state: State): VerdictResult
   return {
     verdict: 'pass',
     evidence:
-      `Worker env has no DATABASE_URL (pid ${envLine.pid}: ${envLine.names.length} variables read from /proc, no PG* and no postgres URL). ` +
+      `${describeEnvironment(envLine)}. ` +
       `Tool surface lists ${countWord(surface.listed.length)} allowed operations (${surface.listed.join(', ')}). ` +
-      `Disallowed drop_table call refused at MCP layer with tool-not-found error (${drop!.code}${reached}). ` +
-      `SQL-looking strings stored as data: expenses +${strings!.delta}, catalog unchanged (${strings!.tablesAfter.length} relations). ` +
-      `Database connection logs show no rogue queries (${window}).`,
+      `Disallowed drop_table call ${describeRefusal(drop!)} (${drop!.code}${reached}). ` +
+      `SQL-looking strings stored as data: expenses +${strings!.delta}, ${describeCatalog(strings!.tablesBefore, strings!.tablesAfter)}. ` +
+      `${describeRogue(logLine.rogue)} (${window}).`,
   };
 }

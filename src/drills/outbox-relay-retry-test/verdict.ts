@@ -3,12 +3,30 @@
 // counts for the dedup_key, the relay's own reports and the oracle's result.
 import { countWord } from '../sql.js';
 import type { DrillContext, VerdictResult } from '../types.js';
+import type { OutboxRow } from './outbox-row.js';
+import type { RelayCounts } from './relay.js';
 import type { State } from './state.js';
 
 function times(count: number): string {
   if (count === 1) return 'once';
   if (count === 2) return 'twice';
   return `${countWord(count)} times`;
+}
+
+/** Which retry fields the failed send left set, read from the row before and after it. */
+function retryFieldsSet(before: OutboxRow, blip: OutboxRow): string {
+  const set = [
+    ...(blip.last_error !== null ? ['last_error'] : []),
+    ...(Date.parse(blip.next_attempt_at) > Date.parse(before.next_attempt_at) ? ['next_attempt_at'] : []),
+  ];
+  return set.length > 0 ? `${set.join(' and ')} set` : 'no retry field set';
+}
+
+/** Where the kill landed, from what the relay reported and the row read after it. */
+function killPoint(counts: RelayCounts, killed: OutboxRow): string {
+  const sent = counts.retried > 0 ? "after the retry's send" : 'before any send completed';
+  const committed = killed.status === 'pending' && killed.dispatched_at === null ? 'before its commit' : 'after its commit';
+  return `${sent} and ${committed}`;
 }
 
 export function outboxVerdict(_ctx: DrillContext, state: State): VerdictResult {
@@ -63,8 +81,8 @@ export function outboxVerdict(_ctx: DrillContext, state: State): VerdictResult {
     verdict: 'pass',
     evidence:
       `Relay failed ${times(counts.failed)}, retried ${times(counts.retried)}, dispatched ${times(counts.dispatched)}: ` +
-      `the blip left ${id} pending with attempts ${blip.attempts}, last_error and next_attempt_at set; ` +
-      `the relay was killed (${killedBy}) after the retry's send and before its commit, the row still read ${killed.status}, ` +
+      `the blip left ${id} ${blip.status} with attempts ${blip.attempts}, ${retryFieldsSet(before, blip)}; ` +
+      `the relay was killed (${killedBy}) ${killPoint(counts, killed)}, the row still read ${killed.status}, ` +
       `and the restarted relay re-sent it ${times(resends)}. ` +
       `Outbox row ${id} ended in ${final.status} (attempts ${final.attempts}). ` +
       `Email service received exactly ${countWord(email.deliveries)} delivery for this dedup_key (${email.requests} requests).`,

@@ -1,0 +1,156 @@
+// The mutation catalogue of `npm run mutants` (mutants/run.mjs). Each entry is one
+// change a careless edit (or a drill written to look green) could make, the text it
+// replaces (which must occur exactly once in the file), and the test files that must
+// notice it. A catch counts only when a test fails on a verdict, a row, a count or an
+// exit code, not only on a message's wording.
+//
+// Entries come in three groups: the ten mutations made by hand for issue 10 and the
+// four that survived them, one per drill for what that drill must notice, and the
+// layers around the drills (the runner, the bundle, the oracle, the console, the CLI).
+
+const sqlDrills = 'test/integration/drills-sql.test.ts';
+const appendOnlyCodes = 'test/integration/drill-sql-append-only-sqlstates.test.ts';
+const readerRoles = 'test/integration/drill-sql-rls-reader-roles.test.ts';
+const riders = 'test/integration/migration-review-riders.test.ts';
+const migrationStatic = 'test/unit/migration-static.test.ts';
+const processDrills = 'test/integration/drills-processes.test.ts';
+const outboxDrill = 'test/integration/drill-outbox.test.ts';
+const boundaryDrill = 'test/integration/drill-boundary.test.ts';
+const forensicsDrill = 'test/integration/drill-forensics.test.ts';
+const relay = 'test/integration/reconciler-relay.test.ts';
+const worker = 'test/integration/reconciler-worker.test.ts';
+const tools = 'test/integration/reconciler-tools.test.ts';
+const runCli = 'test/integration/run-cli.test.ts';
+const bundle = 'test/unit/bundle.test.ts';
+const oracle = 'test/integration/oracle.test.ts';
+const predicates = 'test/unit/oracle-predicates.test.ts';
+const flow = 'test/tui/flow.test.tsx';
+const logic = 'test/tui/logic.test.ts';
+
+export const catalogue = [
+  // ---------------------------------------------------------------- issue 10's own list
+  {
+    id: 'append-only-any-sqlstate-is-a-refusal',
+    file: 'src/drills/append-only-event-test.ts',
+    find: "  if (attempt.code) return 'other';",
+    replace: "  if (attempt.code) return 'grant';",
+    tests: [appendOnlyCodes, sqlDrills],
+    why: 'a lock timeout or a serialization failure would count as the grant refusing the UPDATE',
+  },
+  {
+    id: 'append-only-no-lock-timeout',
+    file: 'src/drills/append-only-event-test.ts',
+    find: "  const limit = [`set local lock_timeout = '${lockTimeout}'`];",
+    replace: '  const limit: string[] = [];',
+    tests: [appendOnlyCodes],
+    why: 'a lock held by another session would hang the drill instead of ending could-not-determine',
+  },
+  {
+    id: 'rls-no-superuser-check',
+    file: 'src/drills/rls-identity-flip-test.ts',
+    find: '  if (state.readerSuperuser) reasons.push(`${reader} is a superuser`);',
+    replace: '',
+    tests: [readerRoles, sqlDrills],
+    why: 'a superuser reader bypasses every policy; on data where nothing leaks only this check stands',
+  },
+  {
+    id: 'rls-no-bypassrls-check',
+    file: 'src/drills/rls-identity-flip-test.ts',
+    find: '  if (state.readerBypassrls) reasons.push(`${reader} has BYPASSRLS`);',
+    replace: '',
+    tests: [readerRoles],
+    why: 'a BYPASSRLS reader skips the policies',
+  },
+  {
+    id: 'rls-no-owner-without-force-check',
+    file: 'src/drills/rls-identity-flip-test.ts',
+    find: '    if (state.readerIsOwner) reasons.push(`${reader} owns expenses and RLS is not forced`);',
+    replace: '    if (false) reasons.push(`${reader} owns expenses and RLS is not forced`);',
+    tests: [readerRoles],
+    why: 'the owner of a table without FORCE ROW LEVEL SECURITY is not subject to its policies',
+  },
+  {
+    id: 'rls-owner-by-relowner-only',
+    file: 'src/drills/rls-identity-flip-test.ts',
+    find: '        state.readerHasOwnerPrivileges = info.owner_privileges;',
+    replace: '        state.readerHasOwnerPrivileges = false;',
+    tests: [readerRoles],
+    why: 'a member of the owning role counts as the owner (pg_has_role), not only relowner',
+  },
+  {
+    id: 'migration-no-rider-check',
+    file: 'src/drills/migration-review.ts',
+    find: '        if (result.riders.length > 0) {',
+    replace: '        if (false) {',
+    tests: [riders, sqlDrills],
+    why: 'a DML-only rider (UPDATE tenants ...) changes no catalog: only the static check sees it',
+  },
+  {
+    id: 'migration-slices-the-js-string',
+    file: 'src/drills/migration-static.ts',
+    find: "  const text = bytes.subarray(location, length ? location + length : undefined).toString('utf8');",
+    replace:
+      "  const text = bytes.toString('utf8').slice(location, length ? location + length : undefined);",
+    tests: [migrationStatic],
+    why: 'libpg-query gives UTF-8 byte offsets: a comment with é before a statement shifts every slice',
+  },
+  {
+    id: 'relay-claim-without-skip-locked',
+    file: 'src/reconciler/relay.ts',
+    find: '        for update skip locked`,',
+    replace: '        for update`,',
+    tests: [relay],
+    why: 'two relays at once would both send the same row (or wait for each other)',
+  },
+
+  // ---------------------------------------------------------------- the layers around the drills
+  {
+    id: 'bundle-permitted-with-a-failure',
+    file: 'src/drills/bundle.ts',
+    find: "  return bundleKeys.every((key) => results.find((result) => result.key === key)?.verdict === 'pass')",
+    replace: "  return bundleKeys.some((key) => results.find((result) => result.key === key)?.verdict === 'pass')",
+    tests: [bundle],
+    why: 'the release decision must be PERMITTED only when all nine pass',
+  },
+  {
+    id: 'bundle-could-not-determine-is-pass',
+    file: 'src/drills/bundle.ts',
+    find: "  if (result.verdict === 'pass') return 'pass';",
+    replace: "  if (result.verdict !== 'fail') return 'pass';",
+    tests: [bundle],
+    why: 'could-not-determine counts as fail in the bundle',
+  },
+  {
+    id: 'oracle-count-delta-ignored',
+    file: 'src/oracle/predicates.ts',
+    find: "        table.delta === expectation.delta ? 'satisfied' : 'unsatisfied',",
+    replace: "        table.delta !== 0 ? 'satisfied' : 'unsatisfied',",
+    tests: [predicates, oracle],
+    why: 'an expectation of +1 must not be satisfied by +2',
+  },
+  {
+    id: 'worker-env-inherits-everything',
+    file: 'src/reconciler/env.ts',
+    find: '  source: NodeJS.ProcessEnv = process.env,\n): Record<string, string> {\n  const env: Record<string, string> = {};',
+    replace:
+      '  source: NodeJS.ProcessEnv = process.env,\n): Record<string, string> {\n  const env: Record<string, string> = { ...(source as Record<string, string>) };',
+    tests: ['test/unit/reconciler-plan.test.ts', boundaryDrill],
+    why: "the Worker's environment is built from an allow-list; inheriting the console's leaks DATABASE_URL",
+  },
+  {
+    id: 'console-kill-key-does-nothing',
+    file: 'src/drills/processes.ts',
+    find: '      await get().kill(name, signal);',
+    replace: '      void name;',
+    tests: [flow],
+    why: 'the kill key must reach a real process (its pid gone, its state killed)',
+  },
+  {
+    id: 'run-exit-code-ignores-the-decision',
+    file: 'src/cli/run-command.ts',
+    find: "    let code: number = decision === 'PERMITTED' ? exitCodes.ok : exitCodes.blocked;",
+    replace: '    let code: number = exitCodes.ok;',
+    tests: [runCli],
+    why: 'a BLOCKED run must exit 1, a PERMITTED one 0',
+  },
+];
