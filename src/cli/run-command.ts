@@ -10,7 +10,7 @@ import { exitCodes } from '../util/exit-codes.js';
 import type { Target } from '../postgres/target.js';
 import { UsageError } from '../postgres/url.js';
 import { bundleKeys, type BundleKey, type Drill, type DrillResult, type RunnerEvent } from '../drills/types.js';
-import { verdictWord } from '../drills/verdict-words.js';
+import { verdictLine } from '../drills/verdict-words.js';
 import type { DrillSession } from '../drills/session.js';
 
 export const headlessPaceMs = 50;
@@ -73,7 +73,7 @@ export function progressPrinter(write: (line: string) => void): (event: RunnerEv
         write(`      > ${event.ask.prompt}`);
         break;
       case 'drill-finished':
-        write(`      = ${verdictWord(event.result.verdict)}: ${event.result.evidence}`);
+        write(`      = ${verdictLine(event.result.verdict, event.result.evidence)}`);
         break;
       case 'log':
         write(`      ! ${event.message}`);

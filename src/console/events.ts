@@ -7,7 +7,7 @@
 // the session lives, between drills too (a restart after a drill has finished).
 import type { SystemEvent } from '../drills/processes.js';
 import type { DrillSummary, ProcessView, RunnerEvent, StepSummary } from '../drills/types.js';
-import { verdictWord } from '../drills/verdict-words.js';
+import { besideVerdictWord, verdictWord } from '../drills/verdict-words.js';
 import {
   appendHistory,
   getState,
@@ -225,7 +225,7 @@ export function applyRunnerEvent(event: RunnerEvent): void {
       }));
       appendHistory([
         {
-          text: `  ${verdictWord(result.verdict)} ${event.key}: ${result.verdict === 'pass' ? result.evidence : (result.reason ?? result.evidence)} (${seconds(result.durationMs)})`,
+          text: `  ${verdictWord(result.verdict)} ${event.key}: ${besideVerdictWord(result.verdict, result.verdict === 'pass' ? result.evidence : (result.reason ?? result.evidence))} (${seconds(result.durationMs)})`,
           tone: result.verdict === 'pass' ? 'ok' : 'bad',
         },
       ]);

@@ -9,6 +9,7 @@
 // the table writable (a fail).
 import { ident } from '../postgres/pg.js';
 import { withEvidence } from './evidence.js';
+import { CouldNotDetermine } from './runner.js';
 import { attemptAs, countWord, query, type Attempt } from './sql.js';
 import { need, type Drill, type DrillContext } from './types.js';
 
@@ -147,6 +148,7 @@ export const appendOnlyEventTest: Drill<State> = {
   lesson: 6,
   habit: 'append-only agent_events',
   tables: ['agent_events'],
+  needs: [{ table: 'agent_events', columns: ['id', 'run_id', 'turn_no', 'event_type', 'detail'] }],
   breakDescription: 'UPDATE, DELETE and TRUNCATE granted to the Worker role and the triggers dropped (inside a rolled-back transaction): the update lands',
   fix: 'revoke UPDATE, DELETE and TRUNCATE on agent_events from the Worker role and add BEFORE UPDATE OR DELETE (row) and BEFORE TRUNCATE (statement) triggers that raise',
   init: () => ({ triggers: [], workerAttempts: [], ownerAttempts: [], replayEvents: 0 }),
@@ -165,7 +167,12 @@ export const appendOnlyEventTest: Drill<State> = {
              from agent_events e`,
         );
         const id = rows[0]?.id;
-        if (!id) throw new Error('agent_events holds no row to attempt a change on');
+        // An empty table cannot show a refusal (an UPDATE of no row raises nothing): the data is missing, not the habit.
+        if (!id) {
+          throw new CouldNotDetermine(
+            'agent_events holds no row to attempt a change on; let a Worker journal a run first, or drill a target set up by `sor-drills setup`',
+          );
+        }
         state.targetId = id;
         state.triggers = rows[0]?.triggers ?? [];
         ctx.observe('target_id', id);
@@ -254,13 +261,21 @@ export const appendOnlyEventTest: Drill<State> = {
     const proven = (list: typeof worker) => list.filter(([, attempt]) => layerOf(attempt) !== 'other');
     const workerWrong = proven(workerBad);
     const ownerWrong = proven(ownerBad);
-    if (workerWrong.length > 0 || ownerWrong.length > 0 || events === 0) {
+    if (workerWrong.length > 0 || ownerWrong.length > 0) {
       const reasons: string[] = [];
       if (workerBad.length > 0) reasons.push(`as ${ctx.roles.worker}: ${summary(workerBad)}`);
       if (ownerBad.length > 0) reasons.push(`as owner ${String(state.ownerRole)}: ${summary(ownerBad)}`);
       if (events === 0) reasons.push(`run ${replayRun} has no agent_events rows to replay`);
       const reason = `agent_events is not append-only: ${reasons.join('; ')}`;
       return { verdict: 'fail', evidence: reason, reason };
+    }
+    // Every change was refused, but there is no run to replay: the target lacks the data the
+    // replay half needs, which says nothing about the habit.
+    if (events === 0 && workerBad.length === 0 && ownerBad.length === 0) {
+      const reason =
+        `could not determine: run ${replayRun} has no agent_events rows in the target, so no run could be replayed ` +
+        `(the reference seed's finished run; install it with \`sor-drills setup\` into an empty database)`;
+      return { verdict: 'could-not-determine', evidence: reason, reason };
     }
     if (workerBad.length > 0 || ownerBad.length > 0) {
       const reason = couldNotLook([

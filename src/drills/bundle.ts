@@ -7,6 +7,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { writeFileAtomic } from '../util/fs.js';
 import { maskSecrets } from '../postgres/url.js';
+import { unmappedHint } from './reference-schema.js';
 import { bundleKeys, type BundleKey, type Drill, type DrillResult } from './types.js';
 
 export type Bundle = Record<BundleKey, string> & { release_decision: string };
@@ -48,11 +49,52 @@ export function decisionLine(results: readonly DrillResult[], drills: readonly D
   const failed = failedDrills(results);
   const missing = bundleKeys.filter((key) => !results.some((result) => result.key === key));
   if (failed.length === 0 && missing.length === 0) return 'PERMITTED: all nine drills passed';
-  const names = [...failed.map((result) => result.key), ...missing].map((key) => {
+  const blamed = [...failed.filter((result) => result.verdict === 'fail').map((result) => result.key), ...missing].map((key) => {
     const drill = drills.find((candidate) => candidate.key === key);
     return drill ? `${key} (Lesson ${drill.lesson}, ${drill.habit})` : key;
   });
-  return `BLOCKED: ${names.join('; ')}`;
+  // A drill that could not tell names no habit: the run could not look at it.
+  const unjudged = undeterminedGroups(failed).map((group) => `could not judge ${group.keys.join(', ')} (${group.why})`);
+  const hint = unjudgedHint(failed);
+  return `BLOCKED: ${[...blamed, ...unjudged].join('; ')}${hint ? `. ${asSentence(hint)}` : ''}`;
+}
+
+/** Drills that ended could-not-determine, grouped by why, with the shared unmapped-schema hint taken out. */
+interface UndeterminedGroup {
+  keys: BundleKey[];
+  why: string;
+}
+
+function undeterminedWhy(result: DrillResult): string {
+  const reason = (result.reason ?? result.evidence).replace(/^could not determine: /, '');
+  const suffix = ` (${unmappedHint})`;
+  return reason.endsWith(suffix) ? reason.slice(0, -suffix.length) : reason;
+}
+
+function undeterminedGroups(failed: readonly DrillResult[]): UndeterminedGroup[] {
+  const groups: UndeterminedGroup[] = [];
+  for (const result of failed.filter((candidate) => candidate.verdict === 'could-not-determine')) {
+    const why = undeterminedWhy(result);
+    const group = groups.find((candidate) => candidate.why === why);
+    if (group) group.keys.push(result.key);
+    else groups.push({ keys: [result.key], why });
+  }
+  return groups;
+}
+
+/** The unmapped-schema hint, once, when a drill could not judge because of a name the target lacks. */
+function unjudgedHint(failed: readonly DrillResult[]): string | undefined {
+  return failed.some((result) => result.verdict === 'could-not-determine' && (result.reason ?? '').endsWith(` (${unmappedHint})`))
+    ? unmappedHint
+    : undefined;
+}
+
+function asSentence(text: string): string {
+  return `${text.charAt(0).toUpperCase()}${text.slice(1)}.`;
+}
+
+function drillWord(count: number): string {
+  return count === 1 ? 'one drill' : `${count} drills`;
 }
 
 /** The drafted decision paragraph; the console lets the operator edit it before saving. */
@@ -71,22 +113,39 @@ export function draftParagraph(results: readonly DrillResult[], drills: readonly
       `MCP tools, and a failed run can be explained from its rows.`
     );
   }
-  const parts = failed.map((result) => {
+  const blamed = failed.filter((result) => result.verdict === 'fail');
+  const parts = blamed.map((result) => {
     const drill = drills.find((candidate) => candidate.key === result.key);
     const lesson = drill ? `Lesson ${drill.lesson} (${drill.habit})` : 'an unknown lesson';
     const why = result.reason ?? result.evidence;
     return `${result.key} failed (${why}), so the habit of ${lesson} is missing`;
   });
-  const fixes = failed
+  const groups = undeterminedGroups(failed);
+  const unjudged = groups.reduce((sum, group) => sum + group.keys.length, 0);
+  const hint = unjudgedHint(failed);
+  const sentences = [`Release BLOCKED. ${passed} of nine drills passed against ${target}${parts.length > 0 ? `; ${parts.join('; ')}` : ''}.`];
+  if (unjudged > 0) {
+    sentences.push(
+      `The run could not judge ${drillWord(unjudged)}, so it says nothing about ${unjudged === 1 ? "its lesson's habit" : "their lessons' habits"}: ` +
+        `${groups.map((group) => `${group.keys.join(', ')} (${group.why})`).join('; ')}.` +
+        `${hint ? ` ${asSentence(hint)}` : ''} They count as failed until they can be judged.`,
+    );
+  }
+  const fixes = blamed
     .filter((result) => result.reason !== 'not run')
     .map((result) => drills.find((candidate) => candidate.key === result.key)?.fix)
     .filter((fix): fix is string => Boolean(fix));
-  if (failed.some((result) => result.reason === 'not run')) fixes.push('run the drills that did not run');
-  return (
-    `Release BLOCKED. ${passed} of nine drills passed against ${target}; ${parts.join('; ')}. ` +
-    `The smallest change that would unblock the release: ${fixes.join('; ')}. ` +
-    `Re-run the drills after the change; the release stays blocked until all nine pass.`
+  if (blamed.some((result) => result.reason === 'not run')) fixes.push('run the drills that did not run');
+  if (fixes.length > 0) sentences.push(`The smallest change that would unblock the release: ${fixes.join('; ')}.`);
+  // No fix is drafted for a drill that could not look: that would be guessing at a habit.
+  if (unjudged > 0) {
+    const which = unjudged === 1 ? 'the drill it could not judge until it can' : 'the drills it could not judge until they can';
+    sentences.push(`No change can be named for ${which} look at the target.`);
+  }
+  sentences.push(
+    `Re-run the drills ${fixes.length > 0 ? 'after the change' : 'once they can look at the target'}; the release stays blocked until all nine pass.`,
   );
+  return sentences.join(' ');
 }
 
 export function assembleBundle(results: readonly DrillResult[], drills: readonly Drill[]): Bundle {

@@ -144,6 +144,7 @@ export const concurrencyClaimTest: Drill<State> = {
   lesson: 4,
   habit: 'claims with FOR UPDATE SKIP LOCKED',
   tables: ['pending_transactions', 'tool_calls'],
+  needs: ['pending_transactions', 'runs', 'turns', 'tool_calls', 'agent_events'],
   breakDescription: 'claims without SKIP LOCKED (plain FOR UPDATE): B waits for A\u2019s lock',
   fix: 'claim with SELECT ... FOR UPDATE SKIP LOCKED (with a lease) so a second Worker skips a locked row instead of waiting for it',
   init: () => ({ workerNames: [], claims: [], lockWaits: 0 }),
@@ -163,7 +164,12 @@ export const concurrencyClaimTest: Drill<State> = {
             order by id limit 2`,
           [tenant],
         );
-        if (pending.length < 2) throw new Error(`${tenant} has ${pending.length} claimable pending transactions; the race needs two`);
+        // Too few rows is the target's data, not the claim's habit: nothing to race over.
+        if (pending.length < 2) {
+          throw new CouldNotDetermine(
+            `${tenant} has ${pending.length} claimable pending transactions and the race needs two; add pending rows for ${tenant}, or drill a fresh target`,
+          );
+        }
         ctx.observe('claimable', pending.map((row) => row.id));
       },
     }),
@@ -206,7 +212,7 @@ export const concurrencyClaimTest: Drill<State> = {
             },
             async (log) => {
               await ctx.operator.request(
-                { kind: 'start', processes: workers.map((worker) => worker.process), prompt: 'Press enter to start Workers A and B together' },
+                { kind: 'start', processes: workers.map((worker) => worker.process), prompt: 'Start Workers A and B together' },
                 async () => {
                   // Both at once: whichever locks first holds its row while the other claims.
                   await Promise.all(

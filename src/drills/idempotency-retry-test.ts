@@ -37,6 +37,7 @@ export const idempotencyRetryTest: Drill<State> = {
   lesson: 3,
   habit: 'idempotency keys',
   tables: ['expenses', 'tool_calls'],
+  needs: ['tenants', 'expenses', 'runs', 'turns', 'tool_calls', 'agent_events'],
   breakDescription: 'the tool server writes without the idempotency key (a fresh key per call, no ON CONFLICT): delta +2',
   fix: 'keep a unique key on expenses (tenant_id, idempotency_key) and write with INSERT ... ON CONFLICT (tenant_id, idempotency_key) DO NOTHING, passing the same key on every retry',
   init: () => ({ answers: [], landed: 0 }),

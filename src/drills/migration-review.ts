@@ -58,6 +58,7 @@ export const migrationReview: Drill<State> = {
   lesson: 1,
   habit: 'reviewed, reversible migrations',
   tables: [],
+  needs: [], // the proposal names its own tables; one the target lacks fails its up on the branch with 42P01
   needsExclusiveDatabase: true,
   breakDescription: 'the proposal replaced by one with a rider on another table (tenants gains a column)',
   fix: 'split the proposal so it only adds the nullable notes column to expenses, with a down that drops it, and no DROP TABLE without an explicit override',

@@ -3,14 +3,19 @@
 // this; the console's kill and restart keys act on the same processes.
 import { Supervisor, type ProcessState } from '../reconciler/supervisor.js';
 import {
+  checkActAs,
   startEmailService,
   startToolServer,
-  workerCredentials,
+  workerLogin,
+  type ActAsCheck,
   type EmailService,
   type ToolBreaks,
   type ToolServer,
+  type WorkerLoginSource,
 } from '../reconciler/launch.js';
+import { errorMessage } from '../postgres/errors.js';
 import type { Roles } from '../postgres/roles.js';
+import { CouldNotDetermine } from './runner.js';
 
 /** One supervised process as the console shows it. */
 export interface ProcessView {
@@ -39,7 +44,11 @@ export interface ProcessControl {
 export interface DrillSystem extends ProcessControl {
   /** The supervisor, created on first use. */
   supervisor(): Supervisor;
-  /** The URL the Worker side connects with (the worker role), made once per session. */
+  /**
+   * The URL the Worker side connects with: it logs in as the worker role or as a
+   * login that may SET ROLE to it (checked). Made once per session; when no such
+   * login is possible it throws CouldNotDetermine saying what would make one.
+   */
   workerUrl(): Promise<string>;
   /** Starts the tool server (stopping a running one first), with the drill's breaks. */
   toolServer(options?: { breaks?: ToolBreaks; claimHoldMs?: number; leaseMs?: number }): Promise<ToolServer>;
@@ -53,8 +62,51 @@ export interface DrillSystemOptions {
   url: string;
   roles: Roles;
   logDir: string;
-  /** How the Worker side logs in; by default a fresh password is set on the worker role. */
+  /**
+   * Whether the target is the embedded cluster sor-drills started: only there may the
+   * worker role's password be set. Anywhere else (and by default) no role is changed (workerLogin).
+   */
+  ownCluster?: boolean;
+  /** How the Worker side logs in, instead of workerLogin (tests: a throwaway member of the worker role). */
   workerUrl?: () => Promise<string>;
+}
+
+/** A role name as it would be typed in SQL: bare when it can be, quoted otherwise. */
+function sqlName(name: string): string {
+  return /^[a-z_][a-z0-9_$]*$/.test(name) ? name : `"${name.replace(/"/g, '""')}"`;
+}
+
+/** Why the Worker side cannot act as the worker role, and the two ways out, in one line. */
+export function cannotActAs(check: Extract<ActAsCheck, { ok: false }>, role: string, via: WorkerLoginSource | 'custom'): string {
+  const login = via === 'given' ? `SOR_WORKER_URL's login ${check.login}` : `the connecting role ${check.login}`;
+  if (check.missing === 'role') {
+    return `the target has no role ${role} for the tool server and relay to act as: name the Worker's role with --worker-role`;
+  }
+  return (
+    `${login} may not SET ROLE ${role} (neither superuser nor a member of ${role}), so the tool server and relay cannot act as the Worker role; ` +
+    `have the operator run \`grant ${sqlName(role)} to ${sqlName(check.login)}\`, or set SOR_WORKER_URL to a login of ${role}`
+  );
+}
+
+/**
+ * The Worker side's URL, once it is known to act as the worker role. Whatever stops
+ * it (no membership, a login refused) is could-not-determine: the drills that need
+ * the tool server cannot look, which says nothing about the habit they check.
+ */
+async function checkedWorkerUrl(options: DrillSystemOptions): Promise<string> {
+  const role = options.roles.worker;
+  let login: { url: string; via: WorkerLoginSource | 'custom' };
+  let check: ActAsCheck;
+  try {
+    login = options.workerUrl
+      ? { url: await options.workerUrl(), via: 'custom' }
+      : await workerLogin(options.url, options.roles, { ownCluster: options.ownCluster });
+    check = await checkActAs(login.url, role);
+  } catch (error) {
+    throw new CouldNotDetermine(`the Worker side cannot log in to act as ${role}: ${errorMessage(error)}`, { cause: error });
+  }
+  if (!check.ok) throw new CouldNotDetermine(cannotActAs(check, role, login.via));
+  return login.url;
 }
 
 function view(info: {
@@ -113,7 +165,11 @@ export function createDrillSystem(options: DrillSystemOptions): DrillSystem {
     },
     stop,
     workerUrl() {
-      workerUrl ??= options.workerUrl ? options.workerUrl() : workerCredentials(options.url, options.roles);
+      // A failure is not kept: the operator may grant the membership and run the next drill.
+      workerUrl ??= checkedWorkerUrl(options).catch((error: unknown) => {
+        workerUrl = undefined;
+        throw error;
+      });
       return workerUrl;
     },
     async toolServer(toolOptions = {}) {

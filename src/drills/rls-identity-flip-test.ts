@@ -110,6 +110,7 @@ export const rlsIdentityFlipTest: Drill<State> = {
   lesson: 7,
   habit: 'row-level security per tenant',
   tables: ['expenses'],
+  needs: [{ table: 'expenses', columns: ['tenant_id'] }],
   breakDescription: 'the tenant policy on expenses replaced by a permissive USING (true) policy (inside a rolled-back transaction): rows leak',
   fix: "enable and force row-level security on expenses with a policy USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')), and read as a role that is neither superuser nor BYPASSRLS",
   init: () => ({

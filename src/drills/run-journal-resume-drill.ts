@@ -156,6 +156,7 @@ export const runJournalResumeDrill: Drill<State> = {
   lesson: 2,
   habit: 'a run journal the Worker resumes from',
   tables: ['runs', 'turns', 'tool_calls', 'expenses', 'outbox'],
+  needs: ['tenants', 'expenses', 'pending_transactions', 'outbox', 'runs', 'turns', 'tool_calls', 'agent_events'],
   breakDescription: 'the Worker restarted with resume off: it ignores the crashed run and redoes its turns in a new run',
   fix: "journal every run, turn and tool call, and on start resume the crashed run (status 'running', finished_at null) from its last incomplete turn, reusing the recorded results of completed calls",
   init: () => ({
@@ -231,7 +232,7 @@ export const runJournalResumeDrill: Drill<State> = {
           throw early ? new Error(early, { cause: error }) : error;
         }
         await ctx.operator.request(
-          { kind: 'kill', process: worker, prompt: `The Worker is in turn ${crashTurn} of ${turns}: press k to kill it (SIGKILL)` },
+          { kind: 'kill', process: worker, prompt: `The Worker is in turn ${crashTurn} of ${turns}: kill it (SIGKILL)` },
           () => ctx.system.kill(worker, 'SIGKILL'),
         );
         const info = sup.get(worker);
@@ -301,7 +302,7 @@ export const runJournalResumeDrill: Drill<State> = {
             const since = sup.cursor(worker);
             // The same Worker, started again (without the stall: a restarted Worker just runs).
             await ctx.operator.request(
-              { kind: 'restart', process: worker, prompt: 'The crash signature is in the journal: press r to restart the Worker' },
+              { kind: 'restart', process: worker, prompt: 'The crash signature is in the journal: restart the Worker' },
               async () => {
                 await startWorker(sup, options);
               },

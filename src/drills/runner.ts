@@ -3,6 +3,8 @@
 // events; neither runs a drill any other way.
 import type { Roles } from '../postgres/roles.js';
 import { errorMessage } from '../postgres/errors.js';
+import { sqlState, withPgClient } from '../postgres/pg.js';
+import { describeMissing, findMissingNames, missingNameStates, nothingMissing, resolveNeeds, unmappedHint } from './reference-schema.js';
 import type {
   BundleKey,
   Drill,
@@ -128,8 +130,9 @@ export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'o
   run.emit({ type: 'drill-started', key: drill.key, broken, steps: drill.steps.map(stepSummary) });
   run.emit({ type: 'tables', key: drill.key, tables: drill.tables });
   const state = drill.init();
-  let failure: { verdict: 'fail' | 'could-not-determine'; reason: string } | undefined;
+  let failure = await checkNames(drill, ctx);
   for (const [index, step] of drill.steps.entries()) {
+    if (failure) break;
     if (controller.signal.aborted) {
       failure = { verdict: 'could-not-determine', reason: 'stopped by the operator' };
       break;
@@ -139,11 +142,7 @@ export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'o
       await step.run(ctx, state);
       run.emit({ type: 'step-finished', key: drill.key, index, ok: true });
     } catch (error) {
-      const message = errorMessage(error) || 'unknown error';
-      failure =
-        error instanceof CouldNotDetermine
-          ? { verdict: 'could-not-determine', reason: `could not determine: ${message}` }
-          : { verdict: 'fail', reason: `${step.title}: ${message}` };
+      failure = stepFailure(step, error);
       run.emit({ type: 'step-finished', key: drill.key, index, ok: false, summary: failure.reason });
       break;
     }
@@ -172,6 +171,58 @@ export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'o
   };
   run.emit({ type: 'drill-finished', key: drill.key, result });
   return result;
+}
+
+type Failure = { verdict: 'fail' | 'could-not-determine'; reason: string };
+
+/**
+ * Before the first step: the tables and columns the drill needs, read from
+ * pg_catalog on a fresh connection. A name the target lacks means the drill
+ * cannot look at its habit here: could-not-determine, naming what is missing.
+ */
+async function checkNames(drill: Drill, ctx: DrillContext): Promise<Failure | undefined> {
+  const needs = drill.needs ?? [];
+  if (needs.length === 0) return undefined;
+  try {
+    const missing = await withPgClient(ctx.url, (client) => findMissingNames(client, needs));
+    if (nothingMissing(missing)) {
+      const tables = resolveNeeds(needs).map((entry) => entry.table);
+      ctx.observe('reference_names', `found: ${tables.join(', ')} with the columns the drill uses`, true);
+      return undefined;
+    }
+    ctx.observe('missing_names', [...missing.tables, ...missing.columns], false);
+    return { verdict: 'could-not-determine', reason: `could not determine: ${describeMissing(missing)}` };
+  } catch (error) {
+    return { verdict: 'could-not-determine', reason: `could not determine: the target's tables could not be read: ${errorMessage(error)}` };
+  }
+}
+
+/** The SQLSTATE of an error or of the first error in its cause chain that has one. */
+function sqlStateOf(error: unknown): string | undefined {
+  for (let current = error, depth = 0; current !== undefined && depth < 5; depth += 1) {
+    const code = sqlState(current);
+    if (code) return code;
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return undefined;
+}
+
+/**
+ * A thrown step: could-not-determine when the step said so, or when Postgres
+ * answered that a table, column or schema does not exist (the drill met a name
+ * the target does not have, not a missing mechanism); otherwise the drill fails.
+ */
+function stepFailure(step: Step, error: unknown): Failure {
+  const message = errorMessage(error) || 'unknown error';
+  if (error instanceof CouldNotDetermine) return { verdict: 'could-not-determine', reason: `could not determine: ${message}` };
+  const code = sqlStateOf(error);
+  if (code && missingNameStates.has(code)) {
+    return {
+      verdict: 'could-not-determine',
+      reason: `could not determine: ${step.title}: ${message} [SQLSTATE ${code}] (${unmappedHint})`,
+    };
+  }
+  return { verdict: 'fail', reason: `${step.title}: ${message}` };
 }
 
 function oneLine(text: string): string {

@@ -40,6 +40,8 @@ export function createSession(options: SessionOptions): DrillSession {
   const system = createDrillSystem({
     url: options.target.url,
     roles,
+    // Only the cluster we started may have its worker role's password set; a server given by URL is left as it is.
+    ownCluster: options.target.kind === 'embedded',
     logDir: path.join(path.dirname(options.options.evidenceRoot), 'processes'),
   });
   const base = {

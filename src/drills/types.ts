@@ -26,6 +26,7 @@
 
 import type { Roles } from '../postgres/roles.js';
 import type { DrillSystem, ProcessView } from './processes.js';
+import type { Need } from './reference-schema.js';
 
 export type { ProcessView } from './processes.js';
 
@@ -191,6 +192,12 @@ export interface VerdictResult {
 export interface Drill<S = unknown> extends DrillSummary {
   /** The smallest change that would turn this drill green, for the decision paragraph. */
   fix: string;
+  /**
+   * The reference tables (and columns) the drill and the processes it starts read or
+   * write (src/drills/reference-schema.ts). Checked before the first step: a target
+   * without one of them makes the drill could-not-determine, never a fail.
+   */
+  needs?: readonly Need[];
   /** A fresh state for one run of the drill. */
   init(): S;
   steps: Step<S>[];

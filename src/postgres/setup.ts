@@ -43,9 +43,17 @@ export async function inspectTarget(client: pg.Client, migrations: Migration[]):
   const reconciler = reconcilerTables.filter((table) => names.includes(table));
   let versions: string[] = [];
   if (names.includes('schema_migrations')) {
-    const { rows } = await client.query<{ version: string }>(
-      `select version::text as version from public.schema_migrations order by version`,
-    );
+    const { rows } = await client
+      .query<{ version: string }>(`select version::text as version from public.schema_migrations order by version`)
+      .catch((error: unknown) => {
+        // A role that may not read the migration table cannot tell what the target holds: a privilege, exit 3.
+        if (sqlState(error) !== '42501') throw error;
+        throw new TargetError(
+          `cannot read public.schema_migrations: ${errorMessage(error)} (42501); connect as a superuser or the schema's owner`,
+          '42501',
+          { cause: error },
+        );
+      });
     versions = rows.map((row) => row.version);
   }
   const ours = migrations.map((migration) => migration.version);

@@ -2,7 +2,9 @@
 // processes through a Supervisor and hand back what the drills need.
 //
 // Contracts (the drills rely on them; keep them exact):
-//   workerCredentials(adminUrl, roles)     -> the worker role's URL, with a fresh password
+//   workerLogin(adminUrl, roles, options)  -> { url, via }  how the tool server and relay log in
+//   workerCredentials(adminUrl, roles, o)  -> workerLogin's url
+//   checkActAs(url, role)                  -> whether that login may SET ROLE to the worker role
 //   startToolServer(sup, options)          -> { name, url, token }   MCP over Streamable HTTP
 //   startWorker(sup, options)              -> ProcessInfo            the MCP client Worker
 //   startRelay(sup, options)               -> ProcessInfo            the outbox relay
@@ -20,7 +22,7 @@ import { parseJsonLine } from './json-lines.js';
 import type { ProcessInfo, Supervisor } from './supervisor.js';
 import type { WorkerMode } from './worker-plan.js';
 import { freePort } from '../postgres/embedded.js';
-import { ident, literal, withPgClient } from '../postgres/pg.js';
+import { ident, literal, sqlState, withPgClient } from '../postgres/pg.js';
 import { defaultRoles, type Roles } from '../postgres/roles.js';
 import { parseUrl, withCredentials } from '../postgres/url.js';
 
@@ -47,25 +49,88 @@ async function waitListening(sup: Supervisor, name: string): Promise<{ url: stri
 }
 
 /**
- * The URL the Worker side connects with: a fresh random password is set on the
- * worker role (ALTER ROLE ... PASSWORD, never logged) and the admin URL's host and
- * database are reused with the worker role's name. Nothing else about the role
- * changes (no LOGIN is added). When SOR_WORKER_URL is set (a URL or keyword/value
- * string) nothing changes: it is returned as a canonical URL, its gaps filled from
- * PG* variables and ~/.pgpass as for --db, because the tool server's environment
- * holds none of them.
+ * How the Worker side's login was obtained: `given` is SOR_WORKER_URL, `rotated` a
+ * fresh password set on the worker role of our own embedded cluster, `set-role` the
+ * connecting role's own URL (the servers then SET ROLE to the worker role).
+ */
+export type WorkerLoginSource = 'given' | 'rotated' | 'set-role';
+
+export interface WorkerLoginOptions {
+  /**
+   * True only for the embedded cluster sor-drills started and removes: there alone may
+   * the worker role's password be set. False (the default) for any server the operator
+   * owns, where changing a role's password would lock out their own application.
+   */
+  ownCluster?: boolean;
+}
+
+/**
+ * The URL the tool server and relay connect with. SOR_WORKER_URL (a URL or
+ * keyword/value string) wins everywhere: it is returned as a canonical URL, its
+ * gaps filled from PG* variables and ~/.pgpass as for --db, because the tool
+ * server's environment holds none of them. Otherwise, on our own embedded cluster
+ * a fresh random password is set on the worker role (ALTER ROLE ... PASSWORD, never
+ * logged; nothing else about the role changes); on any other server nothing is
+ * changed and the connecting role's URL is used as it is: the servers SET ROLE to
+ * the worker role on each connection (db.ts), so check that with checkActAs first.
  *
  * Rotating the password is cluster-wide: servers already running keep their
  * connections (they open them all at start), but two callers racing on one
  * cluster (parallel test files) can break each other's startup. Tests use
  * createWorkerLogin() instead.
  */
-export async function workerCredentials(adminUrl: string, roles: Roles = defaultRoles): Promise<string> {
+export async function workerLogin(
+  adminUrl: string,
+  roles: Roles = defaultRoles,
+  options: WorkerLoginOptions = {},
+): Promise<{ url: string; via: WorkerLoginSource }> {
   const given = process.env.SOR_WORKER_URL;
-  if (given) return parseUrl(given).url;
+  if (given) return { url: parseUrl(given).url, via: 'given' };
+  if (!options.ownCluster) return { url: adminUrl, via: 'set-role' };
   const password = randomBytes(24).toString('base64url');
   await withPgClient(adminUrl, (client) => client.query(`alter role ${ident(roles.worker)} password ${literal(password)}`));
-  return withCredentials(adminUrl, roles.worker, password);
+  return { url: withCredentials(adminUrl, roles.worker, password), via: 'rotated' };
+}
+
+/** workerLogin's URL alone. */
+export async function workerCredentials(
+  adminUrl: string,
+  roles: Roles = defaultRoles,
+  options: WorkerLoginOptions = {},
+): Promise<string> {
+  return (await workerLogin(adminUrl, roles, options)).url;
+}
+
+/** Whether a login may act as a role; when not, what is missing. */
+export type ActAsCheck =
+  | { ok: true; login: string }
+  | { ok: false; login: string; missing: 'role' | 'membership' };
+
+/**
+ * Whether the URL's login may act as `role`, found out the way the servers do it:
+ * SET ROLE, inside a transaction that is rolled back, so nothing is left behind.
+ * Trying it rather than reading pg_has_role(..., 'MEMBER') also honours a grant
+ * made WITH SET FALSE (PostgreSQL 16+), which is membership without SET ROLE.
+ */
+export async function checkActAs(url: string, role: string): Promise<ActAsCheck> {
+  return withPgClient(url, async (client) => {
+    const { rows } = await client.query<{ login: string; exists: boolean }>(
+      `select current_user as login, exists (select from pg_roles where rolname = $1) as exists`,
+      [role],
+    );
+    const login = rows[0]?.login ?? '?';
+    if (!rows[0]?.exists) return { ok: false, login, missing: 'role' };
+    await client.query('begin');
+    try {
+      await client.query(`set local role ${ident(role)}`);
+      return { ok: true, login };
+    } catch (error) {
+      if (sqlState(error) === '42501') return { ok: false, login, missing: 'membership' };
+      throw error;
+    } finally {
+      await client.query('rollback').catch(() => {});
+    }
+  });
 }
 
 export interface WorkerLogin {
@@ -99,7 +164,7 @@ export async function createWorkerLogin(
 }
 
 export interface ToolServerOptions {
-  /** How the tool server connects (worker_write's URL from workerCredentials). */
+  /** How the tool server connects (workerLogin's URL: the worker role's, or a login that may SET ROLE to it). */
   databaseUrl: string;
   breaks?: ToolBreaks;
   /** Default claim lock hold (ms) when a claim call does not say; 0 by default. */
@@ -189,6 +254,12 @@ export async function startWorker(sup: Supervisor, options: WorkerOptions): Prom
 export interface RelayOptions {
   /** How the relay connects (the worker role's URL). */
   databaseUrl: string;
+  /**
+   * The one tenant whose outbox rows the relay claims. Required: on someone's staging
+   * database an unscoped relay would send their pending emails to the loopback email
+   * service and mark them dispatched.
+   */
+  tenant: string;
   /** The email service's base URL (startEmailService().url); the relay POSTs to <emailUrl>/send. */
   emailUrl: string;
   /** Sleep when no row is due (ms). */
@@ -216,6 +287,7 @@ export async function startRelay(sup: Supervisor, options: RelayOptions): Promis
     args: [scriptPath('relay')],
     env: allowListEnv({
       SOR_RELAY_DATABASE_URL: options.databaseUrl,
+      SOR_TENANT: options.tenant,
       SOR_EMAIL_URL: options.emailUrl,
       SOR_POLL_MS: options.pollMs,
       SOR_BACKOFF_MS: options.backoffMs,

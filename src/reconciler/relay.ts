@@ -1,4 +1,4 @@
-// Process entry: the outbox relay. Claims pending outbox rows whose
+// Process entry: the outbox relay. Claims pending outbox rows of one tenant whose
 // next_attempt_at has come, BY STATUS with FOR UPDATE SKIP LOCKED (never an
 // `id > last_seen` cursor: ids commit out of order), one row per transaction,
 // and sends each to the email service with its dedup_key as the Idempotency-Key.
@@ -9,8 +9,11 @@
 // send and before the commit leaves the row pending: the next relay sends it
 // again and the email service's idempotency key keeps it one delivery.
 //
-// Environment (set by startRelay in system.ts; nothing is inherited):
+// Environment (set by startRelay in launch.ts; nothing is inherited):
 //   SOR_RELAY_DATABASE_URL, SOR_WORKER_ROLE (default worker_write)
+//   SOR_TENANT           the one tenant whose rows it relays (required): a target is
+//                        someone's staging database, and its own pending emails must
+//                        never be sent to the loopback stand-in and marked dispatched
 //   SOR_EMAIL_URL        base URL of the email service (POST <url>/send)
 //   SOR_POLL_MS          sleep when nothing is due (default 200)
 //   SOR_BACKOFF_MS       first retry delay (default 1000)
@@ -19,7 +22,7 @@
 //                        second relay arrives while the row is locked; SIGUSR2 ends the hold
 //   SOR_NO_KEY=1         the deliberate break: send without the Idempotency-Key header
 //
-// stdout, one JSON line each: relay_started {email_url, poll_ms, backoff_ms, claim_hold_ms, no_key};
+// stdout, one JSON line each: relay_started {tenant, email_url, poll_ms, backoff_ms, claim_hold_ms, no_key};
 // claim_held {outbox_id, dedup_key, hold_ms} and claim_hold_ended {outbox_id, how};
 // sending {outbox_id, dedup_key, attempt}; send_failed {outbox_id, dedup_key, attempts,
 // error, next_attempt_at}; sent_pausing {outbox_id, dedup_key, pause_ms, delivery_id};
@@ -77,6 +80,8 @@ async function send(emailUrl: string, row: OutboxRow, withKey: boolean): Promise
 }
 
 interface RelaySettings {
+  /** Only this tenant's rows are claimed. */
+  tenant: string;
   emailUrl: string;
   pollMs: number;
   backoffMs: number;
@@ -93,10 +98,11 @@ async function relayOne(client: pg.Client, settings: RelaySettings): Promise<boo
     const { rows } = await client.query<OutboxRow>(
       `select id, dedup_key, recipient, subject, body, attempts
          from outbox
-        where status = 'pending' and next_attempt_at <= now()
+        where status = 'pending' and next_attempt_at <= now() and tenant_id = $1
         order by next_attempt_at, id
         limit 1
         for update skip locked`,
+      [settings.tenant],
     );
     const row = rows[0];
     if (!row) {
@@ -158,6 +164,7 @@ async function relayOne(client: pg.Client, settings: RelaySettings): Promise<boo
 async function main(): Promise<void> {
   const env = process.env;
   const settings: RelaySettings = {
+    tenant: requiredSetting(env, 'SOR_TENANT'),
     emailUrl: requiredSetting(env, 'SOR_EMAIL_URL'),
     pollMs: intSetting(env, 'SOR_POLL_MS', 200),
     backoffMs: intSetting(env, 'SOR_BACKOFF_MS', 1_000),
@@ -182,6 +189,7 @@ async function main(): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
   process.on('SIGINT', () => stop('SIGINT'));
   emit('relay_started', {
+    tenant: settings.tenant,
     email_url: settings.emailUrl,
     poll_ms: settings.pollMs,
     backoff_ms: settings.backoffMs,

@@ -3,7 +3,7 @@
 // processes. Before the drill starts it shows the intro instead.
 import React from 'react';
 import { Box } from 'ink';
-import { verdictWords } from '../drills/verdict-words.js';
+import { besideVerdictWord, verdictWords } from '../drills/verdict-words.js';
 import { wrapText } from '../console/editor.js';
 import { askKey } from '../console/keys.js';
 import { panelNames, useConsole, type CurrentDrill, type PanelName } from '../store.js';
@@ -28,7 +28,7 @@ function StepLines({ current, columns }: { current: CurrentDrill; columns: numbe
   if (current.phase === 'finished' && current.verdict) {
     const pass = current.verdict === 'pass';
     const { mark, word } = verdictWords[current.verdict];
-    const text = pass ? current.evidence : (current.reason ?? current.evidence);
+    const text = besideVerdictWord(current.verdict, (pass ? current.evidence : (current.reason ?? current.evidence)) ?? '');
     const [first, ...rest] = wrapText(text ?? '', columns - 8);
     const more = Array.from({ length: finishedRows - 2 }, (_, index) => rest[index] ?? '');
     return (
@@ -78,7 +78,7 @@ function AskLine() {
     return (
       <Row>
         <Span tone="warn" bold inverse>
-          {ask.performing ? ' … ' : ` ${askKey(ask.ask.kind)} `}
+          {ask.performing ? ' … ' : ` press ${askKey(ask.ask.kind)} `}
         </Span>
         <Span tone="warn"> {ask.performing ? `doing it: ${ask.ask.prompt}` : ask.ask.prompt}</Span>
       </Row>

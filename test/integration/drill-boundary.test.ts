@@ -33,8 +33,18 @@ const sql = (text: string, params: unknown[] = []) => withPgClient(db.url, (clie
 
 /** runOne of test/helpers/drills.ts, plus the cluster's log file (and embedded switchable). */
 async function run(
-  options: { broken?: boolean; embedded?: boolean; serverLog?: string | undefined; events?: RunnerEvent[] } = {},
+  options: {
+    broken?: boolean;
+    embedded?: boolean;
+    serverLog?: string | undefined;
+    events?: RunnerEvent[];
+    /** The tool server's break switches whatever the drill asks for: one half of the break at a time. */
+    toolBreaks?: { rawSqlTool?: boolean };
+  } = {},
 ): Promise<DrillResult> {
+  const processes: TestSystem = options.toolBreaks
+    ? { ...system, toolServer: (tool = {}) => system.toolServer({ ...tool, breaks: options.toolBreaks }) }
+    : system;
   return runDrill(mcpBoundaryTest, {
     url: db.url,
     display: db.name,
@@ -49,7 +59,7 @@ async function run(
     },
     operator: { request: async (_ask, perform) => perform() },
     breaks: new Set<BundleKey>(options.broken ? [mcpBoundaryTest.key] : []),
-    system,
+    system: processes,
     emit: (event) => options.events?.push(event),
   });
 }
@@ -116,6 +126,23 @@ describe('mcp_boundary_test', () => {
     const env = JSON.parse(observed(events, 'worker_env')!) as EnvironmentRead;
     expect(env.credentials).toEqual(['DATABASE_URL']);
     expect(JSON.stringify(env)).not.toMatch(/postgres(ql)?:\/\//);
+  });
+
+  // The deliberate break does two things at once; each half alone must fail the drill on its own check.
+  it('fails on the tool list alone: an extra raw SQL tool, with the Worker holding no credential', async () => {
+    const events: RunnerEvent[] = [];
+    const result = await run({ toolBreaks: { rawSqlTool: true }, events });
+    expect(result.verdict, result.reason).toBe('fail');
+    expect(observed(events, 'tools_listed')).toMatch(/\bsql\b/);
+    expect(result.reason).toMatch(/not allowed: sql/);
+    expect(result.reason).not.toMatch(/Worker env has/);
+  });
+
+  it('fails on the environment alone: DATABASE_URL handed to the Worker, with the four tools only', async () => {
+    const result = await run({ broken: true, toolBreaks: {} });
+    expect(result.verdict, result.reason).toBe('fail');
+    expect(result.reason).toMatch(/Worker env has DATABASE_URL/);
+    expect(result.reason).not.toMatch(/not allowed/);
   });
 
   it('still finds no credential in the Worker when the console itself holds DATABASE_URL and PG* variables', async () => {

@@ -1,19 +1,49 @@
 // Drill 5, outbox_relay_retry_test, against real processes (tool server, relay,
 // email service) and a real Postgres: green on the reference system, red with its
 // deliberate break (no idempotency key: two deliveries), red when the target itself
-// takes away what the relay needs, and the target is left as it was sabotaged.
+// takes away what the relay needs, and the target is left as it was sabotaged. The
+// relay claims only the drill tenant's rows: a pending row of the target's own is
+// neither sent nor marked.
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
 import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import { outboxRelayRetryTest } from '../../src/drills/outbox-relay-retry-test/index.js';
 import { withPgClient } from '../../src/postgres/pg.js';
 import type { RunnerEvent } from '../../src/drills/types.js';
+import type { DrillSystem } from '../../src/drills/processes.js';
+import { jsonLines, type EmailReport, type EmailService } from '../../src/reconciler/launch.js';
 
 let db: TestDatabase;
 let system: TestSystem;
 useDrillTarget((target) => ({ db, system } = target));
 
 const sql = (text: string, params: unknown[] = []) => withPgClient(db.url, (client) => client.query(text, params));
+
+/** The relay's JSON lines (over all its starts in this file), of one event or all. */
+const relayLines = (event?: string) => jsonLines(system.supervisor(), 'relay').filter((line) => !event || line.event === event);
+
+/**
+ * The system the drill runs on, except that the email service's report is read just
+ * before the drill stops it: the receiving side's own count of what it was sent.
+ */
+function reportAtEmailStop(inner: TestSystem): { system: DrillSystem; report(): EmailReport | undefined } {
+  let email: EmailService | undefined;
+  let report: EmailReport | undefined;
+  const system: DrillSystem = {
+    ...inner,
+    async emailService() {
+      email = await inner.emailService();
+      return email;
+    },
+    async stop(name) {
+      if (email && name === email.name && inner.list().some((process) => process.name === name && process.state === 'running')) {
+        report = await email.report();
+      }
+      await inner.stop(name);
+    },
+  };
+  return { system, report: () => report };
+}
 
 /** The drill's own outbox row, read back after the run. */
 async function drillRow(events: RunnerEvent[]) {
@@ -51,18 +81,51 @@ describe('outbox_relay_retry_test', () => {
     expect(system.list().filter((process) => process.state === 'running')).toEqual([]);
   });
 
-  it('drains rows already due before its own, so the blip lands on its row', async () => {
-    // A row another run left pending and due: the relay would take it first.
-    await sql(
-      `insert into outbox (tenant_id, dedup_key, recipient, subject, body) values ('alice', 'left-pending:' || gen_random_uuid(), 'a@alice.example', 'Left pending', 'body')`,
+  it("leaves another tenant's pending, due outbox row untouched, and its email is never sent", async () => {
+    // A row of the target's own, pending and due before the drill's: an unscoped relay claims it first.
+    const { rows: inserted } = await sql(
+      `insert into outbox (tenant_id, dedup_key, recipient, subject, body, next_attempt_at)
+       values ('alice', 'staging-pending:' || gen_random_uuid(), 'a@alice.example', 'A real pending email', 'body', now() - interval '1 hour')
+       returning id, dedup_key`,
     );
-    const events: RunnerEvent[] = [];
-    const result = await runOne(outboxRelayRetryTest, db, { system, events });
-    expect(result.verdict, result.reason).toBe('pass');
-    const backlog = events.find((event) => event.type === 'observation' && event.label === 'backlog_sent') as { value: string } | undefined;
-    expect(backlog?.value).toBe('1');
-    const { rows } = await sql(`select count(*)::int as n from outbox where status = 'pending'`);
-    expect(rows[0].n).toBe(0);
+    const alice = inserted[0] as { id: string; dedup_key: string };
+    const aliceRow = async () =>
+      (
+        await sql(
+          `select status, attempts, last_error, next_attempt_at::text, dispatched_at::text from outbox where id = $1`,
+          [alice.id],
+        )
+      ).rows[0];
+    try {
+      const before = await aliceRow();
+      expect(before).toMatchObject({ status: 'pending', attempts: 0, dispatched_at: null });
+      const watched = reportAtEmailStop(system);
+      const relayStartsBefore = relayLines('relay_started').length;
+      const events: RunnerEvent[] = [];
+      const result = await runOne(outboxRelayRetryTest, db, { system: watched.system, events });
+      const tenant = (events.find((event) => event.type === 'observation' && event.label === 'tenant') as { value: string }).value;
+      const report = watched.report();
+      // One comparison, so a relay that touched the row shows the row, the sends and the verdict together.
+      expect(
+        {
+          verdict: result.verdict,
+          aliceRow: await aliceRow(),
+          emailRequestsForAlicesKey: report?.by_dedup_key[alice.dedup_key]?.requests ?? 0,
+          relayLinesAboutAlicesRow: relayLines().filter((line) => line.outbox_id === alice.id),
+          relayStartsScopedTo: relayLines('relay_started').slice(relayStartsBefore).map((line) => line.tenant),
+        },
+        result.reason,
+      ).toEqual({
+        verdict: 'pass',
+        aliceRow: before,
+        emailRequestsForAlicesKey: 0,
+        relayLinesAboutAlicesRow: [],
+        relayStartsScopedTo: [tenant, tenant],
+      });
+      expect(report, 'the email service was stopped through the system, its report read first').toBeDefined();
+    } finally {
+      await sql(`delete from outbox where id = $1`, [alice.id]);
+    }
   });
 
   it('fails with its deliberate break (no idempotency key): two deliveries for the dedup_key', async () => {

@@ -5,8 +5,11 @@
 // the key (the deliberate break) it counts two; and two relays over the same rows
 // send each row once, the second skipping the row the first holds.
 //
-// Each test relays only rows of its own (keys with a fresh suffix): rows an earlier
-// test left pending are parked first, and every relay a test starts is stopped after it.
+// A relay claims only the rows of the tenant it is started for: a due row of another
+// tenant is never sent nor touched, and a relay started without a tenant refuses to run.
+//
+// Each test relays only rows of its own (keys with a fresh suffix, tenant alice): rows an
+// earlier test left pending are parked first, and every relay a test starts is stopped after it.
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -43,12 +46,15 @@ const one = async <T extends Record<string, unknown>>(sql: string, params: unkno
 
 const key = (label: string) => `relay:${label}:${suffix}`;
 
+/** The tenant every relay of these tests is scoped to, unless a test says otherwise. */
+const relayTenant = 'alice';
+
 /** Queues one outbox row as the tool server would, and returns its id. */
-async function enqueue(dedupKey: string): Promise<string> {
+async function enqueue(dedupKey: string, tenant = relayTenant, dueAgo = '0 seconds'): Promise<string> {
   const [row] = await query<{ id: string }>(
-    `insert into outbox (tenant_id, dedup_key, recipient, subject, body)
-     values ('alice', $1, 'finance@alice.example', 'Relay test', 'body') returning id`,
-    [dedupKey],
+    `insert into outbox (tenant_id, dedup_key, recipient, subject, body, next_attempt_at)
+     values ($2, $1, 'finance@' || $2 || '.example', 'Relay test', 'body', now() - $3::interval) returning id`,
+    [dedupKey, tenant, dueAgo],
   );
   return row!.id;
 }
@@ -64,7 +70,15 @@ const outboxRow = async (id: string) =>
 const relay = (options: Partial<RelayOptions> = {}) => {
   const name = options.processName ?? 'relay';
   relays.add(name);
-  return startRelay(sup, { databaseUrl: login.url, emailUrl: email.url, pollMs: 25, backoffMs: 150, processName: name, ...options });
+  return startRelay(sup, {
+    databaseUrl: login.url,
+    tenant: relayTenant,
+    emailUrl: email.url,
+    pollMs: 25,
+    backoffMs: 150,
+    processName: name,
+    ...options,
+  });
 };
 
 /** A relay's JSON lines of one event, over all its starts. */
@@ -161,6 +175,33 @@ describe('outbox relay', () => {
     const report = await email.report();
     expect(report.by_dedup_key[dedupKey]).toEqual({ requests: 2, deliveries: 2 });
     expect(report.by_idempotency_key[dedupKey]).toBeUndefined();
+  });
+});
+
+describe('tenant scope', () => {
+  it("claims only its tenant's rows: bob's row, due first, is neither sent nor touched", async () => {
+    // Bob's row is due an hour earlier: a relay claiming by due time alone takes it before alice's.
+    const bobKey = key('other-tenant');
+    const bobId = await enqueue(bobKey, 'bob', '1 hour');
+    const aliceId = await enqueue(key('own-tenant'));
+    const bobBefore = await outboxRow(bobId);
+    await relay();
+    const started = await sup.waitForEvent('relay', 'relay_started', { timeoutMs: 10_000 });
+    expect(started.tenant).toBe(relayTenant);
+    await sup.waitForEvent('relay', 'dispatched', { timeoutMs: 10_000, match: (line) => line.outbox_id === aliceId });
+    await sup.stop('relay');
+    const report = await email.report();
+    expect({
+      bobRow: await outboxRow(bobId),
+      bobSends: report.by_dedup_key[bobKey]?.requests ?? 0,
+      relayLinesAboutBob: (sup.get('relay')?.recentLines ?? []).map(parseJsonLine).filter((line) => line?.outbox_id === bobId),
+    }).toEqual({ bobRow: bobBefore, bobSends: 0, relayLinesAboutBob: [] });
+  });
+
+  it('refuses to start without a tenant, claiming nothing', async () => {
+    const id = await enqueue(key('no-tenant'));
+    await expect(relay({ tenant: '' })).rejects.toThrow(/SOR_TENANT is not set/);
+    expect(await outboxRow(id)).toMatchObject({ status: 'pending', attempts: 0, dispatched_at: null });
   });
 });
 

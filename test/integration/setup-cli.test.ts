@@ -103,6 +103,16 @@ describe('sor-drills setup --db', () => {
     expect(result.stderr).toMatch(/missing privilege CREATEROLE/);
     expect(result.stderr).not.toContain(password);
   });
+
+  it('a role that may not read schema_migrations: exit 3 naming the table, not an internal error', async () => {
+    // The fresh database holds the schema by now; the limited role cannot read its migration table.
+    const url = withCredentials(fresh.url, limitedRole, password);
+    const result = await runCli(['run', '--db', url, '--yes', '--only', 'idempotency_retry_test']);
+    expect(result.exitCode).toBe(3);
+    expect(result.stderr.trim().split('\n')).toHaveLength(1);
+    expect(result.stderr).toMatch(/cannot read public\.schema_migrations.*42501/);
+    expect(result.stderr).not.toContain(password);
+  });
 });
 
 describe('preparing a target for the drills (the console and `run` share it)', () => {

@@ -58,7 +58,7 @@ function fakeWorker(log: string[]): { control: ProcessControl; crash: DrillActio
     // Process events come from the session's processes (the supervisor), not from the runner.
     for (const listener of listeners) listener({ type: 'process', process: processes[0]! });
     for (const listener of listeners) listener({ type: 'line', name: 'worker', line: 'turn 3 of 5' });
-    await operator.request({ kind: 'kill', process: 'worker', prompt: `The Worker is in turn 3 of 5: press ${askKey('kill')} to kill it` }, async () => {
+    await operator.request({ kind: 'kill', process: 'worker', prompt: 'The Worker is in turn 3 of 5: kill it (SIGKILL)' }, async () => {
       log.push('perform kill');
     });
   };

@@ -38,7 +38,7 @@ describe('the console over fake drills', () => {
       await ui.waitFor((text) => text.includes('enter start drill'), `drill ${index + 1} intro`);
       await ui.press(keys.enter);
       if (index === 1) {
-        await ui.waitFor((text) => text.includes(`press ${askKey('kill')} to kill it`), 'the kill ask');
+        await ui.waitFor((text) => text.includes(`press ${askKey('kill')}  The Worker is in turn 3 of 5: kill it`), 'the kill ask');
         // The Worker reached the store once, through the session's process events.
         expect(getState().processes).toEqual([{ name: 'worker', pid: 4242, state: 'running', lastLine: 'turn 3 of 5' }]);
         await ui.press(typed(askKey('kill')));

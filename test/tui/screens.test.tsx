@@ -163,9 +163,9 @@ describe('drill screen', () => {
     });
     let asked!: Promise<void>;
     await inAct(() => {
-      asked = ui.controller.operator.request({ kind: 'kill', process: 'worker-a', prompt: `The Worker is in turn 3 of 5: press ${askKey('kill')} to kill it` }, perform);
+      asked = ui.controller.operator.request({ kind: 'kill', process: 'worker-a', prompt: 'The Worker is in turn 3 of 5: kill it (SIGKILL)' }, perform);
     });
-    const frame = await ui.waitFor((text) => text.includes(`press ${askKey('kill')} to kill it`), 'the ask');
+    const frame = await ui.waitFor((text) => text.includes(`press ${askKey('kill')}  The Worker is in turn 3 of 5: kill it`), 'the ask');
     expect(frame).toContain(`${askKey('kill')} kill worker-a`);
     expect(frame).toMatch(/› worker-a/);
     await ui.press(typed(askKey('kill')));

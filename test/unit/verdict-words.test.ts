@@ -26,6 +26,16 @@ describe('verdict words', () => {
     ]);
     expect(verdictWord('could-not-determine')).toBe('COULD NOT DETERMINE');
   });
+
+  it('says "could not determine" once beside the word, though the bundle\'s reason starts with it', () => {
+    const lines: string[] = [];
+    progressPrinter((line) => lines.push(line))({
+      type: 'drill-finished',
+      key: 'mcp_boundary_test',
+      result: finished('could-not-determine', 'could not determine: no statement log'),
+    });
+    expect(lines).toEqual(['      = COULD NOT DETERMINE: no statement log']);
+  });
 });
 
 describe('exit codes and failures', () => {

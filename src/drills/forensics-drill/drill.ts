@@ -88,6 +88,7 @@ export const forensicsDrill: Drill<State> = {
   lesson: 9,
   habit: 'forensics by run_id (journal and events)',
   tables: ['runs', 'tool_calls', 'agent_events', 'outbox'],
+  needs: ['tenants', 'expenses', 'pending_transactions', 'outbox', 'runs', 'turns', 'tool_calls', 'agent_events'],
   breakDescription: 'the tool server writes no agent_events rows: the failed run has no event trail and the report cannot be built',
   fix:
     'journal every tool call (runs, turns, tool_calls with error and SQLSTATE) and append its agent_events rows ' +

@@ -53,6 +53,9 @@ export interface State extends TenantState, ToolServerState {
   log?: StatementLogObservation;
 }
 
+/** What the deliberate break puts in the Worker's DATABASE_URL: shaped like a credential, opening nothing. */
+const leakedUrlStandIn = 'postgres://worker_write:stand-in-not-a-password@127.0.0.1:9/leaked';
+
 export const mcpBoundaryTest: Drill<State> = {
   number: 8,
   key: 'mcp_boundary_test',
@@ -60,6 +63,7 @@ export const mcpBoundaryTest: Drill<State> = {
   lesson: 8,
   habit: 'the MCP boundary (no credentials in the Worker, a minimal tool allow-list)',
   tables: ['expenses', 'tool_calls'],
+  needs: ['tenants', 'expenses', 'pending_transactions', 'outbox', 'runs', 'turns', 'tool_calls', 'agent_events'],
   breakDescription:
     'the tool server exposes a fifth tool `sql` that runs its argument, and the Worker is started with DATABASE_URL in its environment',
   fix:
@@ -105,7 +109,9 @@ export const mcpBoundaryTest: Drill<State> = {
           tools,
           pace_ms: 600_000,
           turns: 1,
-          leakDatabaseUrl: ctx.broken ? await ctx.system.workerUrl() : undefined,
+          // The break hands the Worker a database URL; a stand-in one, so no real credential
+          // (on someone else's server, the operator's own) ever sits in a child's environment.
+          leakDatabaseUrl: ctx.broken ? leakedUrlStandIn : undefined,
         });
         ctx.defer(() => ctx.system.stop(tenant.worker));
         // Once it prints, it runs the Worker's own code: the environment is the one it was exec'd with.

@@ -10,19 +10,20 @@
 //     the email service (whose idempotency key is the row's dedup_key) counts one
 //     delivery for the dedup_key however many requests it took.
 // The oracle snapshots the row before the first send and after the dispatch.
+// Every relay it starts claims only the drill tenant's rows: the target's own pending
+// emails are never sent to the loopback email service nor marked dispatched, and no
+// row left due by an earlier run can take the blip meant for the drill's row.
 import { randomUUID } from 'node:crypto';
 import { startRelay } from '../../reconciler/launch.js';
-import { waitFor } from '../../util/wait.js';
 import { drillTenantStep } from '../common-steps.js';
 import { oracleSatisfied } from '../evidence.js';
 import { callTool, journalArgs, withToolsClient } from '../mcp.js';
 import { CouldNotDetermine } from '../runner.js';
-import { query } from '../sql.js';
 import { need, type Drill } from '../types.js';
 import { emailCountsFor } from './email-deliveries.js';
 import { openEpisode } from './episode.js';
 import { readRow, rowSql, showRow } from './outbox-row.js';
-import { backlogWaitMs, killWindowMs, pollMs, processGone, relay, relayCounts, relayLines, relayOptions, waitRelay } from './relay.js';
+import { killWindowMs, relay, relayCounts, relayLines, relayOptions, waitRelay } from './relay.js';
 import type { State } from './state.js';
 import { outboxVerdict } from './verdict.js';
 
@@ -33,6 +34,7 @@ export const outboxRelayRetryTest: Drill<State> = {
   lesson: 5,
   habit: 'outbox',
   tables: ['outbox'],
+  needs: ['tenants', 'outbox', 'runs', 'turns', 'tool_calls', 'agent_events'],
   breakDescription: 'the relay sends without the dedup_key as the idempotency key: the re-send after the kill is a second delivery',
   fix:
     'queue side effects in an outbox row with a unique dedup_key; let the relay claim pending rows with FOR UPDATE SKIP LOCKED, ' +
@@ -40,7 +42,11 @@ export const outboxRelayRetryTest: Drill<State> = {
     'the dedup_key as the idempotency key so a re-send after a crash is not a second delivery',
   init: () => ({ oracleOk: false }),
   steps: [
-    drillTenantStep('outbox', 'The drill queues its own outbox row, so it can run again and never disturbs the rows other drills count.'),
+    drillTenantStep(
+      'outbox',
+      'The drill queues its own outbox row in a tenant of its own, and its relay claims only that tenant\'s rows: ' +
+        'the outbox rows already in the target are never sent or marked, and the drill can run again.',
+    ),
     {
       id: 'email-service',
       title: 'Start the email service',
@@ -50,37 +56,6 @@ export const outboxRelayRetryTest: Drill<State> = {
         ctx.defer(() => ctx.system.stop(email.name));
         state.email = email;
         ctx.observe('email_service', email.url);
-      },
-    },
-    {
-      id: 'backlog',
-      title: 'Let the relay send what is already due',
-      why:
-        'The relay takes the oldest due row first: rows earlier runs queued would take the blip meant for this drill\'s row. ' +
-        'A relay with no pause sends them before the drill queues its own.',
-      sql: ["select count(*) from outbox where status = 'pending' and next_attempt_at <= now()"],
-      async run(ctx, state) {
-        const dueSql = `select count(*)::int as n from outbox where status = 'pending' and next_attempt_at <= now()`;
-        const [due] = await query<{ n: number }>(ctx, dueSql);
-        const backlog = due?.n ?? 0;
-        ctx.observe('backlog_due', backlog);
-        if (backlog === 0) return;
-        const email = need(state.email, 'the email service');
-        const sup = ctx.system.supervisor();
-        await startRelay(sup, { ...(await relayOptions(ctx, email, 0)), noKey: false });
-        ctx.defer(() => ctx.system.stop(relay));
-        await waitFor(
-          'the relay to send the rows already due',
-          async () => {
-            const gone = processGone(ctx);
-            if (gone) throw new Error(`while sending the ${backlog} rows already due, ${gone}`);
-            const rows = await query<{ n: number }>(ctx, dueSql);
-            return rows[0]?.n === 0;
-          },
-          { timeoutMs: backlogWaitMs, intervalMs: pollMs, signal: ctx.signal },
-        );
-        await ctx.system.stop(relay);
-        ctx.observe('backlog_sent', backlog, true);
       },
     },
     {
@@ -127,12 +102,13 @@ export const outboxRelayRetryTest: Drill<State> = {
         'The email service drops the connection of the next request. The relay must record the failure (attempts, last_error, ' +
         'next_attempt_at) and leave the row pending for a retry, never drop it or mark it sent.',
       sql: [
-        "select id, dedup_key, recipient, subject, body, attempts from outbox where status = 'pending' and next_attempt_at <= now() order by next_attempt_at, id limit 1 for update skip locked",
+        "select id, dedup_key, recipient, subject, body, attempts from outbox where status = 'pending' and next_attempt_at <= now() and tenant_id = $1 order by next_attempt_at, id limit 1 for update skip locked",
         "update outbox set attempts = attempts + 1, last_error = $2, next_attempt_at = now() + $3 * power(2, attempts) * interval '1 millisecond' where id = $1",
         rowSql,
       ],
       async run(ctx, state) {
         const { id, dedupKey } = need(state.queued, 'the queued outbox row');
+        const tenant = need(state.tenant, 'the drill tenant');
         const email = need(state.email, 'the email service');
         const sup = ctx.system.supervisor();
         const episode = await openEpisode(ctx, {
@@ -144,7 +120,7 @@ export const outboxRelayRetryTest: Drill<State> = {
         state.episode = episode;
         await email.failNext(1, 'reset');
         episode.log('email service: the next request will have its connection reset');
-        await startRelay(sup, await relayOptions(ctx, email, killWindowMs));
+        await startRelay(sup, await relayOptions(ctx, email, tenant.id, killWindowMs));
         ctx.defer(() => ctx.system.stop(relay));
         const failed = await waitRelay(ctx, 'send_failed', id);
         episode.log(`relay: ${JSON.stringify(failed)}`);
@@ -183,7 +159,7 @@ export const outboxRelayRetryTest: Drill<State> = {
           {
             kind: 'kill',
             process: relay,
-            prompt: `The relay sent ${id} and has not committed yet: press k to kill it (SIGKILL)`,
+            prompt: `The relay sent ${id} and has not committed yet: kill it (SIGKILL)`,
           },
           () => ctx.system.kill(relay, 'SIGKILL'),
         );
@@ -218,13 +194,14 @@ export const outboxRelayRetryTest: Drill<State> = {
       ],
       async run(ctx, state) {
         const { id, dedupKey } = need(state.queued, 'the queued outbox row');
+        const tenant = need(state.tenant, 'the drill tenant');
         const email = need(state.email, 'the email service');
         const episode = need(state.episode, 'the relay episode');
         const sup = ctx.system.supervisor();
         await ctx.operator.request(
-          { kind: 'restart', process: relay, prompt: `${id} still reads pending after the kill: press r to restart the relay` },
+          { kind: 'restart', process: relay, prompt: `${id} still reads pending after the kill: restart the relay` },
           async () => {
-            await startRelay(sup, await relayOptions(ctx, email, 0));
+            await startRelay(sup, await relayOptions(ctx, email, tenant.id, 0));
           },
         );
         ctx.observe('relay_restarted', `pid ${String(sup.get(relay)?.pid)}`);

@@ -6,17 +6,15 @@ import type { DrillContext } from '../types.js';
 
 export const relay = 'relay';
 /** Polling and the first retry delay of the drill's relay: small, so the drill takes a couple of seconds. */
-export const pollMs = 50;
+const pollMs = 50;
 const backoffMs = 200;
 /**
  * How long the relay waits between a successful send and its commit: the window in
  * which the operator kills it. Headless the kill comes at once; in the console a
- * person has this long to press k. The restarted relay has no pause.
+ * person has this long to kill it. The restarted relay has no pause.
  */
 export const killWindowMs = 120_000;
 const waitMs = 15_000;
-/** How long the relay may take to send the rows earlier runs left due. */
-export const backlogWaitMs = 30_000;
 
 /** The relay's JSON lines (every start of it) about one outbox row. */
 export function relayLines(ctx: DrillContext, outboxId: string, event: string): JsonLine[] {
@@ -44,9 +42,20 @@ export function relayCounts(ctx: DrillContext, outboxId: string): RelayCounts {
   };
 }
 
-export async function relayOptions(ctx: DrillContext, email: EmailService, pauseAfterSendMs: number): Promise<RelayOptions> {
+/**
+ * Every start of the drill's relay: scoped to the drill's own tenant, so it never claims
+ * a row of the target's own (its pending emails stay pending) and its first claim is the
+ * drill's row, whatever earlier runs or the target left due.
+ */
+export async function relayOptions(
+  ctx: DrillContext,
+  email: EmailService,
+  tenant: string,
+  pauseAfterSendMs: number,
+): Promise<RelayOptions> {
   return {
     databaseUrl: await ctx.system.workerUrl(),
+    tenant,
     emailUrl: email.url,
     pollMs,
     backoffMs,
