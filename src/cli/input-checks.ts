@@ -149,3 +149,10 @@ export function requiredTargetString(db: unknown, missing: string, env: NodeJS.P
   if (db === undefined && !env.DATABASE_URL) throw new UsageError(missing);
   return targetString(db, env)!;
 }
+
+/** --keep keeps the embedded cluster running; with a target of someone else's there is nothing of ours to keep. */
+export function keepFlag(keep: unknown, db: string | undefined): boolean {
+  if (!keep) return false;
+  if (db !== undefined) throw new UsageError('--keep keeps the embedded cluster, and this target is given by URL: leave out --keep, or --db');
+  return true;
+}

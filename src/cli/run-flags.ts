@@ -9,6 +9,7 @@ import {
   integerFlag,
   readableFile,
   roleNameFlag,
+  keepFlag,
   targetString,
   writableFile,
 } from './input-checks.js';
@@ -61,7 +62,7 @@ export function checkRunInput(values: Record<string, unknown>, env: NodeJS.Proce
   return {
     db,
     yes: Boolean(values.yes),
-    keep: Boolean(values.keep),
+    keep: keepFlag(values.keep, db),
     json: Boolean(values.json),
     breaks: bundleKeysOf('--break', values.break),
     only: bundleKeysOf('--only', values.only),

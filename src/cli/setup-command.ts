@@ -1,7 +1,7 @@
 // `sor-drills setup`: the reference Reconciler schema and seed rows into a target, or
 // (--down) out of it. The target string is checked before anything starts.
 import { commonFlagsHelp, parse, printHelp } from './args.js';
-import { targetString } from './input-checks.js';
+import { keepFlag, targetString } from './input-checks.js';
 import { environmentHelp, signalExitsHelp } from './usage.js';
 import { exitCodes } from '../util/exit-codes.js';
 
@@ -41,17 +41,18 @@ export async function setupCommand(args: string[]): Promise<number> {
     return exitCodes.ok;
   }
   const db = targetString(values.db);
+  const keep = keepFlag(values.keep, db);
   const { resolveTarget } = await import('../postgres/target.js');
   const { setup, setupDown } = await import('../postgres/setup.js');
   const { printKept } = await import('../postgres/kept.js');
   const progress = (line: string) => process.stderr.write(`${line}\n`);
-  const target = await resolveTarget({ db, keep: Boolean(values.keep), onProgress: progress });
+  const target = await resolveTarget({ db, keep, onProgress: progress });
   try {
     progress(`target: ${target.display}`);
     const options = { embedded: target.kind === 'embedded', yes: Boolean(values.yes), onProgress: progress };
     if (values.down) await setupDown(target.url, options);
     else await setup(target.url, options);
-    if (target.cluster && values.keep) printKept(target.cluster);
+    if (target.cluster && keep) printKept(target.cluster);
     return exitCodes.ok;
   } finally {
     await target.close();

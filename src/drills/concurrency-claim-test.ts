@@ -13,13 +13,13 @@ import { randomBytes } from 'node:crypto';
 import { jsonLines, releaseHolds, startWorker } from '../reconciler/launch.js';
 import { withPgClient } from '../postgres/pg.js';
 import { waitFor, WaitTimeout } from '../util/wait.js';
-import { toolServerStep, type ToolServerState } from './common-steps.js';
+import { toolServerStep, type TenantState, type ToolServerState } from './common-steps.js';
 import { withEvidence } from './evidence.js';
+import { createDrillTenant, insertPending, sampleTransactions } from './inputs.js';
 import { CouldNotDetermine } from './runner.js';
 import { query } from './sql.js';
 import { need, type Drill, type DrillContext } from './types.js';
 
-const tenant = 'alice';
 const workers = [
   { process: 'worker-a', label: 'A' },
   { process: 'worker-b', label: 'B' },
@@ -128,7 +128,9 @@ export function lockErrors(codes: string[]): string {
   return codes.length === 0 ? 'No lock errors raised' : `Lock errors raised (${codes.join(', ')})`;
 }
 
-interface State extends ToolServerState {
+interface State extends TenantState, ToolServerState {
+  /** The drill tenant's two pending transactions the Workers race over, in claim order. */
+  pending: string[];
   /** The runs' worker names of A and B, in the order of `workers` (unique per drill run). */
   workerNames: string[];
   /** The claim calls both Workers journaled, in call order. */
@@ -144,18 +146,29 @@ export const concurrencyClaimTest: Drill<State> = {
   lesson: 4,
   habit: 'claims with FOR UPDATE SKIP LOCKED',
   tables: ['pending_transactions', 'tool_calls'],
-  needs: ['pending_transactions', 'runs', 'turns', 'tool_calls', 'agent_events'],
+  needs: ['tenants', 'pending_transactions', 'runs', 'turns', 'tool_calls', 'agent_events'],
   breakDescription: 'claims without SKIP LOCKED (plain FOR UPDATE): B waits for A\u2019s lock',
   fix: 'claim with SELECT ... FOR UPDATE SKIP LOCKED (with a lease) so a second Worker skips a locked row instead of waiting for it',
-  init: () => ({ workerNames: [], claims: [], lockWaits: 0 }),
+  init: () => ({ pending: [], workerNames: [], claims: [], lockWaits: 0 }),
   steps: [
+    {
+      id: 'inputs',
+      title: 'Make a tenant with two pending transactions',
+      why: 'The race needs two rows of its own: a tenant no other drill touches, so the target\u2019s own rows are never claimed.',
+      async run(ctx, state) {
+        state.tenant = await createDrillTenant(ctx, 'race');
+        state.pending = await insertPending(ctx, state.tenant.id, sampleTransactions.slice(0, 2));
+        ctx.observe('pending', state.pending);
+      },
+    },
     toolServerStep({
       title: 'Start the tool server with a visible claim hold',
       why: 'Each claim holds its row lock until the drill has seen the second Worker arrive, so the second Worker meets a row the first still holds.',
       breaks: { noSkipLocked: true },
       claimHoldMs: () => heldUntilReleased,
       leaseMs,
-      async after(ctx) {
+      async after(ctx, state) {
+        const tenant = need(state.tenant, 'the drill tenant').id;
         ctx.observe('claim_hold_ms', ctx.options.claimHoldMs);
         const pending = await query<{ id: string }>(
           ctx,
@@ -184,6 +197,7 @@ export const concurrencyClaimTest: Drill<State> = {
       ],
       async run(ctx, state) {
         const tools = need(state.tools, 'the tool server');
+        const tenant = need(state.tenant, 'the drill tenant').id;
         const sup = ctx.system.supervisor();
         const suffix = randomBytes(3).toString('hex');
         const names = workers.map((worker) => `race-${worker.label.toLowerCase()}-${suffix}`);

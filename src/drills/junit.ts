@@ -35,7 +35,11 @@ function testCase(drill: Drill, result: DrillResult | undefined): string {
   else if (result.verdict === 'pass') body = `      <system-out>${xmlText(result.evidence)}</system-out>`;
   else {
     const reason = result.reason ?? result.evidence;
-    const detail = `Lesson ${drill.lesson} (${drill.habit}): ${reason}`;
+    // A drill that could not look says nothing about the lesson's habit.
+    const detail =
+      result.verdict === 'could-not-determine'
+        ? `could not judge Lesson ${drill.lesson} (${drill.habit}): ${reason}`
+        : `Lesson ${drill.lesson} (${drill.habit}) missing: ${reason}`;
     body = `      <failure type="${result.verdict}" message="${xmlText(reason)}">${xmlText(detail)}</failure>`;
   }
   return [head, body, '    </testcase>'].join('\n');

@@ -1,18 +1,15 @@
 // A target with the reference names but without the rows a drill needs to look at
-// (no event row to aim a change at, no run to replay, too few pending rows to race
-// over) says nothing about a habit: each such drill is could-not-determine naming
+// (no event row to aim a change at, no run to replay) says nothing about a habit: each such drill is could-not-determine naming
 // what is missing, never a fail. The same drills still fail when the mechanism is
 // missing, in drills-sql.test.ts and drills-processes.test.ts.
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
-import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
+import { runOne, useDrillTarget } from '../helpers/drills.js';
 import { appendOnlyEventTest } from '../../src/drills/append-only-event-test.js';
-import { concurrencyClaimTest } from '../../src/drills/concurrency-claim-test.js';
 import { withPgClient } from '../../src/postgres/pg.js';
 
 let db: TestDatabase;
-let system: TestSystem;
-useDrillTarget((target) => ({ db, system } = target));
+useDrillTarget((target) => ({ db } = target));
 
 /** Runs statements as the superuser with user triggers off: the test's own database, changed on purpose. */
 async function asOwnerWithoutTriggers(statements: string[]): Promise<void> {
@@ -43,15 +40,5 @@ describe('drills on a target without the rows they need', () => {
     const result = await runOne(appendOnlyEventTest, db);
     expect(result.verdict, result.reason).toBe('could-not-determine');
     expect(result.reason).toMatch(/agent_events holds no row to attempt a change on/);
-  });
-
-  it('race: fewer than two claimable rows for alice is could-not-determine, and no Worker starts', async () => {
-    await withPgClient(db.url, (client) =>
-      client.query(`update pending_transactions set status = 'processed', processed_at = now() where tenant_id = 'alice'`),
-    );
-    const result = await runOne(concurrencyClaimTest, db, { system });
-    expect(result.verdict, result.reason).toBe('could-not-determine');
-    expect(result.reason).toMatch(/alice has 0 claimable pending transactions and the race needs two/);
-    expect(system.list().filter((process) => process.name !== 'tool-server')).toEqual([]);
   });
 });

@@ -21,14 +21,13 @@ function observed(events: RunnerEvent[], label: string): string | undefined {
   return found?.type === 'observation' ? found.value : undefined;
 }
 
-/** The two transactions Alice's race would claim now: whatever earlier runs left claimed (leased) is skipped. */
-async function claimableNow(): Promise<string[]> {
+/** Alice's pending transactions as they stand: the race drill must leave them as they are. */
+async function alicePending(): Promise<unknown[]> {
   const { rows } = await sql(
-    `select id from pending_transactions
-      where tenant_id = 'alice' and (status = 'pending' or (status = 'claimed' and locked_until < clock_timestamp()))
-      order by id limit 2`,
+    `select id, status, claimed_by, locked_until, processed_by, processed_at
+       from pending_transactions where tenant_id = 'alice' order by id`,
   );
-  return rows.map((row: { id: string }) => row.id);
+  return rows;
 }
 
 describe('idempotency_retry_test', () => {
@@ -104,9 +103,13 @@ describe('run_journal_resume_drill', () => {
 
 describe('concurrency_claim_test', () => {
   it('passes: A takes the first claimable transaction and holds it, B takes the next without waiting', async () => {
-    const [first, next] = await claimableNow();
-    const result = await runOne(concurrencyClaimTest, db, { system });
+    const aliceBefore = await alicePending();
+    const events: RunnerEvent[] = [];
+    const result = await runOne(concurrencyClaimTest, db, { system, events });
     expect(result.verdict, result.reason).toBe('pass');
+    // The race runs over two rows of the drill's own tenant; the target's own rows are never claimed.
+    const [first, next] = JSON.parse(observed(events, 'pending') ?? '[]') as string[];
+    expect(await alicePending()).toEqual(aliceBefore);
     expect(result.evidence).toMatch(
       new RegExp(
         `^Worker A claimed pending_transaction ${first}\\. Worker B skipped ${first} and claimed ${next}\\. No duplicate processing\\. No lock errors raised`,
@@ -152,7 +155,7 @@ describe('concurrency_claim_test verdict, on claims the reference never shows', 
     released_at: times.released,
   });
   const verdictOf = (claims: ReturnType<typeof claim>[], lockWaits = 0) =>
-    concurrencyClaimTest.verdict({} as DrillContext, { workerNames: ['a', 'b'], claims, lockWaits });
+    concurrencyClaimTest.verdict({} as DrillContext, { pending: [], workerNames: ['a', 'b'], claims, lockWaits });
 
   it('could not determine when B asked only after A had released: the claims never overlapped', () => {
     const result = verdictOf([

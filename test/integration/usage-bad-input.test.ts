@@ -104,6 +104,7 @@ const runCases: Case[] = [
   { args: ['--db', '{target}', '--yes', '--worker-role', ''], names: /--worker-role "": expected a role name/ },
   { args: ['--db', '{target}', '--yes', '--frobnicate'], names: /unknown flag --frobnicate/ },
   { args: ['--db', '{target}', '--out'], names: /--out needs a value/ },
+  { args: ['--db', '{target}', '--yes', '--keep'], names: /--keep keeps the embedded cluster, and this target is given by URL/ },
 ];
 
 describe('sor-drills run: bad input', () => {
@@ -127,6 +128,7 @@ describe('sor-drills setup: bad input', () => {
     { args: ['--frobnicate'], names: /unknown flag --frobnicate/ },
     { args: ['--yes=1'], names: /--yes takes no value/ },
     { args: ['extra'], names: /unexpected argument "extra"/ },
+    { args: ['--db', '{target}', '--keep'], names: /--keep keeps the embedded cluster/ },
   ];
   it.each(cases)('setup $args', async (input) => {
     expectRefused(await attempt({ ...input, args: ['setup', ...input.args] }), input, 'setup');

@@ -84,7 +84,11 @@ describe('junitXml', () => {
     }
     expect(byKey('idempotency_retry_test')).toContain('<system-out>expenses +1</system-out>');
     expect(byKey('rls_identity_flip_test')).toContain('<failure type="fail" message="Alice saw 31 of Bob rows">Lesson 7 (');
+    expect(byKey('rls_identity_flip_test')).toContain(') missing: Alice saw 31 of Bob rows</failure>');
     expect(byKey('mcp_boundary_test')).toContain('<failure type="could-not-determine"');
+    // A drill that could not look blames no habit.
+    expect(byKey('mcp_boundary_test')).toContain('>could not judge Lesson 8 (');
+    expect(byKey('mcp_boundary_test')).not.toContain('missing:');
   });
 
   it('a drill with no result at all (the run was cut short) is skipped too', async () => {
