@@ -10,7 +10,7 @@ const environment = {
   DATABASE_URL: ['DATABASE_URL', 'the target when --db is absent'],
   SOR_WORKER_URL: [
     'SOR_WORKER_URL',
-    'a login of the worker role for the tool server and the relay\n(default: a fresh random password set on worker_write at start)',
+    'a login of the worker role for the tool server and the relay\n(default: on your server, SET ROLE from the --db login; on the embedded\ncluster, a fresh random password set on worker_write at start)',
   ],
   NEON_API_KEY: [
     'NEON_API_KEY, NEON_PROJECT_ID',

@@ -24,6 +24,8 @@ const workers = [
   { process: 'worker-a', label: 'A' },
   { process: 'worker-b', label: 'B' },
 ] as const;
+/** The application_name of the tool server's sessions (src/reconciler/tool-server.ts): whose lock waits count. */
+const toolServerApplication = 'sor-tool-server';
 /** Claims left behind expire quickly, so the drill can run again on the same target. */
 const leaseMs = 5_000;
 /** The tool server's hold: longer than any race takes; the drill ends it (releaseHolds) once it has seen the race. */
@@ -193,7 +195,7 @@ export const concurrencyClaimTest: Drill<State> = {
       operator: 'start',
       sql: [
         `select id from pending_transactions where tenant_id = $1 and status = 'pending' order by id limit 1 for update skip locked`,
-        `select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database()`,
+        `select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database() and application_name = 'sor-tool-server'`,
       ],
       async run(ctx, state) {
         const tools = need(state.tools, 'the tool server');
@@ -204,12 +206,15 @@ export const concurrencyClaimTest: Drill<State> = {
         state.workerNames = names;
         let lockWaits = 0;
         let polling = true;
-        // Postgres's own view of the race, on a separate connection: sessions waiting for a lock.
+        // Postgres's own view of the race, on a separate connection: the tool server's sessions
+        // waiting for a lock (another application's lock waits on a busy target are not the claim's).
         const poll = withPgClient(ctx.url, async (client) => {
           while (polling) {
             const { rows } = await client.query<{ n: number }>(
               `select count(*)::int as n from pg_stat_activity
-                where wait_event_type = 'Lock' and datname = current_database() and pid <> pg_backend_pid()`,
+                where wait_event_type = 'Lock' and datname = current_database() and pid <> pg_backend_pid()
+                  and application_name = $1`,
+              [toolServerApplication],
             );
             lockWaits = Math.max(lockWaits, rows[0]?.n ?? 0);
             await new Promise((resolve) => setTimeout(resolve, 20));

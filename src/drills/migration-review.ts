@@ -10,6 +10,7 @@ import { fixturesDir, splitMigration } from '../postgres/migrations.js';
 import { BranchUnavailable, createNeonBranch, createTemplateBranch, type Branch } from '../postgres/branch.js';
 import { inTransaction, withPgClient } from '../postgres/pg.js';
 import { readCatalog, type Catalog } from '../oracle/index.js';
+import { onCleanup } from '../util/lifecycle.js';
 import { catalogDiff } from './catalog-diff.js';
 import { withEvidence } from './evidence.js';
 import { reviewStatically, type StaticReview } from './migration-static.js';
@@ -131,16 +132,28 @@ export const migrationReview: Drill<State> = {
       why: 'The migration is applied on a branch of the target, never on the target itself.',
       sql: [`create database "${branchName}" template <target>`],
       async run(ctx, state) {
+        const making = ctx.options.neon
+          ? createNeonBranch(ctx.options.neon, ctx.database, branchName)
+          : createTemplateBranch(ctx.url, ctx.database, branchName);
+        // A branch is a full copy of the target: it must not outlive an interrupted run either.
+        // Registered before the copy starts, so a Ctrl-C during CREATE DATABASE waits for it to
+        // end and then drops what it made.
+        const forget = onCleanup(`drop branch ${branchName}`, async () => {
+          const made = await making.catch(() => undefined);
+          await made?.drop();
+        });
         let branch: Branch;
         try {
-          branch = ctx.options.neon
-            ? await createNeonBranch(ctx.options.neon, ctx.database, branchName)
-            : await createTemplateBranch(ctx.url, ctx.database, branchName);
+          branch = await making;
         } catch (error) {
+          forget();
           if (error instanceof BranchUnavailable) throw new CouldNotDetermine(error.message);
           throw error;
         }
-        ctx.defer(() => branch.drop());
+        ctx.defer(async () => {
+          await branch.drop();
+          forget();
+        });
         state.branch = branch;
         ctx.observe('branch_made', branch.describe, true);
       },

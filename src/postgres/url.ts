@@ -62,9 +62,25 @@ export function maskSecrets(text: string, secrets: readonly string[] = []): stri
   // password may hold '&'; a JSON log line's closing quote is kept).
   out = out.replace(/((?:^|[\s?&"'])(?:PG)?(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s"]+)/gi, '$1***');
   for (const secret of secrets) {
-    if (secret.length >= 4) out = out.split(secret).join('***');
+    if (secret.length >= 4) out = out.replace(secretPattern(secret), '***');
   }
   return out;
+}
+
+/**
+ * A secret as it may appear in text: each character as written or percent-encoded (as
+ * inside a URL, with hex digits in either case), so a partly encoded copy is found too.
+ */
+function secretPattern(secret: string): RegExp {
+  const hexDigit = (digit: string) => `[${digit}${digit.toUpperCase()}]`;
+  const parts = Array.from(secret, (char) => {
+    const encoded = Array.from(Buffer.from(char, 'utf8'), (byte) => {
+      const hex = byte.toString(16).padStart(2, '0');
+      return `%${hexDigit(hex[0]!)}${hexDigit(hex[1]!)}`;
+    }).join('');
+    return `(?:${char.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}|${encoded})`;
+  });
+  return new RegExp(parts.join(''), 'g');
 }
 
 /** The same connection pointing at another database (for branches and per-test databases), as a URL. */

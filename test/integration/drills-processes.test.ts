@@ -7,7 +7,8 @@ import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import { idempotencyRetryTest, writeOutcome } from '../../src/drills/idempotency-retry-test.js';
 import { runJournalResumeDrill, timeline } from '../../src/drills/run-journal-resume-drill.js';
 import { concurrencyClaimTest, duplicateProcessing, lockErrors } from '../../src/drills/concurrency-claim-test.js';
-import { withPgClient } from '../../src/postgres/pg.js';
+import { connect, withPgClient } from '../../src/postgres/pg.js';
+import { waitFor } from '../../src/util/wait.js';
 import type { DrillContext, RunnerEvent } from '../../src/drills/types.js';
 
 let db: TestDatabase;
@@ -115,6 +116,38 @@ describe('concurrency_claim_test', () => {
         `^Worker A claimed pending_transaction ${first}\\. Worker B skipped ${first} and claimed ${next}\\. No duplicate processing\\. No lock errors raised`,
       ),
     );
+  });
+
+  it("passes on a busy target: another application's lock wait in the same database is not the claim's", async () => {
+    await sql('create table unrelated_jobs (id int primary key)');
+    await sql('insert into unrelated_jobs values (1)');
+    const holder = await connect(db.url, { applicationName: 'someone-else' });
+    const waiter = await connect(db.url, { applicationName: 'someone-else' });
+    try {
+      await holder.query('begin');
+      await holder.query('update unrelated_jobs set id = id where id = 1');
+      const waiting = waiter.query('update unrelated_jobs set id = id where id = 1').catch(() => undefined);
+      await waitFor(
+        "the other application's lock wait",
+        async () => {
+          const { rows } = await sql(
+            `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and application_name = 'someone-else'`,
+          );
+          return rows[0]?.n === 1;
+        },
+        { timeoutMs: 10_000 },
+      );
+      const events: RunnerEvent[] = [];
+      const result = await runOne(concurrencyClaimTest, db, { system, events });
+      expect(result.verdict, result.reason).toBe('pass');
+      expect(Number(observed(events, 'lock_waits_seen'))).toBe(0);
+      await holder.query('rollback');
+      await waiting;
+    } finally {
+      await holder.end().catch(() => {});
+      await waiter.end().catch(() => {});
+      await sql('drop table if exists unrelated_jobs');
+    }
   });
 
   it('fails with its deliberate break: without SKIP LOCKED B waits for A', async () => {

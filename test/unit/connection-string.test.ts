@@ -187,6 +187,11 @@ describe('masking', () => {
     expect(masked).toContain('host=db');
     // A JSON log line stays JSON.
     expect(maskSecrets('{"error":"password=abc&d"}')).toBe('{"error":"password=***"}');
+    // A known secret, also where a command printed it percent-encoded (as inside a URL).
+    expect(maskSecrets('raw Zq9-UNIQUE-pw, encoded Zq9%2DUNIQUE-pw, lower Zq9%2dUNIQUE-pw', ['Zq9-UNIQUE-pw'])).toBe(
+      'raw ***, encoded ***, lower ***',
+    );
+    expect(maskSecrets('a p%40ss:w0rd b', ['p@ss:w0rd'])).toBe('a *** b');
   });
 
   it('withDatabase and withCredentials take either form and give a URL', () => {
