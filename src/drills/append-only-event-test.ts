@@ -6,7 +6,11 @@
 // Any other SQLSTATE (a lock timeout, a cancelled statement, a serialization
 // failure) stopped the statement before either layer answered: the drill could not
 // look: could-not-determine naming the SQLSTATE, unless another statement proved
-// the table writable (a fail).
+// the table writable (a fail). The catalog is read too, because an attempt on one row as
+// two roles cannot see a grant or a trigger condition that spares other roles, rows or
+// columns: the Worker role must hold none of UPDATE (a column grant counts), DELETE and
+// TRUNCATE, and each of them must meet an enabled BEFORE trigger with no WHEN condition
+// (and, for UPDATE, no column list).
 import { ident } from '../postgres/pg.js';
 import { withEvidence } from './evidence.js';
 import { CouldNotDetermine } from './runner.js';
@@ -17,10 +21,16 @@ const replayRun = 'R-44';
 const operations = ['update', 'delete', 'truncate'] as const;
 type Operation = (typeof operations)[number];
 
-function statement(operation: Operation, id: string): string {
+/**
+ * The attempt on the target row. The UPDATE sets every assignable column to itself, so a
+ * trigger written `before update of <column>` fires whichever column it names.
+ */
+function statement(operation: Operation, id: string, columns: string[]): string {
   switch (operation) {
-    case 'update':
-      return `update agent_events set event_type = 'tampered' where id = ${Number(id)}`;
+    case 'update': {
+      const assignments = columns.map((column) => `${ident(column)} = ${ident(column)}`).join(', ');
+      return `update agent_events set ${assignments} where id = ${Number(id)}`;
+    }
     case 'delete':
       return `delete from agent_events where id = ${Number(id)}`;
     case 'truncate':
@@ -126,11 +136,76 @@ export function narrate(run: string, events: EventRow[]): string[] {
   });
 }
 
+/** What pg_trigger says of one trigger on agent_events. */
+interface TriggerRow {
+  name: string;
+  /** tgtype bits: 1 row, 2 before, 8 delete, 16 update, 32 truncate. */
+  type: number;
+  /** tgenabled: O origin, A always, R replica, D disabled. */
+  enabled: string;
+  hasWhen: boolean;
+  /** The columns of `update of ...` (tgattr), empty when there is no column list. */
+  columns: string[];
+}
+
+/** The Worker role's privileges on agent_events, as has_table_privilege and has_column_privilege say. */
+interface Privileges {
+  update: boolean;
+  delete: boolean;
+  truncate: boolean;
+  anyColumnUpdate: boolean;
+  updateColumns: string[];
+}
+
+const tgBit = { row: 1, before: 2, delete: 8, update: 16, truncate: 32 } as const;
+
+/** Why a trigger that fires before `operation` still lets some change through; empty when it does not. */
+function gaps(operation: Operation, trigger: TriggerRow): string[] {
+  const why: string[] = [];
+  if (trigger.enabled === 'D') why.push('is disabled');
+  if (trigger.hasWhen) why.push('has a WHEN condition');
+  // A column list narrows only the UPDATE event of a trigger: DELETE fires it whatever the list.
+  if (operation === 'update' && trigger.columns.length > 0) why.push(`has a column list (${trigger.columns.join(', ')})`);
+  return why;
+}
+
+/** Why no trigger refuses `operation` for every role, row and column; undefined when one does. */
+function uncovered(operation: Operation, triggers: TriggerRow[]): string | undefined {
+  const perRow = operation !== 'truncate';
+  const firing = triggers.filter(
+    (trigger) =>
+      (trigger.type & tgBit[operation]) !== 0 &&
+      (trigger.type & tgBit.before) !== 0 &&
+      ((trigger.type & tgBit.row) !== 0) === perRow,
+  );
+  if (firing.some((trigger) => gaps(operation, trigger).length === 0)) return undefined;
+  const missing = `no unconditional BEFORE ${perRow ? 'ROW' : 'STATEMENT'} trigger covers ${operation.toUpperCase()} on agent_events`;
+  if (firing.length === 0) return missing;
+  return `${missing} (${firing.map((trigger) => `${trigger.name} ${gaps(operation, trigger).join(' and ')}`).join('; ')})`;
+}
+
+/** What the Worker role may do to agent_events that an append-only table forbids. */
+function heldPrivileges(worker: string, privileges: Privileges): string[] {
+  const held = operations.filter((operation) => privileges[operation]).map((operation) => operation.toUpperCase());
+  const reasons = held.length > 0 ? [`${worker} holds ${held.join(', ')} on agent_events`] : [];
+  // A column grant lets the Worker rewrite those columns though the table grant is absent.
+  if (!privileges.update && privileges.anyColumnUpdate) {
+    reasons.push(`${worker} holds UPDATE on agent_events (${privileges.updateColumns.join(', ')})`);
+  }
+  return reasons;
+}
+
 interface State {
   /** The agent_events row every UPDATE and DELETE aims at: one that exists. */
   targetId?: string;
   /** The table's own triggers, which the break drops inside its rolled-back transaction. */
   triggers: string[];
+  /** The columns an UPDATE can set to themselves (not generated, not identity ALWAYS). */
+  columns: string[];
+  /** The Worker role's privileges from the catalog; undefined when the role does not exist. */
+  privileges?: Privileges;
+  /** Every non-internal trigger of agent_events from pg_trigger. */
+  triggerCatalog: TriggerRow[];
   /** The role that owns agent_events, as pg_class says (grants do not bind it). */
   ownerRole?: string;
   /** Each attempt as the Worker role, in the order of `operations`. */
@@ -151,7 +226,7 @@ export const appendOnlyEventTest: Drill<State> = {
   needs: [{ table: 'agent_events', columns: ['id', 'run_id', 'turn_no', 'event_type', 'detail'] }],
   breakDescription: 'UPDATE, DELETE and TRUNCATE granted to the Worker role and the triggers dropped (inside a rolled-back transaction): the update lands',
   fix: 'revoke UPDATE, DELETE and TRUNCATE on agent_events from the Worker role and add BEFORE UPDATE OR DELETE (row) and BEFORE TRUNCATE (statement) triggers that raise',
-  init: () => ({ triggers: [], workerAttempts: [], ownerAttempts: [], replayEvents: 0 }),
+  init: () => ({ triggers: [], columns: [], triggerCatalog: [], workerAttempts: [], ownerAttempts: [], replayEvents: 0 }),
   steps: [
     {
       id: 'target-row',
@@ -159,11 +234,14 @@ export const appendOnlyEventTest: Drill<State> = {
       why: 'An UPDATE that matches no row raises nothing even on a writable table, so the attempt must aim at a real row.',
       sql: ['select min(id) from agent_events'],
       async run(ctx, state) {
-        const rows = await query<{ id: string | null; triggers: string[] }>(
+        const rows = await query<{ id: string | null; triggers: string[]; columns: string[] }>(
           ctx,
           `select min(e.id)::text as id,
                   array(select tgname::text from pg_trigger
-                         where tgrelid = 'agent_events'::regclass and not tgisinternal order by tgname) as triggers
+                         where tgrelid = 'agent_events'::regclass and not tgisinternal order by tgname) as triggers,
+                  array(select attname::text from pg_attribute
+                         where attrelid = 'agent_events'::regclass and attnum > 0 and not attisdropped
+                           and attgenerated = '' and attidentity <> 'a' order by attnum) as columns
              from agent_events e`,
         );
         const id = rows[0]?.id;
@@ -175,8 +253,48 @@ export const appendOnlyEventTest: Drill<State> = {
         }
         state.targetId = id;
         state.triggers = rows[0]?.triggers ?? [];
+        state.columns = rows[0]?.columns ?? [];
         ctx.observe('target_id', id);
         ctx.observe('triggers', state.triggers);
+      },
+    },
+    {
+      id: 'catalog',
+      title: 'Read the Worker role\'s privileges and the triggers of agent_events',
+      why: 'One row tried as two roles cannot show a column grant, or a trigger whose WHEN condition or column list spares other roles, rows or columns.',
+      async run(ctx, state) {
+        const worker = ctx.roles.worker;
+        const privileges = await query<Privileges>(
+          ctx,
+          `select has_table_privilege($1, 'agent_events', 'UPDATE') as "update",
+                  has_table_privilege($1, 'agent_events', 'DELETE') as "delete",
+                  has_table_privilege($1, 'agent_events', 'TRUNCATE') as "truncate",
+                  has_any_column_privilege($1, 'agent_events', 'UPDATE') as "anyColumnUpdate",
+                  array(select attname::text from pg_attribute
+                         where attrelid = 'agent_events'::regclass and attnum > 0 and not attisdropped
+                           and has_column_privilege($1, 'agent_events', attnum, 'UPDATE') order by attnum) as "updateColumns"
+             from pg_roles where rolname = $1`,
+          [worker],
+        );
+        // No such role: the attempts as it end in an error and say could-not-determine.
+        state.privileges = privileges[0];
+        const held = state.privileges && heldPrivileges(worker, state.privileges);
+        ctx.observe('worker_privileges', state.privileges ?? `role ${worker} not found`, held && held.length === 0);
+        state.triggerCatalog = await query<TriggerRow>(
+          ctx,
+          `select t.tgname::text as name, t.tgtype::int as type, t.tgenabled::text as enabled,
+                  t.tgqual is not null as "hasWhen",
+                  array(select a.attname::text from pg_attribute a
+                         where a.attrelid = t.tgrelid and a.attnum = any(t.tgattr) order by a.attnum) as columns
+             from pg_trigger t
+            where t.tgrelid = 'agent_events'::regclass and not t.tgisinternal
+            order by t.tgname`,
+        );
+        ctx.observe('trigger_catalog', state.triggerCatalog);
+        for (const operation of operations) {
+          const gap = uncovered(operation, state.triggerCatalog);
+          ctx.observe(`trigger_covers_${operation}`, gap ?? 'yes', gap === undefined);
+        }
       },
     },
     {
@@ -196,7 +314,7 @@ export const appendOnlyEventTest: Drill<State> = {
           },
           async (log) => {
             for (const operation of operations) {
-              const attempt = await attemptAs(ctx, ctx.roles.worker, statement(operation, id), {
+              const attempt = await attemptAs(ctx, ctx.roles.worker, statement(operation, id, state.columns), {
                 prelude: prelude(ctx, state.triggers),
               });
               log(`${operation}: ${describe(attempt)}`);
@@ -221,7 +339,7 @@ export const appendOnlyEventTest: Drill<State> = {
         state.ownerRole = ownerRole;
         ctx.observe('owner_role', ownerRole);
         for (const operation of operations) {
-          const attempt = await attemptAs(ctx, ownerRole, statement(operation, id), {
+          const attempt = await attemptAs(ctx, ownerRole, statement(operation, id, state.columns), {
             prelude: prelude(ctx, state.triggers),
           });
           state.ownerAttempts.push([operation, attempt]);
@@ -261,10 +379,16 @@ export const appendOnlyEventTest: Drill<State> = {
     const proven = (list: typeof worker) => list.filter(([, attempt]) => layerOf(attempt) !== 'other');
     const workerWrong = proven(workerBad);
     const ownerWrong = proven(ownerBad);
-    if (workerWrong.length > 0 || ownerWrong.length > 0) {
+    // What the catalog proves whatever the attempts on one row showed.
+    const catalogWrong = [
+      ...(state.privileges ? heldPrivileges(ctx.roles.worker, state.privileges) : []),
+      ...operations.flatMap((operation) => uncovered(operation, state.triggerCatalog) ?? []),
+    ];
+    if (workerWrong.length > 0 || ownerWrong.length > 0 || catalogWrong.length > 0) {
       const reasons: string[] = [];
       if (workerBad.length > 0) reasons.push(`as ${ctx.roles.worker}: ${summary(workerBad)}`);
       if (ownerBad.length > 0) reasons.push(`as owner ${String(state.ownerRole)}: ${summary(ownerBad)}`);
+      reasons.push(...catalogWrong);
       if (events === 0) reasons.push(`run ${replayRun} has no agent_events rows to replay`);
       const reason = `agent_events is not append-only: ${reasons.join('; ')}`;
       return { verdict: 'fail', evidence: reason, reason };

@@ -133,12 +133,12 @@ export const migrationReview: Drill<State> = {
       sql: [`create database "${branchName}" template <target>`],
       async run(ctx, state) {
         const making = ctx.options.neon
-          ? createNeonBranch(ctx.options.neon, ctx.database, branchName)
-          : createTemplateBranch(ctx.url, ctx.database, branchName);
+          ? createNeonBranch(ctx.options.neon, ctx.database, ctx.options.branchName ?? branchName)
+          : createTemplateBranch(ctx.url, ctx.database, ctx.options.branchName ?? branchName);
         // A branch is a full copy of the target: it must not outlive an interrupted run either.
         // Registered before the copy starts, so a Ctrl-C during CREATE DATABASE waits for it to
         // end and then drops what it made.
-        const forget = onCleanup(`drop branch ${branchName}`, async () => {
+        const forget = onCleanup(`drop branch ${ctx.options.branchName ?? branchName}`, async () => {
           const made = await making.catch(() => undefined);
           await made?.drop();
         });
@@ -238,7 +238,8 @@ export const migrationReview: Drill<State> = {
     }
     // The drop-guard step recorded this override; it stays in the review.
     const override = review?.override;
-    const where = branch?.kind === 'neon' ? `Neon branch ${branchName}` : `branch ${branchName} (template copy)`;
+    const name = branch?.name ?? branchName;
+    const where = branch?.kind === 'neon' ? `Neon branch ${name}` : `branch ${name} (template copy)`;
     return {
       verdict: 'pass',
       evidence:

@@ -1,7 +1,10 @@
 // Drill 7, rls_identity_flip_test (Lesson 7, RLS). As a role that is neither
 // superuser nor BYPASSRLS (and neither the table owner nor a member of it, unless
 // RLS is forced), read expenses with the tenant context set to Alice, to Bob, and
-// unset; each context must see exactly its own rows, and none when unset. The
+// unset, and with a context that names no tenant but is a LIKE pattern ('%'); each
+// context must see exactly its own rows, and none when unset or a pattern. The same
+// flip runs as the worker role (the one the tool server uses) when it may read
+// expenses: a policy scoped to that role leaks just as well. The
 // expected counts are read from the database first, as the connecting (owner)
 // role, outside RLS. The reader's attributes decide the verdict on their own: on
 // data where nothing could leak, a reader that skips the policies still proves nothing.
@@ -16,6 +19,22 @@ interface ContextRead {
   seen: Record<string, number>;
   total: number;
   code?: string;
+  /** Where the attempt failed: becoming the role, or the read itself. */
+  stage?: 'role' | 'read';
+  /** An unset-context read refused with 42704: no row shown, the policy fails closed. */
+  failsClosed?: true;
+}
+
+/** The contexts of one flip: each tenant, none, and a pattern that names no tenant. */
+const contexts = ['alice', 'bob', 'unset', 'pattern'] as const;
+type ContextName = (typeof contexts)[number];
+type Reads = Partial<Record<ContextName, ContextRead>>;
+
+/** The value app.tenant_id gets in a context; null leaves it unset. */
+function contextValue(name: ContextName): string | null {
+  if (name === 'unset') return null;
+  if (name === 'pattern') return '%';
+  return name;
 }
 
 const tenants = ['alice', 'bob'] as const;
@@ -46,9 +65,15 @@ interface State {
   reads: Partial<Record<Tenant, ContextRead>>;
   /** What the reader saw with no tenant context. */
   unset?: ContextRead;
+  /** What the reader saw with app.tenant_id = '%'. */
+  pattern?: ContextRead;
+  /** Whether the worker role exists and has SELECT on expenses, so that its flip runs. */
+  workerReadsExpenses: boolean;
+  /** What the worker role saw in each context. */
+  workerReads: Reads;
 }
 
-async function readAs(ctx: DrillContext, policies: string[], tenant: string | null): Promise<ContextRead> {
+async function readAs(ctx: DrillContext, role: string, policies: string[], tenant: string | null): Promise<ContextRead> {
   // A deliberate break: the policy replaced by a permissive one, inside the rolled-back transaction.
   const prelude = ctx.broken
     ? policies.map((name) => `drop policy ${ident(name)} on expenses`).concat([
@@ -58,21 +83,38 @@ async function readAs(ctx: DrillContext, policies: string[], tenant: string | nu
   let seen: Record<string, number> = {};
   let total = 0;
   const sql = `select tenant_id, count(*)::int as n from expenses group by tenant_id order by tenant_id`;
-  const attempt = await attemptAsRows(ctx, tenant, sql, prelude, (rows) => {
+  const attempt = await attemptAsRows(ctx, role, tenant, sql, prelude, (rows) => {
     seen = Object.fromEntries(rows.map((row) => [row.tenant_id, row.n]));
     total = rows.reduce((sum, row) => sum + row.n, 0);
   });
-  return { seen, total, code: attempt };
+  if (!attempt) return { seen, total };
+  // A missing setting refused (current_setting without missing_ok) shows no row: that fails closed.
+  if (tenant === null && attempt.code === '42704' && attempt.stage === 'read') {
+    return { seen: {}, total: 0, code: attempt.code, failsClosed: true };
+  }
+  return { seen, total, ...attempt };
 }
 
-/** Reads as the reader role inside BEGIN ... ROLLBACK, with the tenant context set (or not). */
+/** Reads one context as `role`, observed under `label`: exactly its own rows, none where no tenant is named. */
+async function flip(ctx: DrillContext, state: State, role: string, name: ContextName, label: string): Promise<ContextRead> {
+  const read = await readAs(ctx, role, state.policies, contextValue(name));
+  const own = name === 'alice' || name === 'bob' ? name : null;
+  const expected = own ? (state.truth[own] ?? 0) : 0;
+  const clean = read.total === expected && read.total === (own ? (read.seen[own] ?? 0) : 0);
+  ctx.observe(label, read, (!read.code || read.failsClosed === true) && clean);
+  if (read.failsClosed) ctx.notes.push(`${role}, ${name} context: refused with ${read.code}: fails closed`);
+  return read;
+}
+
+/** Reads as `role` inside BEGIN ... ROLLBACK, with the tenant context set (or not). */
 async function attemptAsRows(
   ctx: DrillContext,
+  role: string,
   tenant: string | null,
   sql: string,
   prelude: string[],
   onRows: (rows: Array<{ tenant_id: string; n: number }>) => void,
-): Promise<string | undefined> {
+): Promise<{ code: string; stage: 'role' | 'read' } | undefined> {
   return withPgClient(ctx.url, async (client) => {
     await client.query('begin');
     try {
@@ -80,8 +122,12 @@ async function attemptAsRows(
         ctx.showSql(statement);
         await client.query(statement);
       }
-      ctx.showSql(`set local role ${ident(ctx.roles.reader)}`);
-      await client.query(`set local role ${ident(ctx.roles.reader)}`);
+      ctx.showSql(`set local role ${ident(role)}`);
+      try {
+        await client.query(`set local role ${ident(role)}`);
+      } catch (error) {
+        return { code: sqlState(error) ?? 'unknown', stage: 'role' };
+      }
       if (tenant !== null) {
         ctx.showSql(`select set_config('app.tenant_id', '${tenant}', true)`);
         await client.query(`select set_config('app.tenant_id', $1, true)`, [tenant]);
@@ -91,7 +137,7 @@ async function attemptAsRows(
       onRows(rows);
       return undefined;
     } catch (error) {
-      return sqlState(error) ?? 'unknown';
+      return { code: sqlState(error) ?? 'unknown', stage: 'read' };
     } finally {
       await client.query('rollback').catch(() => {});
     }
@@ -124,6 +170,8 @@ export const rlsIdentityFlipTest: Drill<State> = {
     truth: {},
     countedOutsideRls: false,
     reads: {},
+    workerReadsExpenses: false,
+    workerReads: {},
   }),
   steps: [
     {
@@ -133,6 +181,7 @@ export const rlsIdentityFlipTest: Drill<State> = {
       sql: [
         `select rolsuper, rolbypassrls from pg_roles where rolname = '<reader>'`,
         `select relrowsecurity, relforcerowsecurity, pg_get_userbyid(relowner), pg_has_role('<reader>', relowner, 'USAGE') from pg_class where oid = 'expenses'::regclass`,
+        `select has_table_privilege('<worker>', 'expenses', 'select')`,
       ],
       async run(ctx, state) {
         const roles = await query<{ rolsuper: boolean; rolbypassrls: boolean }>(
@@ -168,6 +217,14 @@ export const rlsIdentityFlipTest: Drill<State> = {
         ctx.observe('rls_enabled', info.enabled, info.enabled);
         ctx.observe('rls_forced', info.forced);
         ctx.observe('policies', info.policies);
+        const worker = await query<{ reads: boolean }>(
+          ctx,
+          `select has_table_privilege(r.oid, 'expenses'::regclass, 'select') as reads from pg_roles r where r.rolname = $1`,
+          [ctx.roles.worker],
+        );
+        state.workerReadsExpenses = worker[0]?.reads === true;
+        // Recorded, not judged: without SELECT the worker cannot leak rows, and the reader decides alone.
+        ctx.observe(`worker_${ctx.roles.worker}_reads_expenses`, worker[0] ? worker[0].reads : 'no such role');
       },
     },
     {
@@ -198,13 +255,33 @@ export const rlsIdentityFlipTest: Drill<State> = {
       why: `Within ${tenant}'s context the reader must see all of ${tenant}'s rows and nobody else's.`,
       sql: [`begin; set local role <reader>; select set_config('app.tenant_id', '${tenant}', true); select * from expenses; rollback`],
       async run(ctx, state) {
-        const read = await readAs(ctx, state.policies, tenant);
-        state.reads[tenant] = read;
-        const truth = state.truth;
-        const ok = !read.code && read.total === (truth[tenant] ?? 0) && read.total === (read.seen[tenant] ?? 0);
-        ctx.observe(`read_${tenant}`, read, ok);
+        state.reads[tenant] = await flip(ctx, state, ctx.roles.reader, tenant, `read_${tenant}`);
       },
     })),
+    {
+      id: 'pattern',
+      title: "Set the tenant context to the pattern '%' and read expenses",
+      why: "A context that names no tenant must show no rows: a policy comparing with LIKE shows every tenant's rows to '%'.",
+      sql: [`begin; set local role <reader>; select set_config('app.tenant_id', '%', true); select * from expenses; rollback`],
+      async run(ctx, state) {
+        state.pattern = await flip(ctx, state, ctx.roles.reader, 'pattern', 'read_pattern');
+      },
+    },
+    {
+      id: 'as-worker',
+      title: 'Run the same flip as the worker role',
+      why: 'The tool server reads as the worker role: a policy that lets that role see every tenant leaks through the Worker.',
+      sql: [`begin; set local role <worker>; select set_config('app.tenant_id', ..., true); select * from expenses; rollback`],
+      async run(ctx, state) {
+        if (!state.workerReadsExpenses) {
+          ctx.notes.push(`${ctx.roles.worker} has no SELECT on expenses: the reader's flip decides alone`);
+          return;
+        }
+        for (const name of contexts) {
+          state.workerReads[name] = await flip(ctx, state, ctx.roles.worker, name, `worker_read_${name}`);
+        }
+      },
+    },
     {
       id: 'unset',
       title: 'Unset the tenant context and read expenses',
@@ -220,10 +297,9 @@ export const rlsIdentityFlipTest: Drill<State> = {
             expect: ['expenses:='],
           },
           async (log) => {
-            const read = await readAs(ctx, state.policies, null);
+            const read = await flip(ctx, state, ctx.roles.reader, 'unset', 'read_unset');
             state.unset = read;
-            log(`unset context: ${read.code ? `failed with ${read.code}` : `${read.total} rows`}`);
-            ctx.observe('read_unset', read, !read.code && read.total === 0);
+            log(`unset context: ${read.failsClosed ? `refused with ${read.code}: fails closed` : read.code ? `failed with ${read.code}` : `${read.total} rows`}`);
           },
         );
       },
@@ -237,8 +313,15 @@ export const rlsIdentityFlipTest: Drill<State> = {
     }
     const reads = tenants.map((tenant) => [tenant, need(state.reads[tenant], `the ${tenant} read`)] as const);
     const unset = need(state.unset, 'the unset read');
-    const reasons = [...attributes, ...readReasons(state.truth, reads, unset)];
+    const readerReads: Reads = { ...Object.fromEntries(reads), unset, pattern: need(state.pattern, 'the pattern read') };
+    const judged = [judgeFlip(state.truth, readerReads, ''), judgeFlip(state.truth, state.workerReads, `as ${ctx.roles.worker}: `)];
+    const reasons = [...attributes, ...judged.flatMap((flipJudged) => flipJudged.reasons)];
     if (reasons.length > 0) return broken(reasons);
+    const refused = [
+      ...refusals(judged[0]!.refused, ctx.roles.reader),
+      ...refusals(judged[1]!.refused, ctx.roles.worker),
+    ];
+    if (refused.length > 0) return undetermined(refused.join('; '));
     if (Object.keys(state.truth).length < 2) {
       // Without a second tenant's rows a leak could not show.
       return undetermined('expenses holds rows of fewer than two tenants, so no leak could show');
@@ -276,17 +359,43 @@ function attributeReasons(reader: string, state: State): string[] {
   return reasons;
 }
 
-/** What each context saw that it should not have (or failed to see). */
-function readReasons(truth: Record<string, number>, reads: ReadonlyArray<readonly [Tenant, ContextRead]>, unset: ContextRead): string[] {
-  const reasons: string[] = [];
-  for (const [tenant, read] of reads) {
-    if (read.code) reasons.push(`${tenant} context failed with ${read.code}`);
-    else if (read.total !== (read.seen[tenant] ?? 0)) reasons.push(`${tenant} context also saw ${leakText(read, tenant)}`);
-    else if (read.total !== (truth[tenant] ?? 0)) reasons.push(`${tenant} context saw ${read.total} of ${truth[tenant] ?? 0} rows`);
+interface FlipJudged {
+  /** What a context saw that it should not have (or failed to see), each one a reason. */
+  reasons: string[];
+  /** The refusals that leave the flip unjudged: the role could not be taken, or may not read expenses. */
+  refused: Array<{ context: ContextName; code: string; stage: 'role' | 'read' }>;
+}
+
+/** Judges one role's flip; `prefix` names the role in each reason ('' for the reader, as before). */
+function judgeFlip(truth: Record<string, number>, reads: Reads, prefix: string): FlipJudged {
+  const judged: FlipJudged = { reasons: [], refused: [] };
+  for (const name of contexts) {
+    const read = reads[name];
+    if (!read || read.failsClosed) continue;
+    const own = name === 'alice' || name === 'bob' ? name : null;
+    if (read.code && (read.stage === 'role' || read.code === '42501')) {
+      judged.refused.push({ context: name, code: read.code, stage: read.stage ?? 'read' });
+    } else if (read.code) judged.reasons.push(`${prefix}${name} context failed with ${read.code}`);
+    else if (own === null && read.total > 0) judged.reasons.push(`${prefix}${name} context saw ${read.total} rows (${leakText(read, null)})`);
+    else if (own !== null && read.total !== (read.seen[own] ?? 0)) judged.reasons.push(`${prefix}${name} context also saw ${leakText(read, own)}`);
+    else if (own !== null && read.total !== (truth[own] ?? 0)) judged.reasons.push(`${prefix}${name} context saw ${read.total} of ${truth[own] ?? 0} rows`);
   }
-  if (unset.code) reasons.push(`unset context failed with ${unset.code}`);
-  else if (unset.total > 0) reasons.push(`unset context saw ${unset.total} rows (${leakText(unset, null)})`);
-  return reasons;
+  return judged;
+}
+
+/** One could-not-determine clause per kind of refusal, naming what to grant. */
+function refusals(refused: FlipJudged['refused'], role: string): string[] {
+  const clauses: string[] = [];
+  const asRole = refused.filter((entry) => entry.stage === 'role');
+  const reads = refused.filter((entry) => entry.stage === 'read');
+  if (asRole.length > 0) {
+    clauses.push(`the connecting role could not become ${role} (${asRole[0]!.code}): grant ${role} to the connecting role`);
+  }
+  if (reads.length > 0) {
+    const where = reads.map((entry) => entry.context).join(', ');
+    clauses.push(`${role} may not read expenses (42501 in the ${where} context${reads.length > 1 ? 's' : ''}): grant it SELECT on expenses`);
+  }
+  return clauses;
 }
 
 function broken(reasons: string[]): VerdictResult {

@@ -133,6 +133,12 @@ export interface DrillOptions {
   claimHoldMs: number;
   /** Where evidence folders go (default .agent-history/oracle). */
   evidenceRoot: string;
+  /**
+   * The migration branch's name; the seed's cap-migration-1 unless set. Tests that run the
+   * migration drill side by side on one cluster give each their own, since a branch name is
+   * cluster-wide.
+   */
+  branchName?: string;
   /** Neon credentials for the migration branch, when configured. */
   neon?: { apiKey: string; projectId: string };
 }

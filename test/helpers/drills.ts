@@ -31,7 +31,14 @@ export const noProcesses: DrillSystem = {
 export async function runOne(
   drill: Drill,
   db: TestDatabase,
-  options: { broken?: boolean; migrationFile?: string; system?: DrillSystem; events?: RunnerEvent[]; serverLog?: string } = {},
+  options: {
+    broken?: boolean;
+    migrationFile?: string;
+    branchName?: string;
+    system?: DrillSystem;
+    events?: RunnerEvent[];
+    serverLog?: string;
+  } = {},
 ): Promise<DrillResult> {
   const breaks = new Set<BundleKey>(options.broken ? [drill.key] : []);
   return runDrill(drill, {
@@ -47,6 +54,7 @@ export async function runOne(
       claimHoldMs: 0,
       evidenceRoot: path.join(scratchDir('evidence-'), 'oracle'),
       migrationFile: options.migrationFile,
+      branchName: options.branchName,
     },
     operator: { request: async (_ask, perform) => perform() },
     breaks,
