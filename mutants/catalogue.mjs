@@ -102,6 +102,30 @@ export const catalogue = [
     tests: [relay],
     why: 'two relays at once would both send the same row (or wait for each other)',
   },
+  {
+    id: 'append-only-trigger-when-ignored',
+    file: 'src/drills/append-only-event-test.ts',
+    find: "  if (trigger.hasWhen) why.push('has a WHEN condition');",
+    replace: '',
+    tests: ['test/integration/drill-sql-append-only-catalog.test.ts'],
+    why: 'a trigger with a WHEN condition (on current_user, on the seed run) lets other changes through',
+  },
+  {
+    id: 'append-only-column-grant-ignored',
+    file: 'src/drills/append-only-event-test.ts',
+    find: '  if (!privileges.update && privileges.anyColumnUpdate) {',
+    replace: '  if (false) {',
+    tests: ['test/integration/drill-sql-append-only-catalog.test.ts'],
+    why: 'a column grant of UPDATE lets the Worker rewrite events though the table grant is absent',
+  },
+  {
+    id: 'rls-worker-flip-skipped',
+    file: 'src/drills/rls-identity-flip-test.ts',
+    find: "        state.workerReadsExpenses = worker[0]?.reads === true;",
+    replace: '        state.workerReadsExpenses = false;',
+    tests: ['test/integration/drill-sql-rls-more.test.ts'],
+    why: 'a permissive policy for the Worker role leaks every tenant to the tool server',
+  },
 
   // ---------------------------------------------------------------- one per drill: what it must notice
   {
@@ -179,10 +203,10 @@ export const catalogue = [
   {
     id: 'rls-unset-context-not-checked',
     file: 'src/drills/rls-identity-flip-test.ts',
-    find: '  else if (unset.total > 0) reasons.push(`unset context saw ${unset.total} rows (${leakText(unset, null)})`);',
-    replace: '',
+    find: '    else if (own === null && read.total > 0) judged.reasons.push(',
+    replace: '    else if (own === null && read.total < 0) judged.reasons.push(',
     tests: [sqlDrills],
-    why: 'rls_identity_flip_test: an unset tenant context that sees rows must fail',
+    why: 'rls_identity_flip_test: an unset (or pattern) tenant context that sees rows must fail',
   },
   {
     id: 'relay-claim-without-tenant-scope',

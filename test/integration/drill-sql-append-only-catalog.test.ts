@@ -69,6 +69,15 @@ describe('append_only_event_test reads the catalog, not only one row as two role
     expect(result.reason).toContain('agent_events_no_update_delete has a column list (event_type)');
   });
 
+  it('fails on a column grant alone: the triggers stand, but the grant is the Worker\'s to rewrite a column', async () => {
+    // The attempt that sets every column is refused (no UPDATE on the others) and the trigger
+    // refuses the owner: only the catalog shows the grant of UPDATE (detail).
+    const result = await runWith(['grant update (detail) on agent_events to worker_write'], ['revoke update (detail) on agent_events from worker_write']);
+    expect(result.verdict, result.reason).toBe('fail');
+    expect(result.reason).toContain('worker_write holds UPDATE on agent_events (detail)');
+    expect(result.reason).not.toContain('no unconditional');
+  });
+
   it('fails when the row trigger covers UPDATE of one column only: the owner can update the others', async () => {
     const result = await runWith([dropRow, rowTrigger('', 'update of event_type or delete')], [dropRow, rowTrigger()]);
     expect(result.verdict, result.reason).toBe('fail');
