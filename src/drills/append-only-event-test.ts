@@ -13,6 +13,7 @@
 // (and, for UPDATE, no column list).
 import { ident } from '../postgres/pg.js';
 import { withEvidence } from './evidence.js';
+import { narrate, type EventRow } from './append-only-narrative.js';
 import { CouldNotDetermine } from './runner.js';
 import { attemptAs, countWord, query, type Attempt } from './sql.js';
 import { need, type Drill, type DrillContext } from './types.js';
@@ -88,52 +89,6 @@ function describe(attempt: Attempt): string {
     default:
       return `failed with ${attempt.code}: ${attempt.message ?? ''}`;
   }
-}
-
-interface EventRow {
-  id: string;
-  turn_no: number | null;
-  event_type: string;
-  detail: Record<string, unknown>;
-}
-
-/** One plain-English sentence per event, from the row alone. */
-export function narrate(run: string, events: EventRow[]): string[] {
-  return events.map((event) => {
-    const d = event.detail;
-    const text = (key: string) => (d[key] === undefined || d[key] === null ? undefined : String(d[key]));
-    const money = (cents: unknown) => (typeof cents === 'number' ? (cents / 100).toFixed(2) : undefined);
-    switch (event.event_type) {
-      case 'run_started':
-        return `Run ${run} started for tenant ${text('tenant_id') ?? '?'} on worker ${text('worker') ?? '?'}, planning ${text('total_turns') ?? '?'} turns.`;
-      case 'tool_called': {
-        const tool = text('tool');
-        const turn = `In turn ${event.turn_no ?? '?'}`;
-        if (tool === 'claim') {
-          return text('transaction_id')
-            ? `${turn} it claimed pending transaction ${text('transaction_id')} (${money(d.amount_cents) ?? '?'}, "${text('description') ?? ''}").`
-            : `${turn} it tried to claim a pending transaction and found none.`;
-        }
-        if (tool === 'write') {
-          return `${turn} it wrote transaction ${text('transaction_id') ?? '?'} as an expense with idempotency key ${text('idempotency_key') ?? '?'}${d.inserted === false ? ', which was already there (no-op)' : ''}.`;
-        }
-        if (tool === 'queue') {
-          return `${turn} it queued outbox message ${text('outbox_id') ?? '?'} to ${text('recipient') ?? '?'} with dedup key ${text('dedup_key') ?? '?'}.`;
-        }
-        return `${turn} it called ${tool ?? 'a tool'} (${text('status') ?? 'status unknown'}).`;
-      }
-      case 'turn_completed':
-        return `Turn ${event.turn_no ?? '?'} completed${text('tool_calls') ? ` after ${text('tool_calls')} tool calls` : ''}.`;
-      case 'tool_failed':
-        return `In turn ${event.turn_no ?? '?'} the ${text('tool') ?? '?'} call failed: ${text('error') ?? 'no error recorded'}.`;
-      case 'run_finished':
-        return `Run ${run} finished with status ${text('status') ?? '?'} after turn ${event.turn_no ?? '?'}.`;
-      case 'run_failed':
-        return `Run ${run} failed: ${text('error') ?? 'no error recorded'}.`;
-      default:
-        return `Event ${event.event_type} in turn ${event.turn_no ?? '-'}: ${JSON.stringify(d)}.`;
-    }
-  });
 }
 
 /** What pg_trigger says of one trigger on agent_events. */
