@@ -92,13 +92,21 @@ export interface SetupResult {
   lines: string[];
 }
 
+/** What setup says, kept for the result and passed on to the caller's progress as it happens. */
+function progressLog(options: SetupOptions): { lines: string[]; say: (line: string) => void } {
+  const lines: string[] = [];
+  return {
+    lines,
+    say(line) {
+      lines.push(line);
+      options.onProgress?.(line);
+    },
+  };
+}
+
 export async function setup(url: string, options: SetupOptions): Promise<SetupResult> {
   const migrations = await loadMigrations();
-  const lines: string[] = [];
-  const say = (line: string) => {
-    lines.push(line);
-    options.onProgress?.(line);
-  };
+  const { lines, say } = progressLog(options);
   return withPgClient(url, async (client) => {
     const state = await inspectTarget(client, migrations);
     switch (state.kind) {
@@ -160,11 +168,7 @@ export async function setup(url: string, options: SetupOptions): Promise<SetupRe
 
 export async function setupDown(url: string, options: SetupOptions): Promise<SetupResult> {
   const migrations = await loadMigrations();
-  const lines: string[] = [];
-  const say = (line: string) => {
-    lines.push(line);
-    options.onProgress?.(line);
-  };
+  const { lines, say } = progressLog(options);
   return withPgClient(url, async (client) => {
     const state = await inspectTarget(client, migrations);
     if (state.kind === 'empty' || state.kind === 'foreign') {
