@@ -21,6 +21,8 @@
 // to itself says so (needsExclusiveDatabase) and the live-count poller closes its
 // connection for it.
 import type { BundleKey, Drill, DrillResult, RunnerEvent } from '../drills/types.js';
+import { stepSummary } from '../drills/runner.js';
+import { profileNames, referenceProfile } from '../postgres/profile/index.js';
 import { describeFailure, errorMessage } from '../postgres/errors.js';
 import { exitCodes, type ExitCode } from '../util/exit-codes.js';
 import type { Target } from '../postgres/target.js';
@@ -32,6 +34,9 @@ import { applyProcessEvent, applyRunnerEvent, drillRows, stepRows } from './even
 import type { Intent } from './intents.js';
 import { isNavigation, navigate } from './navigation.js';
 import { createTuiOperator, type TuiOperator } from './operator.js';
+
+/** The reference profile's names: the steps' statements before a session knows its own. */
+const referenceNames = profileNames(referenceProfile);
 
 export interface ConsoleOptions {
   db?: string;
@@ -297,7 +302,7 @@ export class ConsoleController {
         phase: 'ready',
         broken: this.options.breaks.includes(drill.key),
         mastery: false,
-        steps: stepRows(drill.steps.map((step) => ({ ...step, sql: step.sql ?? [] }))),
+        steps: stepRows(drill.steps.map((step) => stepSummary(step, this.session().names ?? referenceNames))),
         stepIndex: -1,
         sql: [],
         tables: [...drill.tables],

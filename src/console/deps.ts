@@ -1,6 +1,7 @@
 // What the console reaches for after its first frame: the target, its
 // preparation, the drill session and the live-count poller. Everything heavy
-// (pg, the drills, the Reconciler, the MCP SDK) is imported only in loadDeps(),
+// (pg, the drills, the Reconciler, the MCP SDK) is import type { ProfileNames } from '../postgres/profile/index.js';
+imported only in loadDeps(),
 // once the boot screen is drawn. Tests hand the controller fakes instead.
 import type { ProcessControl } from '../drills/processes.js';
 import type { BundleKey, Drill, DrillOptions, DrillResult, Operator, RunnerEvent } from '../drills/types.js';
@@ -12,6 +13,8 @@ import { LiveCounts } from './live-counts.js';
 /** The part of a drill session (src/drills/session.ts) the console uses. */
 export interface ConsoleSession {
   drills: readonly Drill[];
+  /** The profile's names, for the steps' statements before a drill runs (reference ones when absent). */
+  names?: ProfileNames;
   processes: ProcessControl;
   runOne(key: BundleKey, broken: boolean, operator: Operator, emit: (event: RunnerEvent) => void): Promise<DrillResult>;
   close(): Promise<void>;

@@ -14,6 +14,7 @@ import {
   type WorkerLoginSource,
 } from '../reconciler/launch.js';
 import { errorMessage } from '../postgres/errors.js';
+import { type Profile, referenceWithRoles } from '../postgres/profile/index.js';
 import type { Roles } from '../postgres/roles.js';
 import { CouldNotDetermine } from './runner.js';
 
@@ -61,6 +62,8 @@ export interface DrillSystem extends ProcessControl {
 export interface DrillSystemOptions {
   url: string;
   roles: Roles;
+  /** Handed to the tool server (SOR_PROFILE); the reference profile with these roles when absent. */
+  profile?: Profile;
   logDir: string;
   /**
    * Whether the target is the embedded cluster sor-drills started: only there may the
@@ -180,6 +183,7 @@ export function createDrillSystem(options: DrillSystemOptions): DrillSystem {
         claimHoldMs: toolOptions.claimHoldMs,
         leaseMs: toolOptions.leaseMs,
         role: options.roles.worker,
+        profile: options.profile ?? referenceWithRoles(options.roles),
       });
     },
     async emailService() {

@@ -1,6 +1,7 @@
 // The one runner: executes the drills in order, step by step, and emits typed
 // events. The headless printer and the console are two listeners on the same
 // events; neither runs a drill any other way.
+import { builtInSource, type ProfileInUse, type ProfileNames, referenceWithRoles, resolveProfile } from '../postgres/profile/index.js';
 import type { Roles } from '../postgres/roles.js';
 import { errorMessage } from '../postgres/errors.js';
 import { sqlState, withPgClient } from '../postgres/pg.js';
@@ -17,6 +18,7 @@ import type {
   Step,
   StepSummary,
 } from './types.js';
+import { stepSql } from './types.js';
 import type { DrillSystem } from './processes.js';
 
 /** Thrown by a step whose precondition cannot be met (no CREATEDB, no statement log): could-not-determine. */
@@ -32,6 +34,8 @@ export interface RunOptions {
   embedded: boolean;
   serverLog?: string;
   roles: Roles;
+  /** The profile the drills go through; absent: the reference profile with these roles, resolved on the target. */
+  profile?: ProfileInUse;
   options: DrillOptions;
   operator: Operator;
   /** Drills to run with their deliberate break. */
@@ -56,11 +60,12 @@ export function summarise(drill: Drill): DrillSummary {
   };
 }
 
-function stepSummary(step: Step): StepSummary {
-  return { id: step.id, title: step.title, why: step.why, sql: step.sql ?? [], operator: step.operator };
+export function stepSummary(step: Step, names: ProfileNames): StepSummary {
+  return { id: step.id, title: step.title, why: step.why, sql: stepSql(step, names), operator: step.operator };
 }
 
-export async function runDrills(run: RunOptions): Promise<DrillResult[]> {
+export async function runDrills(options: RunOptions): Promise<DrillResult[]> {
+  const run = { ...options, profile: await profileFor(options) };
   const results: DrillResult[] = [];
   run.emit({ type: 'run-started', drills: run.drills.map(summarise), target: run.display });
   for (const drill of run.drills) {
@@ -87,8 +92,15 @@ export async function runDrills(run: RunOptions): Promise<DrillResult[]> {
   return results;
 }
 
-export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'only'>): Promise<DrillResult> {
+/** The run's profile: the one given, or the built-in reference one read against the target. */
+async function profileFor(run: Pick<RunOptions, 'profile' | 'url' | 'roles'>): Promise<ProfileInUse> {
+  if (run.profile) return run.profile;
+  return withPgClient(run.url, (client) => resolveProfile(client, referenceWithRoles(run.roles), builtInSource, false));
+}
+
+export async function runDrill(drill: Drill, options: Omit<RunOptions, 'drills' | 'only'>): Promise<DrillResult> {
   const started = Date.now();
+  const run = { ...options, profile: await profileFor(options) };
   const broken = run.breaks.has(drill.key);
   const cleanups: Array<() => Promise<void> | void> = [];
   const controller = new AbortController();
@@ -102,6 +114,7 @@ export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'o
     embedded: run.embedded,
     serverLog: run.serverLog,
     roles: run.roles,
+    profile: run.profile,
     broken,
     options: run.options,
     // Every ask reaches the listeners (the console shows it, the headless printer prints it).
@@ -127,7 +140,7 @@ export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'o
       cleanups.push(cleanup);
     },
   };
-  run.emit({ type: 'drill-started', key: drill.key, broken, steps: drill.steps.map(stepSummary) });
+  run.emit({ type: 'drill-started', key: drill.key, broken, steps: drill.steps.map((step) => stepSummary(step, run.profile.names)) });
   run.emit({ type: 'tables', key: drill.key, tables: drill.tables });
   const state = drill.init();
   let failure = await checkNames(drill, ctx);
@@ -137,7 +150,7 @@ export async function runDrill(drill: Drill, run: Omit<RunOptions, 'drills' | 'o
       failure = { verdict: 'could-not-determine', reason: 'stopped by the operator' };
       break;
     }
-    run.emit({ type: 'step-started', key: drill.key, index, step: stepSummary(step) });
+    run.emit({ type: 'step-started', key: drill.key, index, step: stepSummary(step, run.profile.names) });
     try {
       await step.run(ctx, state);
       run.emit({ type: 'step-finished', key: drill.key, index, ok: true });
@@ -181,6 +194,9 @@ type Failure = { verdict: 'fail' | 'could-not-determine'; reason: string };
  * cannot look at its habit here: could-not-determine, naming what is missing.
  */
 async function checkNames(drill: Drill, ctx: DrillContext): Promise<Failure | undefined> {
+  // A profile the operator gave was checked whole against the target before the run
+  // (a misfit refuses the run); the needs below are the reference schema's names.
+  if (ctx.profile.given) return undefined;
   const needs = drill.needs ?? [];
   if (needs.length === 0) return undefined;
   try {

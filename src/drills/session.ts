@@ -3,6 +3,8 @@
 // both drive drills only through a session.
 import path from 'node:path';
 import type { Target } from '../postgres/target.js';
+import { builtInSource, type ProfileInUse, type ProfileNames, profileNames, referenceWithRoles, resolveProfile } from '../postgres/profile/index.js';
+import { withPgClient } from '../postgres/pg.js';
 import { defaultRoles, type Roles } from '../postgres/roles.js';
 import { drills as allDrills } from './index.js';
 import { runDrill, runDrills } from './runner.js';
@@ -12,6 +14,11 @@ import type { BundleKey, Drill, DrillOptions, DrillResult, Operator, RunnerEvent
 export interface SessionOptions {
   target: Target;
   roles?: Roles;
+  /**
+   * The profile the drills go through, resolved on the target (resolveProfile). Absent:
+   * the built-in reference profile with the session's roles, resolved at the first run.
+   */
+  profile?: ProfileInUse;
   breaks: ReadonlySet<BundleKey>;
   only?: ReadonlySet<BundleKey>;
   options: DrillOptions;
@@ -19,6 +26,8 @@ export interface SessionOptions {
 
 export interface DrillSession {
   drills: readonly Drill[];
+  /** The profile's names (before the first run: as given, or the reference profile's). */
+  names: ProfileNames;
   processes: DrillSystem;
   run(operator: Operator, emit: (event: RunnerEvent) => void, signal?: AbortSignal): Promise<DrillResult[]>;
   runOne(key: BundleKey, broken: boolean, operator: Operator, emit: (event: RunnerEvent) => void): Promise<DrillResult>;
@@ -36,10 +45,18 @@ export const defaultDrillOptions: DrillOptions = {
 };
 
 export function createSession(options: SessionOptions): DrillSession {
-  const roles = options.roles ?? defaultRoles;
+  const roles = options.profile?.profile.roles ?? options.roles ?? defaultRoles;
+  const profile = options.profile?.profile ?? referenceWithRoles(roles);
+  let inUse: Promise<ProfileInUse> | undefined = options.profile ? Promise.resolve(options.profile) : undefined;
+  const resolved = () =>
+    (inUse ??= withPgClient(options.target.url, (client) => resolveProfile(client, profile, builtInSource, false)).catch((error: unknown) => {
+      inUse = undefined;
+      throw error;
+    }));
   const system = createDrillSystem({
     url: options.target.url,
     roles,
+    profile,
     // Only the cluster we started may have its worker role's password set; a server given by URL is left as it is.
     ownCluster: options.target.kind === 'embedded',
     logDir: path.join(path.dirname(options.options.evidenceRoot), 'processes'),
@@ -58,14 +75,17 @@ export function createSession(options: SessionOptions): DrillSession {
   // shows them subscribes to `processes` for the session's life, between drills too.
   return {
     drills: allDrills,
+    names: options.profile?.names ?? profileNames(profile),
     processes: system,
-    run(operator, emit, signal) {
-      return runDrills({ ...base, drills: allDrills, operator, breaks: options.breaks, only: options.only, signal, emit });
+    async run(operator, emit, signal) {
+      const profileInUse = await resolved();
+      return runDrills({ ...base, profile: profileInUse, drills: allDrills, operator, breaks: options.breaks, only: options.only, signal, emit });
     },
     async runOne(key, broken, operator, emit) {
       const drill = allDrills.find((candidate) => candidate.key === key);
       if (!drill) throw new Error(`no drill ${key}`);
-      return runDrill(drill, { ...base, operator, breaks: new Set(broken ? [key] : []), emit });
+      const profileInUse = await resolved();
+      return runDrill(drill, { ...base, profile: profileInUse, operator, breaks: new Set(broken ? [key] : []), emit });
     },
     async close() {
       await system.stopAll();

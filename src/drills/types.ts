@@ -24,6 +24,7 @@
 // operator   Whoever presses the keys: a person in the console, the autoplay, or the
 //            headless runner (which acts at once).
 
+import type { ProfileInUse, ProfileNames } from '../postgres/profile/index.js';
 import type { Roles } from '../postgres/roles.js';
 import type { DrillSystem, ProcessView } from './processes.js';
 import type { Need } from './reference-schema.js';
@@ -153,7 +154,13 @@ export interface DrillContext {
   embedded: boolean;
   /** The embedded cluster's log file (the statement log of the boundary drill). */
   serverLog?: string;
+  /** The profile's roles (the same as profile.profile.roles). */
   roles: Roles;
+  /**
+   * What the target calls each thing: every statement a drill writes takes its
+   * table and column names from profile.names (src/postgres/profile).
+   */
+  profile: ProfileInUse;
   broken: boolean;
   options: DrillOptions;
   operator: Operator;
@@ -184,7 +191,8 @@ export interface Step<S = unknown> {
   id: string;
   title: string;
   why: string;
-  sql?: string[];
+  /** The statements the step shows before it runs: written once, through the profile's names. */
+  sql?: readonly string[] | ((n: ProfileNames) => readonly string[]);
   operator?: OperatorAsk['kind'];
   run(ctx: DrillContext, state: S): Promise<void>;
 }
@@ -215,4 +223,10 @@ export interface Drill<S = unknown> extends DrillSummary {
 export function need<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new Error(`internal: ${what} is not set (a step that makes it did not run)`);
   return value;
+}
+
+/** A step's statements as shown for a profile. */
+export function stepSql(step: Pick<Step, 'sql'>, names: ProfileNames): string[] {
+  const sql = typeof step.sql === 'function' ? step.sql(names) : (step.sql ?? []);
+  return [...sql];
 }

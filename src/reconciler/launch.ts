@@ -18,6 +18,7 @@ import { fileURLToPath } from 'node:url';
 import { formatBreaks, type ToolBreaks } from './actions.js';
 import type { EmailReport, FailMode } from './email-report.js';
 import { allowListEnv } from './env.js';
+import { type Profile, profileEnv } from '../postgres/profile/index.js';
 import { parseJsonLine } from './json-lines.js';
 import type { ProcessInfo, Supervisor } from './supervisor.js';
 import type { WorkerMode } from './worker-plan.js';
@@ -175,6 +176,8 @@ export interface ToolServerOptions {
   role?: string;
   /** Supervisor name; 'tool-server' by default. */
   processName?: string;
+  /** The target's names (SOR_PROFILE); the reference profile when absent. */
+  profile?: Profile;
 }
 
 export interface ToolServer {
@@ -201,6 +204,7 @@ export async function startToolServer(sup: Supervisor, options: ToolServerOption
       SOR_CLAIM_HOLD_MS: options.claimHoldMs,
       SOR_LEASE_MS: options.leaseMs,
       SOR_WORKER_ROLE: options.role,
+      SOR_PROFILE: options.profile ? profileEnv(options.profile) : undefined,
     }),
   });
   const { url } = await waitListening(sup, name);
@@ -277,6 +281,8 @@ export interface RelayOptions {
   noKey?: boolean;
   role?: string;
   processName?: string;
+  /** The target's names (SOR_PROFILE); the reference profile when absent. */
+  profile?: Profile;
 }
 
 /** Starts the outbox relay and resolves once it is connected (relay_started). */
@@ -295,6 +301,7 @@ export async function startRelay(sup: Supervisor, options: RelayOptions): Promis
       SOR_CLAIM_HOLD_MS: options.claimHoldMs,
       SOR_NO_KEY: options.noKey ? '1' : undefined,
       SOR_WORKER_ROLE: options.role,
+      SOR_PROFILE: options.profile ? profileEnv(options.profile) : undefined,
     }),
   });
   await sup.waitForEvent(name, 'relay_started', { timeoutMs: startTimeoutMs });

@@ -75,7 +75,7 @@ function fakeSession(drills: Drill[], log: string[], options: FakeOptions): Cons
     async runOne(key, broken, operator, emit: (event: RunnerEvent) => void) {
       log.push(`run ${key}${broken ? ' broken' : ''}`);
       const drill = drills.find((candidate) => candidate.key === key)!;
-      emit({ type: 'drill-started', key, broken, steps: drill.steps.map((s) => ({ id: s.id, title: s.title, why: s.why, sql: s.sql ?? [] })) });
+      emit({ type: 'drill-started', key, broken, steps: drill.steps.map((s) => ({ id: s.id, title: s.title, why: s.why, sql: [] })) });
       emit({ type: 'tables', key, tables: drill.tables });
       emit({ type: 'step-started', key, index: 0, step: { id: 'one', title: drill.steps[0]!.title, why: 'why one', sql: [] } });
       await actions[key]?.(operator);
