@@ -1,9 +1,9 @@
 // What the console reaches for after its first frame: the target, its
 // preparation, the drill session and the live-count poller. Everything heavy
-// (pg, the drills, the Reconciler, the MCP SDK) is import type { ProfileNames } from '../postgres/profile/index.js';
-imported only in loadDeps(),
+// (pg, the drills, the Reconciler, the MCP SDK) is imported only in loadDeps(),
 // once the boot screen is drawn. Tests hand the controller fakes instead.
 import type { ProcessControl } from '../drills/processes.js';
+import type { ProfileNames } from '../postgres/profile/index.js';
 import type { BundleKey, Drill, DrillOptions, DrillResult, Operator, RunnerEvent } from '../drills/types.js';
 import type { Preparation } from '../postgres/prepare.js';
 import type { Target } from '../postgres/target.js';
