@@ -1,0 +1,59 @@
+// fixtures/other-reconciler/: a learner's Reconciler in the course's vocabulary
+// (users, uuid keys, app.current_user_id, outbox_messages, numeric amounts),
+// installed into a test database with roles suffixed for this test file, so no two
+// files share a role. profile.json beside it is the profile `sor-drills profile`
+// must draft from it, with the fixture's role names.
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fixturesDir } from '../../src/postgres/migrations.js';
+import { ident, inTransaction, withPgClient } from '../../src/postgres/pg.js';
+import { parseProfile, type Profile } from '../../src/postgres/profile/index.js';
+
+export const otherDir = path.join(fixturesDir, 'other-reconciler');
+
+export interface OtherRoles {
+  worker_read: string;
+  worker_write: string;
+  worker_admin: string;
+}
+
+export function otherRoles(suffix = randomBytes(4).toString('hex')): OtherRoles {
+  return { worker_read: `worker_read_${suffix}`, worker_write: `worker_write_${suffix}`, worker_admin: `worker_admin_${suffix}` };
+}
+
+/** psql's `:"name"` variables, as `psql -v name=value` fills them in (quoted identifiers). */
+export function withVariables(sql: string, variables: Record<string, string>): string {
+  return sql.replace(/:"(\w+)"/g, (_match, name: string) => {
+    const value = variables[name];
+    if (value === undefined) throw new Error(`the fixture uses :"${name}", which the test does not set`);
+    return ident(value);
+  });
+}
+
+/** Installs schema.sql and seed.sql as the URL's (superuser) login. */
+export async function installOtherReconciler(url: string, roles: OtherRoles, options: { seed?: boolean } = {}): Promise<void> {
+  const schema = withVariables(await readFile(path.join(otherDir, 'schema.sql'), 'utf8'), { ...roles });
+  const seed = options.seed === false ? '' : await readFile(path.join(otherDir, 'seed.sql'), 'utf8');
+  await withPgClient(url, (client) =>
+    inTransaction(client, async () => {
+      await client.query(schema);
+      if (seed) await client.query(seed);
+    }),
+  );
+}
+
+/** fixtures/other-reconciler/profile.json with this test's role names. */
+export async function otherProfile(roles: OtherRoles): Promise<Profile> {
+  const profile = parseProfile(await readFile(path.join(otherDir, 'profile.json'), 'utf8'), 'fixtures/other-reconciler/profile.json');
+  return { ...profile, roles: { worker: roles.worker_write, reader: roles.worker_read, owner: roles.worker_admin } };
+}
+
+/** Drops the suffixed roles (after the test database is gone, or with its objects reassigned). */
+export async function dropOtherRoles(adminUrl: string, roles: OtherRoles): Promise<void> {
+  await withPgClient(adminUrl, async (client) => {
+    for (const role of [roles.worker_write, roles.worker_read, roles.worker_admin]) {
+      await client.query(`drop role if exists ${ident(role)}`);
+    }
+  });
+}
