@@ -1,4 +1,5 @@
 // Running single drills against a test database, the way the runner does.
+import type { Profile, ProfileInUse } from '../../src/postgres/profile/index.js';
 import { runDrill } from '../../src/drills/runner.js';
 import { defaultRoles } from '../../src/postgres/roles.js';
 import type { BundleKey, Drill, DrillResult, RunnerEvent } from '../../src/drills/types.js';
@@ -38,6 +39,8 @@ export async function runOne(
     system?: DrillSystem;
     events?: RunnerEvent[];
     serverLog?: string;
+    /** The profile the drill goes through (resolveProfile); the reference one when absent. */
+    profile?: ProfileInUse;
   } = {},
 ): Promise<DrillResult> {
   const breaks = new Set<BundleKey>(options.broken ? [drill.key] : []);
@@ -47,7 +50,8 @@ export async function runOne(
     database: db.name,
     embedded: true,
     serverLog: options.serverLog,
-    roles: defaultRoles,
+    roles: options.profile?.profile.roles ?? defaultRoles,
+    profile: options.profile,
     options: {
       paceMs: 0,
       // The race drill holds A's row until it has seen B lock or wait: no visible hold is needed here.
@@ -68,13 +72,15 @@ export async function runOne(
  * through a throwaway member of worker_write, so parallel test files never
  * rotate each other's worker_write password.
  */
-export async function testSystem(db: TestDatabase): Promise<TestSystem> {
+export async function testSystem(db: Pick<TestDatabase, 'url'>, profile?: Profile): Promise<TestSystem> {
   const { createDrillSystem } = await import('../../src/drills/processes.js');
   const { createWorkerLogin } = await import('../../src/reconciler/launch.js');
-  const login = await createWorkerLogin(db.url);
+  const roles = profile?.roles ?? defaultRoles;
+  const login = await createWorkerLogin(db.url, roles);
   const system = createDrillSystem({
     url: db.url,
-    roles: defaultRoles,
+    roles,
+    profile,
     logDir: scratchDir('processes-'),
     workerUrl: async () => login.url,
   });

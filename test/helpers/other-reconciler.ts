@@ -8,7 +8,11 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fixturesDir } from '../../src/postgres/migrations.js';
 import { ident, inTransaction, withPgClient } from '../../src/postgres/pg.js';
-import { parseProfile, type Profile } from '../../src/postgres/profile/index.js';
+import { afterAll, beforeAll, expect } from 'vitest';
+import { parseProfile, type Profile, type ProfileInUse, resolveProfile } from '../../src/postgres/profile/index.js';
+import { isAlive } from '../../src/reconciler/supervisor.js';
+import { createTestDatabase, type TestDatabase } from './db.js';
+import { testSystem, type TestSystem } from './drills.js';
 
 export const otherDir = path.join(fixturesDir, 'other-reconciler');
 
@@ -55,5 +59,35 @@ export async function dropOtherRoles(adminUrl: string, roles: OtherRoles): Promi
     for (const role of [roles.worker_write, roles.worker_read, roles.worker_admin]) {
       await client.query(`drop role if exists ${ident(role)}`);
     }
+  });
+}
+
+/**
+ * A test file's other-Reconciler target: an empty database with the fixture (and its
+ * seed) installed, the fixture's profile resolved on it, and the real processes acting
+ * as its worker role. Afterwards every process is stopped, the database disposed and
+ * the roles dropped.
+ */
+export function useOtherTarget(
+  ready: (target: { db: TestDatabase; system: TestSystem; profile: ProfileInUse; roles: OtherRoles }) => void,
+): void {
+  const roles = otherRoles();
+  let db: TestDatabase | undefined;
+  let system: TestSystem | undefined;
+  beforeAll(async () => {
+    db = await createTestDatabase({ empty: true });
+    await installOtherReconciler(db.url, roles);
+    const profile = await otherProfile(roles);
+    const inUse = await withPgClient(db.url, (client) => resolveProfile(client, profile, 'fixtures/other-reconciler/profile.json', true));
+    if (inUse.problems.length > 0) throw new Error(`the fixture's profile does not fit: ${inUse.problems.join('; ')}`);
+    system = await testSystem(db, profile);
+    ready({ db, system, profile: inUse, roles });
+  });
+  afterAll(async () => {
+    const pids = system?.supervisor().startedPids() ?? [];
+    await system?.dispose();
+    await db?.dispose();
+    if (db) await dropOtherRoles(db.adminUrl, roles);
+    expect(pids.filter(isAlive)).toEqual([]);
   });
 }
