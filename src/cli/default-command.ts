@@ -52,5 +52,7 @@ export async function defaultCommand(args: string[]): Promise<number> {
     // Checked above; handed on as typed, so the console names it as the operator wrote it.
     out: values.out as string | undefined,
     breaks: input.breaks,
+    profile: input.profile,
+    roles: input.roles,
   });
 }

@@ -15,7 +15,7 @@ import type { DrillSession } from '../drills/session.js';
 
 export const headlessPaceMs = 50;
 
-export const runUsage = `Usage: sor-drills run [--db URL] [--yes] [--break KEY]... [--only KEY]... [--migration FILE]
+export const runUsage = `Usage: sor-drills run [--db URL] [--yes] [--profile FILE] [--break KEY]... [--only KEY]... [--migration FILE]
                       [--out FILE] [--json] [--junit FILE] [--gate KEY] [--pace MS] [--keep]
                       [--worker-role NAME] [--reader-role NAME] [--owner-role NAME] [--no-color]
 
@@ -25,6 +25,8 @@ Every flag, every file a flag names and the target are checked before anything s
 Flags
   --db URL          the target (default: DATABASE_URL, else a throwaway embedded PostgreSQL)
   -y, --yes         consent to writing drill rows into a target that is not the embedded one
+  --profile FILE    what the target calls each thing the drills need (draft it with sor-drills profile);
+                    the target is drilled as it is, nothing installed. Default: the reference schema's names
   --break KEY       run that drill with its deliberate break (repeatable)
   --only KEY        run only that drill (repeatable; the others are "fail: not run")
   --migration FILE  the proposed dbmate migration to review (default: the notes-column proposal)
@@ -36,7 +38,7 @@ Flags
   --pace MS         milliseconds the Worker waits between tool calls (default ${headlessPaceMs})
   --keep            leave the embedded cluster running after exit and print how to connect
   --worker-role NAME, --reader-role NAME, --owner-role NAME
-                    role names of a schema installed another way
+                    role names of a schema installed another way (with --profile: its "roles")
 ${commonFlagsHelp()}
 
 Keys: ${bundleKeys.slice(0, 3).join(' ')}
@@ -97,7 +99,7 @@ async function readyTarget(input: RunInput): Promise<Target> {
   const { prepareTarget } = await import('../postgres/prepare.js');
   const target = await resolveTarget({ db: input.db, keep: input.keep, onProgress: write });
   try {
-    const preparation = await prepareTarget(target, { consent: input.yes, onProgress: write });
+    const preparation = await prepareTarget(target, { consent: input.yes, onProgress: write, profile: input.profile?.source });
     if (preparation.kind === 'needs-consent') throw new UsageError(`${preparation.why}; pass --yes to consent`);
     return target;
   } catch (error) {
@@ -139,15 +141,24 @@ async function masteryGate(run: Run, gate: BundleKey, decision: string): Promise
 /** The headless run of checked input: every decided path writes the bundle, and prints it with --json. */
 export async function runHeadless(input: RunInput): Promise<number> {
   const when = new Date();
-  const { createSession, defaultDrillOptions } = await import('../drills/session.js');
+  const { createSession, defaultDrillOptions, resolveSessionProfile } = await import('../drills/session.js');
   const { renderBundle, writeBundle, draftParagraph, decisionOf, defaultBundlePath } = await import('../drills/bundle.js');
   // The places the run writes without a flag naming them, checked as the flags' files were.
   const out = input.out ?? writableFile('--out', defaultBundlePath(when));
   writableDirectory('the evidence folder', defaultDrillOptions.evidenceRoot, shown(defaultDrillOptions.evidenceRoot));
   const target = await readyTarget(input);
+  let profile;
+  try {
+    profile = await resolveSessionProfile(target, input.profile, input.roles);
+  } catch (error) {
+    await target.close();
+    throw error;
+  }
+  if (profile.given) write(`profile: ${profile.source} fits the target`);
   const session = createSession({
     target,
     roles: input.roles,
+    profile,
     breaks: new Set(input.breaks),
     only: input.only.length > 0 ? new Set(input.only) : undefined,
     options: { ...defaultDrillOptions, paceMs: input.paceMs ?? headlessPaceMs, migrationFile: input.migration },

@@ -3,6 +3,7 @@
 import { UsageError } from '../postgres/url.js';
 import { defaultRoles, type Roles } from '../postgres/roles.js';
 import type { BundleKey } from '../drills/types.js';
+import { type GivenProfile, readGivenProfile } from './profile-file.js';
 import {
   bundleKeysOf,
   connectionString,
@@ -20,6 +21,7 @@ export const runFlags = {
   break: { type: 'string', multiple: true },
   only: { type: 'string', multiple: true },
   migration: { type: 'string' },
+  profile: { type: 'string' },
   out: { type: 'string' },
   json: { type: 'boolean' },
   junit: { type: 'string' },
@@ -48,6 +50,8 @@ export interface RunInput {
   /** Undefined when --pace is absent: the console and the headless run have their own defaults. */
   paceMs?: number;
   roles: Roles;
+  /** --profile: the file, read and checked in shape (its fit to the target is checked once the target is reached). */
+  profile?: GivenProfile;
 }
 
 /** Checks every flag value, every file a flag names and the target string; throws a UsageError on the first bad one. */
@@ -71,10 +75,23 @@ export function checkRunInput(values: Record<string, unknown>, env: NodeJS.Proce
     out,
     junit,
     paceMs: values.pace === undefined ? undefined : integerFlag('--pace', values.pace, { fallback: 0 }),
-    roles: {
-      worker: roleNameFlag('--worker-role', values['worker-role'], defaultRoles.worker),
-      reader: roleNameFlag('--reader-role', values['reader-role'], defaultRoles.reader),
-      owner: roleNameFlag('--owner-role', values['owner-role'], defaultRoles.owner),
-    },
+    ...rolesAndProfile(values),
   };
+}
+
+/**
+ * The roles come from the profile when one is given (its `roles`), else from the
+ * role flags; both at once would name a role twice, so that is refused.
+ */
+function rolesAndProfile(values: Record<string, unknown>): { roles: Roles; profile?: GivenProfile } {
+  const flags = {
+    worker: roleNameFlag('--worker-role', values['worker-role'], defaultRoles.worker),
+    reader: roleNameFlag('--reader-role', values['reader-role'], defaultRoles.reader),
+    owner: roleNameFlag('--owner-role', values['owner-role'], defaultRoles.owner),
+  };
+  if (values.profile === undefined) return { roles: flags };
+  const given = (['worker-role', 'reader-role', 'owner-role'] as const).find((flag) => values[flag] !== undefined);
+  if (given) throw new UsageError(`--${given} and --profile both name a role: set the roles in the profile's "roles"`);
+  const profile = readGivenProfile(String(values.profile));
+  return { roles: { ...profile.profile.roles }, profile };
 }

@@ -51,7 +51,7 @@ export const signalExitsHelp =
 export const usage = `sor-drills: prove a PostgreSQL database is fit to be the system of record for an AI-agent Worker
 
 Usage
-  sor-drills [--db URL] [--yes] [--keep] [--break KEY]... [--auto [--pace MS] [--out FILE]] [--no-color]
+  sor-drills [--db URL] [--yes] [--profile FILE] [--keep] [--break KEY]... [--auto [--pace MS] [--out FILE]] [--no-color]
                           the console; headless (as \`sor-drills run\`, with all its flags) when stdin or
                           stdout is not a terminal, under CI, or with --json
   sor-drills run          the nine drills headless: progress on stderr, the bundle on disk
@@ -66,6 +66,8 @@ Flags of the console
                     without it (and without DATABASE_URL) a throwaway embedded PostgreSQL is started
                     and removed on exit
   -y, --yes         consent to writing into a target that is not the embedded one
+  --profile FILE    what the target calls each thing the drills need (draft it with sor-drills profile);
+                    the target is drilled as it is. Default: the reference schema's names
   --keep            keep the embedded cluster after exit and print how to connect to it
   --break KEY       start that drill with its deliberate break (repeatable)
   --auto            autoplay: the console presses the operator's keys itself

@@ -21,8 +21,9 @@
 // to itself says so (needsExclusiveDatabase) and the live-count poller closes its
 // connection for it.
 import type { BundleKey, Drill, DrillResult, RunnerEvent } from '../drills/types.js';
-import { stepSummary } from '../drills/runner.js';
-import { profileNames, referenceProfile } from '../postgres/profile/index.js';
+import { physicalTable, stepSummary } from '../drills/runner.js';
+import { type GivenProfile, type ProfileInUse, profileNames, referenceProfile } from '../postgres/profile/index.js';
+import type { Roles } from '../postgres/roles.js';
 import { describeFailure, errorMessage } from '../postgres/errors.js';
 import { exitCodes, type ExitCode } from '../util/exit-codes.js';
 import type { Target } from '../postgres/target.js';
@@ -50,6 +51,10 @@ export interface ConsoleOptions {
   /** Where the bundle is saved (autoplay saves it there and exits). */
   out?: string;
   breaks: readonly BundleKey[];
+  /** --profile: the target's names, read and parsed (its fit is checked once the target is reached). */
+  profile?: GivenProfile;
+  /** The role flags (the profile's roles when one is given). */
+  roles?: Roles;
 }
 
 /** What the console started, for the caller to stop whatever stage the run reached. */
@@ -237,7 +242,7 @@ export class ConsoleController {
   private async prepare(consent: boolean): Promise<void> {
     const deps = this.need(this.deps, 'the console dependencies');
     const target = this.need(this.resources.target, 'the target');
-    const preparation = await deps.prepareTarget(target, { consent, onProgress: bootLine });
+    const preparation = await deps.prepareTarget(target, { consent, onProgress: bootLine, profile: this.options.profile?.source });
     if (this.quitting) return;
     if (preparation.kind === 'needs-consent') {
       this.stage = { name: 'consent' };
@@ -247,7 +252,11 @@ export class ConsoleController {
       }));
       return;
     }
-    this.openSession(deps, target);
+    // A given profile that does not fit the target ends the boot with one line naming the key (exit 2).
+    const profile = deps.resolveProfile ? await deps.resolveProfile(target, this.options.profile, this.options.roles) : undefined;
+    if (this.quitting) return;
+    if (profile?.given) bootLine(`profile ${profile.source} fits the target`);
+    this.openSession(deps, target, profile);
   }
 
   private answerConsent(yes: boolean): void {
@@ -264,10 +273,12 @@ export class ConsoleController {
     void this.perform(() => this.withBootClock(() => this.prepare(true)));
   }
 
-  private openSession(deps: ConsoleDeps, target: Target): void {
+  private openSession(deps: ConsoleDeps, target: Target, profile: ProfileInUse | undefined): void {
     bootLine('loading the drills and the Reconciler…');
     const session = deps.createSession({
       target,
+      profile,
+      roles: this.options.roles,
       breaks: new Set(this.options.breaks),
       options: { ...deps.defaultDrillOptions, paceMs: workerPaceMs(this.options, deps.defaultDrillOptions.paceMs) },
     });
@@ -305,7 +316,7 @@ export class ConsoleController {
         steps: stepRows(drill.steps.map((step) => stepSummary(step, this.session().names ?? referenceNames))),
         stepIndex: -1,
         sql: [],
-        tables: [...drill.tables],
+        tables: drill.tables.map((table) => physicalTable(this.session().names?.profile ?? referenceProfile, table)),
         evidenceDirs: [],
       },
       ask: undefined,

@@ -3,7 +3,8 @@
 // (pg, the drills, the Reconciler, the MCP SDK) is imported only in loadDeps(),
 // once the boot screen is drawn. Tests hand the controller fakes instead.
 import type { ProcessControl } from '../drills/processes.js';
-import type { ProfileNames } from '../postgres/profile/index.js';
+import type { GivenProfile, ProfileInUse, ProfileNames } from '../postgres/profile/index.js';
+import type { Roles } from '../postgres/roles.js';
 import type { BundleKey, Drill, DrillOptions, DrillResult, Operator, RunnerEvent } from '../drills/types.js';
 import type { Preparation } from '../postgres/prepare.js';
 import type { Target } from '../postgres/target.js';
@@ -26,22 +27,32 @@ export type Poller = Pick<LiveCounts, 'setTables' | 'pause' | 'resume' | 'stop'>
 export interface ConsoleDeps {
   resolveTarget(options: { db?: string; keep?: boolean; onProgress?: (line: string) => void }): Promise<Target>;
   /** The same preparation as `sor-drills run` (src/postgres/prepare.ts). */
-  prepareTarget(target: Target, options: { consent: boolean; onProgress?: (line: string) => void }): Promise<Preparation>;
-  createSession(options: { target: Target; breaks: ReadonlySet<BundleKey>; options: DrillOptions }): ConsoleSession;
+  prepareTarget(target: Target, options: { consent: boolean; onProgress?: (line: string) => void; profile?: string }): Promise<Preparation>;
+  /** The profile held against the target (src/drills/session.ts); fakes may leave it out. */
+  resolveProfile?(target: Target, given: GivenProfile | undefined, roles: Roles | undefined): Promise<ProfileInUse>;
+  createSession(options: {
+    target: Target;
+    breaks: ReadonlySet<BundleKey>;
+    options: DrillOptions;
+    profile?: ProfileInUse;
+    roles?: Roles;
+  }): ConsoleSession;
   defaultDrillOptions: DrillOptions;
   createPoller(url: string): Poller;
 }
 
 /** The real dependencies, imported only now. */
 export async function loadDeps(): Promise<ConsoleDeps> {
-  const [{ resolveTarget }, { prepareTarget }, { createSession, defaultDrillOptions }] = await Promise.all([
+  const [{ resolveTarget }, { prepareTarget }, { createSession, defaultDrillOptions, resolveSessionProfile }, { defaultRoles }] = await Promise.all([
     import('../postgres/target.js'),
     import('../postgres/prepare.js'),
     import('../drills/session.js'),
+    import('../postgres/roles.js'),
   ]);
   return {
     resolveTarget,
     prepareTarget,
+    resolveProfile: (target, given, roles) => resolveSessionProfile(target, given, roles ?? defaultRoles),
     createSession,
     defaultDrillOptions,
     createPoller: (url) => new LiveCounts({ url }),

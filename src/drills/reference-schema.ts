@@ -1,6 +1,6 @@
 // The names the drills know: the tables and columns of the reference Reconciler
 // schema (fixtures/migrations) that the drills, the tool server, the Worker and
-// the relay read or write. A drill declares the tables it needs (`needs`); before
+// the relay read or write when no profile is given (src/postgres/profile). A drill declares the tables it needs (`needs`); before
 // its first step the runner reads pg_catalog and, when one of them or one of its
 // columns is missing, the drill ends could-not-determine: it cannot look at a
 // habit through names the target does not have, so it never blames one.
@@ -128,13 +128,13 @@ export async function findMissingNames(client: Pick<pg.ClientBase, 'query'>, nee
 }
 
 /**
- * What the operator can do about it, said honestly: only the reference schema's
- * names are known, and there is no profile to map others yet (so no command for
- * one is promised). One line; it holds `;`, so it is always written in parentheses.
+ * What the operator can do about it: the drills went by the reference Reconciler's
+ * names because no profile was given, so a profile of the target's own names is the
+ * fix. One line; it holds `;`, so it is always written in parentheses.
  */
 export const unmappedHint =
-  "the drills know only the reference Reconciler's names; install it with `sor-drills setup` into an empty database to drill it; " +
-  'drilling a schema of your own needs a profile, which sor-drills does not have yet';
+  "the drills went by the reference Reconciler's names, since no profile was given; " +
+  'draft a profile with `sor-drills profile --db URL --out profile.json` and run with `--profile profile.json`';
 
 /** The SQLSTATEs of a name the target does not have: undefined_table, undefined_column, invalid_schema_name. */
 export const missingNameStates: ReadonlySet<string> = new Set(['42P01', '42703', '3F000']);

@@ -1,7 +1,7 @@
 // The one runner: executes the drills in order, step by step, and emits typed
 // events. The headless printer and the console are two listeners on the same
 // events; neither runs a drill any other way.
-import { builtInSource, type ProfileInUse, type ProfileNames, referenceWithRoles, resolveProfile } from '../postgres/profile/index.js';
+import { builtInSource, type Profile, type ProfileInUse, type ProfileNames, type ProfileTable, profileTables, referenceWithRoles, resolveProfile } from '../postgres/profile/index.js';
 import type { Roles } from '../postgres/roles.js';
 import { errorMessage } from '../postgres/errors.js';
 import { sqlState, withPgClient } from '../postgres/pg.js';
@@ -92,6 +92,12 @@ export async function runDrills(options: RunOptions): Promise<DrillResult[]> {
   return results;
 }
 
+/** A drill's table, named as the reference schema does, as the profile calls it in the target. */
+export function physicalTable(profile: Profile, table: string): string {
+  const part = table === 'agent_events' ? 'events' : table;
+  return (profileTables as readonly string[]).includes(part) ? profile[part as ProfileTable].table : table;
+}
+
 /** The run's profile: the one given, or the built-in reference one read against the target. */
 async function profileFor(run: Pick<RunOptions, 'profile' | 'url' | 'roles'>): Promise<ProfileInUse> {
   if (run.profile) return run.profile;
@@ -141,7 +147,7 @@ export async function runDrill(drill: Drill, options: Omit<RunOptions, 'drills' 
     },
   };
   run.emit({ type: 'drill-started', key: drill.key, broken, steps: drill.steps.map((step) => stepSummary(step, run.profile.names)) });
-  run.emit({ type: 'tables', key: drill.key, tables: drill.tables });
+  run.emit({ type: 'tables', key: drill.key, tables: drill.tables.map((table) => physicalTable(run.profile.profile, table)) });
   const state = drill.init();
   let failure = await checkNames(drill, ctx);
   for (const [index, step] of drill.steps.entries()) {

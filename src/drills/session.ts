@@ -3,7 +3,7 @@
 // both drive drills only through a session.
 import path from 'node:path';
 import type { Target } from '../postgres/target.js';
-import { builtInSource, type ProfileInUse, type ProfileNames, profileNames, referenceWithRoles, resolveProfile } from '../postgres/profile/index.js';
+import { builtInSource, type GivenProfile, ProfileError, type ProfileInUse, type ProfileNames, profileNames, referenceWithRoles, resolveProfile } from '../postgres/profile/index.js';
 import { withPgClient } from '../postgres/pg.js';
 import { defaultRoles, type Roles } from '../postgres/roles.js';
 import { drills as allDrills } from './index.js';
@@ -43,6 +43,22 @@ export const defaultDrillOptions: DrillOptions = {
       ? { apiKey: process.env.NEON_API_KEY, projectId: process.env.NEON_PROJECT_ID }
       : undefined,
 };
+
+/**
+ * The profile a session drills through, held against the target: the one given, or
+ * the built-in reference one with the run's roles. A given profile that does not fit
+ * refuses the run (ProfileError, exit 2) naming the key; the reference one never does:
+ * a drill whose names the target lacks ends could-not-determine instead.
+ */
+export async function resolveSessionProfile(target: Pick<Target, 'url' | 'display'>, given: GivenProfile | undefined, roles: Roles): Promise<ProfileInUse> {
+  const profile = given?.profile ?? referenceWithRoles(roles);
+  const inUse = await withPgClient(target.url, (client) => resolveProfile(client, profile, given?.source ?? builtInSource, Boolean(given)));
+  if (given && inUse.problems.length > 0) {
+    const more = inUse.problems.length > 1 ? ` (and ${inUse.problems.length - 1} more)` : '';
+    throw new ProfileError(`profile ${given.source} does not fit ${target.display}: ${inUse.problems[0]}${more}; edit the profile, or draft one with \`sor-drills profile\``);
+  }
+  return inUse;
+}
 
 export function createSession(options: SessionOptions): DrillSession {
   const roles = options.profile?.profile.roles ?? options.roles ?? defaultRoles;

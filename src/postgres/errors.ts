@@ -16,6 +16,8 @@ export function errorMessage(error: unknown): string {
 
 const codeByName: Record<string, ExitCode> = {
   UsageError: exitCodes.usage,
+  // A profile that does not parse or does not fit the target: the operator's file to fix.
+  ProfileError: exitCodes.usage,
   ConsentError: exitCodes.blocked,
   TargetError: exitCodes.unreachable,
 };

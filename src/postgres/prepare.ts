@@ -55,12 +55,24 @@ export function consentQuestion(target: Pick<Target, 'display'>, state: TargetSt
 /** Reads what the target holds; installs the schema only where it may and should. */
 export async function prepareTarget(
   target: Target,
-  options: { consent: boolean; onProgress?: (line: string) => void },
+  options: {
+    consent: boolean;
+    onProgress?: (line: string) => void;
+    /** A profile was given (--profile): the target holds its own schema, drilled as it is; nothing is installed. */
+    profile?: string;
+  },
 ): Promise<Preparation> {
   const say = options.onProgress ?? (() => {});
   const embedded = target.kind === 'embedded';
   const migrations = await loadMigrations();
   const state = await withPgClient(target.url, (client) => inspectTarget(client, migrations));
+  if (options.profile) {
+    if (!embedded && !options.consent) {
+      return { kind: 'needs-consent', state, why: `${target.display} would be drilled as it is, through the profile ${options.profile}; ${consentText}`, installs: false };
+    }
+    say(`drilling the target as it is, through the profile ${options.profile}`);
+    return { kind: 'ready', state };
+  }
   if (!embedded && !options.consent) {
     return { kind: 'needs-consent', state, why: consentQuestion(target, state), installs: installs(state) };
   }

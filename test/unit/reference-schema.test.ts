@@ -63,10 +63,9 @@ describe('the missing names, in one line', () => {
     expect(describeMissing({ tables: ['tenants'], columns: [] })).not.toMatch(/\n/);
   });
 
-  it('promises no command that does not exist', () => {
-    expect(unmappedHint).toContain('`sor-drills setup`');
-    expect(unmappedHint).not.toMatch(/sor-drills profile|--profile/);
-    expect(unmappedHint).toMatch(/does not have yet/);
+  it('names the command that drafts a profile, and the flag that uses it', () => {
+    expect(unmappedHint).toContain('`sor-drills profile --db URL --out profile.json`');
+    expect(unmappedHint).toContain('`--profile profile.json`');
   });
 });
 
@@ -84,7 +83,7 @@ describe('the decision when drills could not judge', () => {
       "The run could not judge 8 drills, so it says nothing about their lessons' habits: " +
         'run_journal_resume_drill, idempotency_retry_test, concurrency_claim_test, outbox_relay_retry_test, append_only_event_test, mcp_boundary_test, forensics_drill (no table tenants found in the target); ' +
         'rls_identity_flip_test (no column expenses.tenant_id found in the target). ' +
-        "The drills know only the reference Reconciler's names;",
+        "The drills went by the reference Reconciler's names, since no profile was given;",
     );
     // The hint once, not once per drill.
     expect(paragraph.split(unmappedHint.slice(1)).length).toBe(2);
@@ -95,7 +94,7 @@ describe('the decision when drills could not judge', () => {
 
   it('the release_decision line names them as not judged, without a lesson', () => {
     const line = decisionLine(allUnjudged, drills);
-    expect(line).toMatch(/^BLOCKED: could not judge run_journal_resume_drill, idempotency_retry_test, .* \(no table tenants found in the target\); could not judge rls_identity_flip_test \(no column expenses\.tenant_id found in the target\)\. The drills know only/);
+    expect(line).toMatch(/^BLOCKED: could not judge run_journal_resume_drill, idempotency_retry_test, .* \(no table tenants found in the target\); could not judge rls_identity_flip_test \(no column expenses\.tenant_id found in the target\)\. The drills went by the reference Reconciler's names/);
     expect(line).not.toMatch(/Lesson/);
     expect(line).not.toMatch(/\n/);
   });

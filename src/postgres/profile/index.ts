@@ -7,7 +7,7 @@ import { referenceProfile } from './reference.js';
 import { type Profile, type ProfileTable, profileTables } from './schema.js';
 
 export { checkProfile, newKey, profileProblems, type KeyInfo } from './check.js';
-export { findTodos, idempotencyKeyColumn, parseProfile, ProfileError, readProfile } from './load.js';
+export { findTodos, type GivenProfile, idempotencyKeyColumn, parseProfile, ProfileError, readProfile } from './load.js';
 export { amountValue, centsOf, insertList, profileNames, renderTemplate, requiredInsert, setList, type ProfileNames } from './names.js';
 export { referenceProfile } from './reference.js';
 export { type Profile, profileJsonSchema, profileTables, type ProfileTable } from './schema.js';

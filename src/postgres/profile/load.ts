@@ -5,6 +5,13 @@ import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
 import { type Profile, profileSchema } from './schema.js';
 
+/** A profile the operator gave (--profile), read and parsed. */
+export interface GivenProfile {
+  /** The file as the operator wrote it, for messages. */
+  source: string;
+  profile: Profile;
+}
+
 export class ProfileError extends Error {
   override name = 'ProfileError';
 }
@@ -25,13 +32,23 @@ export function findTodos(value: unknown, path: string[] = []): Array<{ key: str
 }
 
 function describeIssue(issue: z.core.$ZodIssue): string {
-  if (issue.code === 'unrecognized_keys') {
-    const keys = issue.keys.map((key) => keyOf([...issue.path, key]));
-    return `${keys.length === 1 ? 'unknown key' : 'unknown keys'} ${keys.join(', ')} (see profile.schema.json for the keys a profile has)`;
-  }
   const key = keyOf(issue.path);
-  if (issue.code === 'invalid_type' && issue.input === undefined) return `${key} is missing (${issue.message.replace(/^Invalid input: /, '')})`;
-  return `${key} ${issue.message.replace(/^Invalid input: /, '').replace(/^(Too|Invalid)/, (word) => `is ${word.toLowerCase()}`)}`;
+  switch (issue.code) {
+    case 'unrecognized_keys': {
+      const keys = issue.keys.map((name) => keyOf([...issue.path, name]));
+      return `${keys.length === 1 ? 'unknown key' : 'unknown keys'} ${keys.join(', ')} (see profile.schema.json for the keys a profile has)`;
+    }
+    case 'invalid_type': {
+      const received = /received (\w+)/.exec(issue.message)?.[1];
+      const expected = issue.expected === 'object' ? 'an object' : issue.expected === 'array' ? 'a list' : `a ${issue.expected}`;
+      return received === 'undefined' ? `${key} is missing (it must be ${expected})` : `${key} must be ${expected}, not ${received ? `a ${received}` : 'this'}`;
+    }
+    case 'invalid_value':
+      return `${key} must be ${issue.values.length === 1 ? JSON.stringify(issue.values[0]) : `one of ${issue.values.map((value) => JSON.stringify(value)).join(', ')}`}`;
+    default:
+      // Custom messages (refinements, lengths) are written to follow the key.
+      return `${key} ${issue.message.replace(/^Invalid input: /, '').replace(/^Too (small|big): expected (\w+) to have /, 'must have ')}`;
+  }
 }
 
 /**
