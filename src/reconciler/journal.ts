@@ -18,7 +18,9 @@
 //      waits for a call still in flight from a Worker that was killed, instead of
 //      seeing it half done and running it a second time.
 //   2. a short transaction, committed: upsert the run (run_started event when new)
-//      and the turn, insert the tool_calls row with status 'started'. The
+//      and the turn (read first, inserted when absent: the Worker's lock already
+//      serialises its calls, and not every target has a unique key on (run, turn
+//      number) to conflict on), insert the tool_calls row with status 'started'. The
 //      in-flight call is visible from here on.
 //   3. BEGIN, app.tenant_id set, SAVEPOINT, the action's writes, then in the SAME
 //      transaction the call marked completed with its result, its events, the turn
@@ -29,7 +31,16 @@
 // One connection per call (not one for the journal and one for the action): a
 // call that held one connection while waiting for a second would deadlock the
 // pool as soon as enough Workers call at once.
+//
+// Every table and column comes from the profile's names (`n`); optional columns the
+// target lacks are left out: without runs.worker the worker check is skipped, without
+// runs.total_turns the journal's `of` is the run's length, without a run column on
+// tool_calls a call reaches its run through its turn.
+import { randomUUID } from 'node:crypto';
 import type pg from 'pg';
+import { newKey, type ProfileNames, insertList, requiredInsert, setList } from '../postgres/profile/index.js';
+import { type Identifier, sql } from '../postgres/sql.js';
+import type { Keys } from './actions.js';
 
 export interface Journal {
   run_id: string;
@@ -76,8 +87,24 @@ export async function lockWorkerForRead(client: Queryable, worker: string): Prom
   await client.query(lockSql('pg_advisory_xact_lock'), [workerLockKey(worker)]);
 }
 
+/**
+ * An INSERT's column and VALUES lists (insertList) plus the part's `required` templates,
+ * skipping the columns the pairs already set.
+ */
+export function insertWithRequired(
+  part: { required: Record<string, string> },
+  pairs: ReadonlyArray<readonly [Identifier | undefined, unknown]>,
+  template: { key: string; tenant?: string | undefined },
+) {
+  const set = pairs.flatMap(([column]) => (column ? [column] : []));
+  const required = requiredInsert(part, template, set);
+  return insertList([...pairs, ...required.columns.map((column, index) => [column, required.values[index]] as const)]);
+}
+
 export async function insertEvent(
   client: Queryable,
+  n: ProfileNames,
+  keys: Keys,
   events: EventWriter,
   runId: string,
   tenant: string,
@@ -86,11 +113,47 @@ export async function insertEvent(
   detail: Record<string, unknown>,
 ): Promise<void> {
   if (!events.enabled) return;
-  await client.query(
-    `insert into agent_events (run_id, tenant_id, turn_no, event_type, detail)
-     values ($1, $2, $3, $4, $5::jsonb)`,
-    [runId, tenant, turnNo, eventType, JSON.stringify(detail)],
+  const e = n.events;
+  const id = newKey(keys.events, 'ev');
+  const { columns, values } = insertWithRequired(
+    e,
+    [
+      [id === undefined ? undefined : e.key, id],
+      [e.run, runId],
+      [e.tenant, tenant],
+      [e.turn_number, turnNo],
+      [e.type, eventType],
+      [e.payload, JSON.stringify(detail)],
+      [e.created_at, sql`now()`],
+    ],
+    { key: id ?? randomUUID(), tenant },
   );
+  await client.query(sql`insert into ${e.table} (${columns}) values (${values})`);
+}
+
+/** The turn's key: read first, inserted when absent (the Worker's lock serialises its calls). */
+async function openTurn(client: Queryable, n: ProfileNames, keys: Keys, journal: Journal): Promise<string> {
+  const t = n.turns;
+  const { rows: found } = await client.query<{ id: string }>(
+    sql`select ${t.key}::text as id from ${t.table} where ${t.run} = ${journal.run_id} and ${t.number} = ${journal.turn}`,
+  );
+  if (found[0]) return found[0].id;
+  const turnKey = newKey(keys.turns, 'turn');
+  const turn = insertWithRequired(
+    t,
+    [
+      [turnKey === undefined ? undefined : t.key, turnKey],
+      [t.run, journal.run_id],
+      [t.number, journal.turn],
+      [t.status, t.values.running],
+      [t.started_at, sql`now()`],
+    ],
+    { key: turnKey ?? randomUUID(), tenant: journal.tenant },
+  );
+  const { rows: inserted } = await client.query<{ id: string }>(
+    sql`insert into ${t.table} (${turn.columns}) values (${turn.values}) returning ${t.key}::text as id`,
+  );
+  return inserted[0]!.id;
 }
 
 /**
@@ -99,79 +162,125 @@ export async function insertEvent(
  */
 export async function openCall(
   client: Queryable,
+  n: ProfileNames,
+  keys: Keys,
   events: EventWriter,
   journal: Journal,
   tool: string,
   args: Record<string, unknown>,
 ): Promise<OpenedCall> {
   if (journal.turn > journal.of) throw new JournalRefusal(`turn ${journal.turn} is past the run's ${journal.of} turns`);
+  const r = n.runs;
+  const c = n.tool_calls;
   await client.query('begin');
   try {
+    // The run's key is the Worker's run id, used as given.
+    const runInsert = insertWithRequired(
+      r,
+      [
+        [r.key, journal.run_id],
+        [r.tenant, journal.tenant],
+        [r.worker, journal.worker],
+        [r.status, r.values.running],
+        [r.total_turns, journal.of],
+        [r.started_at, sql`now()`],
+      ],
+      { key: journal.run_id, tenant: journal.tenant },
+    );
     const created = await client.query(
-      `insert into runs (id, tenant_id, worker, status, total_turns)
-       values ($1, $2, $3, 'running', $4)
-       on conflict (id) do nothing
-       returning id`,
-      [journal.run_id, journal.tenant, journal.worker, journal.of],
+      sql`insert into ${r.table} (${runInsert.columns})
+          values (${runInsert.values})
+          on conflict (${r.key}) do nothing
+          returning ${r.key}::text as id`,
     );
     if (created.rowCount === 1) {
-      await insertEvent(client, events, journal.run_id, journal.tenant, null, 'run_started', {
+      await insertEvent(client, n, keys, events, journal.run_id, journal.tenant, null, 'run_started', {
         tenant_id: journal.tenant,
         worker: journal.worker,
         total_turns: journal.of,
         status: 'running',
       });
     }
-    const { rows: runs } = await client.query<{ status: string; tenant_id: string; worker: string; total_turns: number }>(
-      'select status, tenant_id, worker, total_turns from runs where id = $1',
-      [journal.run_id],
+    const { rows: runs } = await client.query<{
+      status: string;
+      tenant_id: string;
+      same_tenant: boolean;
+      worker: string | null;
+      total_turns: number | null;
+    }>(
+      sql`select ${r.status}::text as status, ${r.tenant}::text as tenant_id, ${r.tenant} = ${journal.tenant} as same_tenant,
+                 ${r.worker ?? sql`null`}::text as worker, ${r.total_turns ?? sql`null`}::int as total_turns
+            from ${r.table} where ${r.key} = ${journal.run_id}`,
     );
     const run = runs[0];
     if (!run) throw new JournalRefusal(`run ${journal.run_id} could not be recorded`);
-    if (run.status !== 'running') throw new JournalRefusal(`run ${journal.run_id} is ${run.status}: start a new run`);
-    if (run.tenant_id !== journal.tenant) {
+    if (run.status !== r.values.running) throw new JournalRefusal(`run ${journal.run_id} is ${run.status}: start a new run`);
+    if (!run.same_tenant) {
       throw new JournalRefusal(`run ${journal.run_id} belongs to tenant ${run.tenant_id}, not ${journal.tenant}`);
     }
-    if (run.worker !== journal.worker) {
+    if (r.worker && run.worker !== journal.worker) {
       throw new JournalRefusal(`run ${journal.run_id} belongs to worker ${run.worker}, not ${journal.worker}`);
     }
-    if (journal.turn > run.total_turns) {
-      throw new JournalRefusal(`turn ${journal.turn} is past run ${journal.run_id}'s ${run.total_turns} turns`);
+    const totalTurns = run.total_turns ?? journal.of;
+    if (journal.turn > totalTurns) {
+      throw new JournalRefusal(`turn ${journal.turn} is past run ${journal.run_id}'s ${totalTurns} turns`);
     }
-    await client.query(
-      `insert into turns (run_id, turn_no, status) values ($1, $2, 'running')
-       on conflict (run_id, turn_no) do nothing`,
-      [journal.run_id, journal.turn],
+    const turnId = await openTurn(client, n, keys, journal);
+    const callKey = newKey(keys.tool_calls, 'call');
+    const call = insertWithRequired(
+      c,
+      [
+        [callKey === undefined ? undefined : c.key, callKey],
+        [c.run, journal.run_id],
+        [c.turn, turnId],
+        [c.turn_number, journal.turn],
+        [c.number, journal.call],
+        [c.tool, tool],
+        [c.arguments, JSON.stringify(args)],
+        [c.status, c.values.started],
+        [c.started_at, sql`clock_timestamp()`],
+      ],
+      { key: callKey ?? randomUUID(), tenant: journal.tenant },
     );
-    const { rows: turns } = await client.query<{ id: string }>(
-      'select id from turns where run_id = $1 and turn_no = $2',
-      [journal.run_id, journal.turn],
-    );
-    const turnId = turns[0]!.id;
     const { rows: calls } = await client.query<{ id: string }>(
-      `insert into tool_calls (run_id, turn_id, turn_no, call_no, tool, arguments, status)
-       values ($1, $2, $3, $4, $5, $6::jsonb, 'started')
-       returning id`,
-      [journal.run_id, turnId, journal.turn, journal.call, tool, JSON.stringify(args)],
+      sql`insert into ${c.table} (${call.columns})
+          values (${call.values})
+          returning ${c.key}::text as id`,
     );
     await client.query('commit');
-    return { callId: calls[0]!.id, turnId, totalTurns: run.total_turns };
+    return { callId: calls[0]!.id, turnId, totalTurns };
   } catch (error) {
     await client.query('rollback').catch(() => {});
     throw error;
   }
+
 }
 
-const finishCallSql = (status: 'completed' | 'failed') => `
-  update tool_calls t
-     set status = '${status}',
-         result = $2::jsonb,
-         error = $3,
-         error_code = $4,
-         finished_at = c.now,
-         duration_ms = round(extract(epoch from (c.now - t.started_at)) * 1000)::int
-    from (select clock_timestamp() as now) c
-   where t.id = $1`;
+/** The call settled: status, result or error, finished_at and duration_ms where the target has them. */
+async function finishCall(
+  client: Queryable,
+  n: ProfileNames,
+  callId: string,
+  status: 'completed' | 'failed',
+  outcome: { result: Record<string, unknown> | null; error: string | null; errorCode: string | null },
+): Promise<void> {
+  const c = n.tool_calls;
+  const duration =
+    c.duration_ms && c.started_at ? sql`round(extract(epoch from (clock.now - tc.${c.started_at})) * 1000)::int` : undefined;
+  await client.query(
+    sql`update ${c.table} tc
+           set ${setList([
+             [c.status, c.values[status]],
+             [c.result, outcome.result === null ? null : JSON.stringify(outcome.result)],
+             [c.error, outcome.error],
+             [c.error_code, outcome.errorCode],
+             [c.finished_at, sql`clock.now`],
+             [duration === undefined ? undefined : c.duration_ms, duration],
+           ])}
+          from (select clock_timestamp() as now) clock
+         where tc.${c.key} = ${callId}`,
+  );
+}
 
 export interface CompletedCall {
   /** Whether the turn ended with this call. */
@@ -180,9 +289,24 @@ export interface CompletedCall {
   runFinished: boolean;
 }
 
+/** The turn ended (completed or failed), finished_at when the target has it. */
+async function endTurn(client: Queryable, n: ProfileNames, turnId: string, status: 'completed' | 'failed'): Promise<void> {
+  const t = n.turns;
+  await client.query(
+    sql`update ${t.table}
+           set ${setList([
+             [t.status, t.values[status]],
+             [t.finished_at, sql`clock_timestamp()`],
+           ])}
+         where ${t.key} = ${turnId}`,
+  );
+}
+
 /** Step 3 on success, inside the action's transaction. */
 export async function completeCall(
   client: Queryable,
+  n: ProfileNames,
+  keys: Keys,
   events: EventWriter,
   journal: Journal,
   opened: OpenedCall,
@@ -191,8 +315,11 @@ export async function completeCall(
   endsTurn: boolean,
   eventDetail: Record<string, unknown>,
 ): Promise<CompletedCall> {
-  await client.query(finishCallSql('completed'), [opened.callId, JSON.stringify(result), null, null]);
-  await insertEvent(client, events, journal.run_id, journal.tenant, journal.turn, 'tool_called', {
+  const c = n.tool_calls;
+  const t = n.turns;
+  const r = n.runs;
+  await finishCall(client, n, opened.callId, 'completed', { result, error: null, errorCode: null });
+  await insertEvent(client, n, keys, events, journal.run_id, journal.tenant, journal.turn, 'tool_called', {
     tool,
     call_no: journal.call,
     status: 'completed',
@@ -200,12 +327,11 @@ export async function completeCall(
   });
   if (!endsTurn) return { turnEnded: false, runFinished: false };
 
-  await client.query(`update turns set status = 'completed', finished_at = clock_timestamp() where id = $1`, [opened.turnId]);
+  await endTurn(client, n, opened.turnId, 'completed');
   const { rows: counted } = await client.query<{ tool_calls: number }>(
-    `select count(*)::int as tool_calls from tool_calls where turn_id = $1 and status = 'completed'`,
-    [opened.turnId],
+    sql`select count(*)::int as tool_calls from ${c.table} where ${c.turn} = ${opened.turnId} and ${c.status} = ${c.values.completed}`,
   );
-  await insertEvent(client, events, journal.run_id, journal.tenant, journal.turn, 'turn_completed', {
+  await insertEvent(client, n, keys, events, journal.run_id, journal.tenant, journal.turn, 'turn_completed', {
     turn_no: journal.turn,
     status: 'completed',
     tool_calls: counted[0]?.tool_calls ?? 0,
@@ -213,27 +339,33 @@ export async function completeCall(
   if (journal.turn < opened.totalTurns) return { turnEnded: true, runFinished: false };
 
   await client.query(
-    `update runs set status = 'finished', finished_at = clock_timestamp() where id = $1 and status = 'running'`,
-    [journal.run_id],
+    sql`update ${r.table}
+           set ${setList([
+             [r.status, r.values.finished],
+             [r.finished_at, sql`clock_timestamp()`],
+           ])}
+         where ${r.key} = ${journal.run_id} and ${r.status} = ${r.values.running}`,
   );
-  const { rows: totals } = await client.query<{
-    transactions_processed: number;
-    expenses_written: number;
-    emails_queued: number;
-  }>(
-    `select count(*) filter (where tool = 'write' and (result ->> 'processed')::boolean)::int as transactions_processed,
-            count(*) filter (where tool = 'write' and (result ->> 'inserted')::boolean)::int as expenses_written,
-            count(*) filter (where tool = 'queue' and (result ->> 'queued')::boolean)::int as emails_queued
-       from tool_calls
-      where run_id = $1 and status = 'completed'`,
-    [journal.run_id],
-  );
-  await insertEvent(client, events, journal.run_id, journal.tenant, journal.turn, 'run_finished', {
+  // The run's totals come from the calls' results; a target without a result column says less.
+  let totals: Record<string, number> = {};
+  if (c.result) {
+    const outcome = (tool: string, key: string) =>
+      sql`count(*) filter (where c.${c.tool} = ${tool}::text and (c.${c.result} ->> ${key}::text)::boolean)::int`;
+    const { rows } = await client.query<{ transactions_processed: number; expenses_written: number; emails_queued: number }>(
+      sql`select ${outcome('write', 'processed')} as transactions_processed,
+                 ${outcome('write', 'inserted')} as expenses_written,
+                 ${outcome('queue', 'queued')} as emails_queued
+            from ${c.table} c join ${t.table} t on t.${t.key} = c.${c.turn}
+           where t.${t.run} = ${journal.run_id} and c.${c.status} = ${c.values.completed}`,
+    );
+    totals = rows[0] ?? {};
+  }
+  await insertEvent(client, n, keys, events, journal.run_id, journal.tenant, journal.turn, 'run_finished', {
     status: 'finished',
     total_turns: opened.totalTurns,
     last_turn_no: journal.turn,
     last_turn_status: 'completed',
-    ...totals[0],
+    ...totals,
   });
   return { turnEnded: true, runFinished: true };
 }
@@ -241,29 +373,37 @@ export async function completeCall(
 /** Step 3 on failure, after ROLLBACK TO SAVEPOINT, in the same transaction. Returns the run's error text. */
 export async function failCall(
   client: Queryable,
+  n: ProfileNames,
+  keys: Keys,
   events: EventWriter,
   journal: Journal,
   opened: OpenedCall,
   tool: string,
   error: { message: string; code: string | undefined },
 ): Promise<string> {
+  const r = n.runs;
   const runError = `${tool} (turn ${journal.turn}, call ${journal.call}) failed: ${error.message}${
     error.code ? ` [SQLSTATE ${error.code}]` : ''
   }`;
-  await client.query(finishCallSql('failed'), [opened.callId, null, error.message, error.code ?? null]);
-  await client.query(`update turns set status = 'failed', finished_at = clock_timestamp() where id = $1`, [opened.turnId]);
+  await finishCall(client, n, opened.callId, 'failed', { result: null, error: error.message, errorCode: error.code ?? null });
+  await endTurn(client, n, opened.turnId, 'failed');
   await client.query(
-    `update runs set status = 'failed', finished_at = clock_timestamp(), error = $2 where id = $1 and status = 'running'`,
-    [journal.run_id, runError],
+    sql`update ${r.table}
+           set ${setList([
+             [r.status, r.values.failed],
+             [r.finished_at, sql`clock_timestamp()`],
+             [r.error, runError],
+           ])}
+         where ${r.key} = ${journal.run_id} and ${r.status} = ${r.values.running}`,
   );
-  await insertEvent(client, events, journal.run_id, journal.tenant, journal.turn, 'tool_failed', {
+  await insertEvent(client, n, keys, events, journal.run_id, journal.tenant, journal.turn, 'tool_failed', {
     tool,
     call_no: journal.call,
     status: 'failed',
     error: error.message,
     error_code: error.code ?? null,
   });
-  await insertEvent(client, events, journal.run_id, journal.tenant, journal.turn, 'run_failed', {
+  await insertEvent(client, n, keys, events, journal.run_id, journal.tenant, journal.turn, 'run_failed', {
     status: 'failed',
     total_turns: opened.totalTurns,
     failed_turn: journal.turn,

@@ -15,7 +15,7 @@
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { formatBreaks, type ToolBreaks } from './actions.js';
+import { formatBreaks, type ToolBreaks } from './breaks.js';
 import type { EmailReport, FailMode } from './email-report.js';
 import { allowListEnv } from './env.js';
 import { type Profile, profileEnv } from '../postgres/profile/index.js';

@@ -21,6 +21,14 @@
 //   SOR_CLAIM_HOLD_MS    hold each claimed row this long before sending it (0: no hold), so a
 //                        second relay arrives while the row is locked; SIGUSR2 ends the hold
 //   SOR_NO_KEY=1         the deliberate break: send without the Idempotency-Key header
+//   SOR_PROFILE          the target's profile as JSON (absent: the reference profile with
+//                        SOR_WORKER_ROLE as its worker role); checked at start, a misfit ends
+//                        the relay with one line naming the first problem
+//
+// Tables and columns come from the profile. A target without next_attempt_at has every
+// pending row due (the relay then waits the backoff itself after a failed send); attempts,
+// last_error and dispatched_at are set only where the target has them; recipient, subject
+// and body are read from their columns, or from the payload's to, subject and body.
 //
 // stdout, one JSON line each: relay_started {tenant, email_url, poll_ms, backoff_ms, claim_hold_ms, no_key};
 // claim_held {outbox_id, dedup_key, hold_ms} and claim_hold_ended {outbox_id, how};
@@ -29,19 +37,23 @@
 // dispatched {outbox_id, dedup_key, attempts, delivery_id}; holds_released {count} (on
 // SIGUSR2); stopping {signal}.
 import type pg from 'pg';
+import { fitProfile, orNull, profileSetting } from './actions.js';
 import { openWorkerClient } from './db.js';
 import { holdsReleasedBySignal, type Holds } from './holds.js';
 import { emit, intSetting, requiredSetting } from './json-lines.js';
 import { errorMessage } from '../postgres/pg.js';
 import { delay } from '../util/wait.js';
+import { type ProfileNames, setList } from '../postgres/profile/index.js';
+import { empty, type Identifier, type Sql, sql } from '../postgres/sql.js';
 
 interface OutboxRow {
   id: string;
   dedup_key: string;
-  recipient: string;
-  subject: string;
-  body: string;
-  attempts: number;
+  recipient: string | null;
+  subject: string | null;
+  body: string | null;
+  /** Null when the target does not count attempts (outbox.attempts). */
+  attempts: number | null;
 }
 
 const sendTimeoutMs = 5_000;
@@ -80,6 +92,7 @@ async function send(emailUrl: string, row: OutboxRow, withKey: boolean): Promise
 }
 
 interface RelaySettings {
+  names: ProfileNames;
   /** Only this tenant's rows are claimed. */
   tenant: string;
   emailUrl: string;
@@ -91,18 +104,31 @@ interface RelaySettings {
   noKey: boolean;
 }
 
+/** A message field: its column, or the payload's key when the target keeps the message as JSON. */
+function messageField(column: Identifier | undefined, payload: Identifier | undefined, key: string): Sql {
+  if (column) return sql`${column}::text`;
+  if (payload) return sql`${payload} ->> ${key}::text`;
+  return sql`null::text`;
+}
+
 /** Claims, sends and settles one due row. Returns false when none was due. */
 async function relayOne(client: pg.Client, settings: RelaySettings): Promise<boolean> {
+  const o = settings.names.outbox;
   await client.query('begin');
   try {
+    const due = o.next_attempt_at ? sql` and ${o.next_attempt_at} <= now()` : empty;
+    const order = o.next_attempt_at ? sql`${o.next_attempt_at}, ${o.key}` : sql`${o.key}`;
     const { rows } = await client.query<OutboxRow>(
-      `select id, dedup_key, recipient, subject, body, attempts
-         from outbox
-        where status = 'pending' and next_attempt_at <= now() and tenant_id = $1
-        order by next_attempt_at, id
-        limit 1
-        for update skip locked`,
-      [settings.tenant],
+      sql`select ${o.key}::text as id, ${o.dedup_key}::text as dedup_key,
+                 ${messageField(o.recipient, o.payload, 'to')} as recipient,
+                 ${messageField(o.subject, o.payload, 'subject')} as subject,
+                 ${messageField(o.body, o.payload, 'body')} as body,
+                 ${orNull(o.attempts)}::int as attempts
+            from ${o.table}
+           where ${o.status} = ${o.values.pending}${due} and ${o.tenant} = ${settings.tenant}
+           order by ${order}
+           limit 1
+           for update skip locked`,
     );
     const row = rows[0];
     if (!row) {
@@ -115,29 +141,38 @@ async function relayOne(client: pg.Client, settings: RelaySettings): Promise<boo
       const how = await settings.holds.hold(settings.claimHoldMs);
       emit('claim_hold_ended', { outbox_id: row.id, how });
     }
-    emit('sending', { outbox_id: row.id, dedup_key: row.dedup_key, attempt: row.attempts + 1 });
+    emit('sending', { outbox_id: row.id, dedup_key: row.dedup_key, attempt: row.attempts === null ? null : row.attempts + 1 });
     let deliveryId: string;
     try {
       deliveryId = await send(settings.emailUrl, row, !settings.noKey);
     } catch (error) {
       const message = describeSendError(error);
-      const { rows: failed } = await client.query<{ attempts: number; next_attempt_at: Date }>(
-        `update outbox
-            set attempts = attempts + 1,
-                last_error = $2,
-                next_attempt_at = now() + $3 * power(2, attempts) * interval '1 millisecond'
-          where id = $1
-          returning attempts, next_attempt_at`,
-        [row.id, message, settings.backoffMs],
-      );
+      // Backoff doubles per recorded attempt (the old count: SET reads the row as it was).
+      const growth = o.attempts ? sql` * power(2, ${o.attempts})` : empty;
+      const retry = setList([
+        [o.attempts, o.attempts ? sql`${o.attempts} + 1` : undefined],
+        [o.last_error, message],
+        [o.next_attempt_at, sql`now() + ${settings.backoffMs}${growth} * interval '1 millisecond'`],
+      ]);
+      let failed: Array<{ attempts: number | null; next_attempt_at: Date | null }> = [];
+      if (retry.parts.length > 0) {
+        ({ rows: failed } = await client.query<{ attempts: number | null; next_attempt_at: Date | null }>(
+          sql`update ${o.table}
+                 set ${retry}
+               where ${o.key} = ${row.id}
+               returning ${orNull(o.attempts)}::int as attempts, ${orNull(o.next_attempt_at)}::timestamptz as next_attempt_at`,
+        ));
+      }
       await client.query('commit');
       emit('send_failed', {
         outbox_id: row.id,
         dedup_key: row.dedup_key,
-        attempts: failed[0]?.attempts,
+        attempts: failed[0]?.attempts ?? undefined,
         error: message,
-        next_attempt_at: failed[0]?.next_attempt_at.toISOString(),
+        next_attempt_at: failed[0]?.next_attempt_at?.toISOString(),
       });
+      // No next_attempt_at: the row is due again at once, so the relay itself waits the backoff.
+      if (!o.next_attempt_at) await delay(settings.backoffMs);
       return true;
     }
     if (settings.pauseAfterSendMs > 0) {
@@ -145,15 +180,18 @@ async function relayOne(client: pg.Client, settings: RelaySettings): Promise<boo
       emit('sent_pausing', { outbox_id: row.id, dedup_key: row.dedup_key, pause_ms: settings.pauseAfterSendMs, delivery_id: deliveryId });
       await delay(settings.pauseAfterSendMs);
     }
-    const { rows: sent } = await client.query<{ attempts: number }>(
-      `update outbox
-          set status = 'dispatched', attempts = attempts + 1, dispatched_at = clock_timestamp()
-        where id = $1
-        returning attempts`,
-      [row.id],
+    const { rows: sent } = await client.query<{ attempts: number | null }>(
+      sql`update ${o.table}
+             set ${setList([
+               [o.status, o.values.dispatched],
+               [o.attempts, o.attempts ? sql`${o.attempts} + 1` : undefined],
+               [o.dispatched_at, sql`clock_timestamp()`],
+             ])}
+           where ${o.key} = ${row.id}
+           returning ${orNull(o.attempts)}::int as attempts`,
     );
     await client.query('commit');
-    emit('dispatched', { outbox_id: row.id, dedup_key: row.dedup_key, attempts: sent[0]?.attempts, delivery_id: deliveryId });
+    emit('dispatched', { outbox_id: row.id, dedup_key: row.dedup_key, attempts: sent[0]?.attempts ?? undefined, delivery_id: deliveryId });
     return true;
   } catch (error) {
     await client.query('rollback').catch(() => {});
@@ -163,7 +201,8 @@ async function relayOne(client: pg.Client, settings: RelaySettings): Promise<boo
 
 async function main(): Promise<void> {
   const env = process.env;
-  const settings: RelaySettings = {
+  const setting = profileSetting(env, env.SOR_WORKER_ROLE || 'worker_write');
+  const base = {
     tenant: requiredSetting(env, 'SOR_TENANT'),
     emailUrl: requiredSetting(env, 'SOR_EMAIL_URL'),
     pollMs: intSetting(env, 'SOR_POLL_MS', 200),
@@ -175,9 +214,16 @@ async function main(): Promise<void> {
   };
   const client = await openWorkerClient(
     requiredSetting(env, 'SOR_RELAY_DATABASE_URL'),
-    env.SOR_WORKER_ROLE || 'worker_write',
+    env.SOR_WORKER_ROLE || setting.profile.roles.worker,
     'sor-outbox-relay',
   );
+  let settings: RelaySettings;
+  try {
+    settings = { ...base, names: (await fitProfile(client, setting)).names };
+  } catch (error) {
+    await client.end().catch(() => {});
+    throw error;
+  }
   let stopping = false;
   const wake = new AbortController();
   const stop = (signal: string) => {

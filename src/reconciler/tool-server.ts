@@ -11,6 +11,9 @@
 //   SOR_TOOLS_BREAKS        comma-separated deliberate breaks (actions.ts ToolBreaks)
 //   SOR_CLAIM_HOLD_MS       default claim lock hold, ms (0); SIGUSR2 ends every hold in progress
 //   SOR_LEASE_MS            claim lease, ms (60000)
+//   SOR_PROFILE             the target's profile as JSON (absent: the reference profile with
+//                           SOR_WORKER_ROLE as its worker role); checked on the target at start,
+//                           and a misfit ends the server with one line naming the first problem
 //
 // stdout, one JSON line each: listening {url, port, role, breaks}; claim_locked
 // {worker, run_id, transaction_id}; call {worker, run_id, turn, call, tool, status, ...};
@@ -19,12 +22,13 @@
 import { timingSafeEqual } from 'node:crypto';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { StreamableHTTPServerTransport } from '@modelcontextprotocol/sdk/server/streamableHttp.js';
-import { parseBreaks } from './actions.js';
+import { fitProfileOnPool, parseBreaks, profileSetting } from './actions.js';
 import { openWorkerPool } from './db.js';
 import { holdsReleasedBySignal } from './holds.js';
 import { emit, intSetting, requiredSetting } from './json-lines.js';
 import { createToolServer, type ToolContext } from './tools.js';
 import { errorMessage } from '../postgres/pg.js';
+import type { ProfileInUse } from '../postgres/profile/index.js';
 
 function bearerMatches(header: string | undefined, token: string): boolean {
   const expected = Buffer.from(`Bearer ${token}`);
@@ -43,7 +47,8 @@ async function main(): Promise<void> {
   const token = requiredSetting(env, 'SOR_TOOLS_TOKEN');
   const port = intSetting(env, 'SOR_TOOLS_PORT', 0);
   const breaks = parseBreaks(env.SOR_TOOLS_BREAKS);
-  const role = env.SOR_WORKER_ROLE || 'worker_write';
+  const setting = profileSetting(env, env.SOR_WORKER_ROLE || 'worker_write');
+  const role = env.SOR_WORKER_ROLE || setting.profile.roles.worker;
 
   const pool = await openWorkerPool(databaseUrl, {
     role,
@@ -51,8 +56,16 @@ async function main(): Promise<void> {
     applicationName: 'sor-tool-server',
     onIdleError: (error) => process.stderr.write(`tool server: idle connection lost: ${errorMessage(error)}\n`),
   });
+  let profile: ProfileInUse;
+  try {
+    profile = await fitProfileOnPool(pool, setting);
+  } catch (error) {
+    await pool.end().catch(() => {});
+    throw error;
+  }
   const context: ToolContext = {
     pool,
+    profile,
     breaks,
     claimHoldMs: intSetting(env, 'SOR_CLAIM_HOLD_MS', 0),
     leaseMs: intSetting(env, 'SOR_LEASE_MS', 60_000),

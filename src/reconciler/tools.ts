@@ -11,6 +11,8 @@ import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type pg from 'pg';
 import * as z from 'zod';
+import type { ProfileInUse } from '../postgres/profile/index.js';
+import { sql } from '../postgres/sql.js';
 import {
   claim,
   queue,
@@ -34,6 +36,8 @@ export type ToolName = (typeof toolNames)[number];
 
 export interface ToolContext {
   pool: WorkerPool;
+  /** The target's names and key columns (SOR_PROFILE resolved on the target, or the reference profile). */
+  profile: Pick<ProfileInUse, 'names' | 'keys'>;
   breaks: ToolBreaks;
   /** How long claim holds its row lock before committing, unless the call says (ms). */
   claimHoldMs: number;
@@ -86,6 +90,7 @@ interface JournaledAction<R extends Record<string, unknown>> {
 async function journaled<R extends Record<string, unknown>>(context: ToolContext, action: JournaledAction<R>): Promise<CallToolResult> {
   const { journal, tool } = action;
   const events = { enabled: !context.breaks.noEvents };
+  const { names: n, keys } = context.profile;
   const client = await context.pool.connect();
   // A connection whose state is unknown (a failed ROLLBACK or unlock) is destroyed, not reused:
   // its session-level lock and any open transaction go with it.
@@ -101,10 +106,10 @@ async function journaled<R extends Record<string, unknown>>(context: ToolContext
     return errorResult(`${tool} could not be journaled: ${failure.message}`, failure.code);
   }
   try {
-    const opened = await openCall(client, events, journal, tool, { tenant_id: journal.tenant, ...action.args });
+    const opened = await openCall(client, n, keys, events, journal, tool, { tenant_id: journal.tenant, ...action.args });
     await client.query('begin');
     try {
-      await client.query(`select set_config('app.tenant_id', $1, true)`, [journal.tenant]);
+      await client.query(sql`select set_config(${n.setting}, ${journal.tenant}, true)`);
       await client.query('savepoint action');
       let result: R;
       try {
@@ -113,13 +118,13 @@ async function journaled<R extends Record<string, unknown>>(context: ToolContext
       } catch (error) {
         const failure = describeDbError(error);
         await client.query('rollback to savepoint action');
-        const runError = await failCall(client, events, journal, opened, tool, failure);
+        const runError = await failCall(client, n, keys, events, journal, opened, tool, failure);
         await client.query('commit');
         context.log('call', { ...coordinates(journal), tool, status: 'failed', error: failure.message, error_code: failure.code ?? null });
         return errorResult(`${runError}; run ${journal.run_id} marked failed`, failure.code);
       }
       const endsTurn = Boolean(journal.ends_turn) || (action.endsTurn?.(result) ?? false);
-      const done = await completeCall(client, events, journal, opened, tool, result, endsTurn, action.detail(result));
+      const done = await completeCall(client, n, keys, events, journal, opened, tool, result, endsTurn, action.detail(result));
       await client.query('commit');
       context.log('call', { ...coordinates(journal), tool, status: 'completed', turn_ended: done.turnEnded, run_finished: done.runFinished });
       return textResult(result);
@@ -151,6 +156,8 @@ const coordinates = (journal: Journal) => ({
 /** A fresh MCP server over the context (one per HTTP request in stateless mode, one per stdio session). */
 export function createToolServer(context: ToolContext): McpServer {
   const server = new McpServer({ name: serverName, version: serverVersion });
+  const { names: n, keys } = context.profile;
+  const conflict = n.expenses.conflict.map((column) => column.name).join(', ');
 
   server.registerTool(
     'claim',
@@ -171,7 +178,7 @@ export function createToolServer(context: ToolContext): McpServer {
         journal,
         args: { ...(hold_ms === undefined ? {} : { hold_ms }), ...(lease_ms === undefined ? {} : { lease_ms }) },
         run: (client) =>
-          claim(client, {
+          claim(client, n, {
             tenant: journal.tenant,
             worker: journal.worker,
             holdMs: hold_ms ?? context.claimHoldMs,
@@ -194,7 +201,7 @@ export function createToolServer(context: ToolContext): McpServer {
     'write',
     {
       description:
-        'Record an expense for the tenant, idempotently: INSERT ... ON CONFLICT (tenant_id, idempotency_key) DO NOTHING. ' +
+        `Record an expense for the tenant, idempotently: INSERT ... ON CONFLICT (${conflict}) DO NOTHING. ` +
         'inserted tells a new row from a no-op. With transaction_id, marks that pending transaction processed in the same transaction.',
       inputSchema: {
         journal: journalSchema,
@@ -213,6 +220,8 @@ export function createToolServer(context: ToolContext): McpServer {
         run: (client) =>
           write(
             client,
+            n,
+            keys,
             { tenant: journal.tenant, worker: journal.worker, idempotency_key, transaction_id, amount_cents, description },
             context.breaks,
           ),
@@ -230,7 +239,7 @@ export function createToolServer(context: ToolContext): McpServer {
     'queue',
     {
       description:
-        'Queue an email in the outbox with its dedup_key (ON CONFLICT (dedup_key) DO NOTHING); the outbox relay sends it ' +
+        `Queue an email in the outbox with its dedup_key (ON CONFLICT (${n.outbox.dedup_key.name}) DO NOTHING); the outbox relay sends it ` +
         'with the dedup_key as the idempotency key. queued is false when it was already queued.',
       inputSchema: {
         journal: journalSchema,
@@ -247,7 +256,7 @@ export function createToolServer(context: ToolContext): McpServer {
         tool: 'queue',
         journal,
         args: { dedup_key, recipient, subject, body, transaction_id },
-        run: (client) => queue(client, { tenant: journal.tenant, run_id: journal.run_id, dedup_key, recipient, subject, body }),
+        run: (client) => queue(client, n, keys, { tenant: journal.tenant, run_id: journal.run_id, dedup_key, recipient, subject, body }),
         detail: (result) => ({
           transaction_id: transaction_id ?? null,
           outbox_id: result.outbox_id,
@@ -268,21 +277,28 @@ export function createToolServer(context: ToolContext): McpServer {
       inputSchema: {
         what: z.enum(['resume', 'journal']),
         worker: name.optional().describe("for what='resume'"),
+        tenant: name
+          .optional()
+          .describe("for what='resume' on a target whose runs record no worker: the crashed run is then the tenant's"),
         run_id: name.optional().describe("for what='journal'"),
         journal: journalSchema.optional().describe('when the read is a call of a run, to journal it'),
       },
       annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
     },
-    async ({ what, worker, run_id, journal }) => {
+    async ({ what, worker, tenant, run_id, journal }) => {
       if (what === 'resume' && !worker) return errorResult("read what='resume' needs worker");
       if (what === 'journal' && !run_id) return errorResult("read what='journal' needs run_id");
+      const runTenant = tenant ?? journal?.tenant;
+      if (what === 'resume' && !n.runs.worker && !runTenant) {
+        return errorResult("read what='resume' needs tenant: this target's runs record no worker (profile runs.worker)");
+      }
       const read = async (client: pg.PoolClient): Promise<ResumeResult | JournalResult> =>
-        what === 'resume' ? readResume(client, worker!) : readJournal(client, run_id!);
+        what === 'resume' ? readResume(client, n, worker!, runTenant) : readJournal(client, n, run_id!);
       if (journal) {
         return journaled(context, {
           tool: 'read',
           journal,
-          args: { what, ...(worker ? { worker } : {}), ...(run_id ? { run_id } : {}) },
+          args: { what, ...(worker ? { worker } : {}), ...(tenant ? { tenant } : {}), ...(run_id ? { run_id } : {}) },
           run: read,
           detail: (result) => ({ what, run_id: (result.run as { id?: string } | null)?.id ?? null }),
         });

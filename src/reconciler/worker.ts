@@ -66,7 +66,7 @@ async function run(config: WorkerConfig, client: Client): Promise<number> {
 
   let resumed = false;
   if (config.mode === 'run' && config.resume) {
-    const answer = (await callTool(client, 'read', { what: 'resume', worker: config.name })) as ResumeResult;
+    const answer = (await callTool(client, 'read', { what: 'resume', worker: config.name, tenant: config.tenant })) as ResumeResult;
     const point = resumePoint(answer);
     if (point) {
       ({ runId, of, fromTurn, recorded } = point);
