@@ -13,6 +13,7 @@ const commands: Record<string, () => Promise<Command>> = {
   run: async () => (await import('./cli/run-command.js')).runCommand,
   oracle: async () => (await import('./cli/oracle-command.js')).oracleCommand,
   tools: async () => (await import('./cli/tools-command.js')).toolsCommand,
+  profile: async () => (await import('./cli/profile-command.js')).profileCommand,
 };
 
 /** The command a usage error's hint points to (undefined: the top-level usage). */

@@ -58,6 +58,7 @@ Usage
   sor-drills setup        install (or remove) the reference Reconciler schema and seed rows
   sor-drills oracle       the db-state oracle around any command
   sor-drills tools        the Worker's four MCP tools on stdio (for MCP Inspector)
+  sor-drills profile      draft a profile of a schema of your own from its catalog (for run --profile)
   sor-drills help [COMMAND]   this help, or a command's (the same as sor-drills COMMAND --help)
   sor-drills --version
 
@@ -85,7 +86,7 @@ ${environmentHelp(['DATABASE_URL', 'SOR_WORKER_URL', 'NEON_API_KEY', 'PG', 'TMPD
 Exit codes
   0 done: release PERMITTED; the oracle: APPROVE
   1 release BLOCKED; the oracle: REJECT; a foreign database refused (no --yes, or n at the prompt)
-  2 bad usage   3 target unreachable or lacking a privilege   4 the oracle: ESCALATE
+  2 bad usage   3 target unreachable or lacking a privilege   4 the oracle: ESCALATE; profile: keys left undecided
   70 internal error (please report it)   129 the terminal was closed (SIGHUP)
   130 interrupted: ctrl+c, or the console quit before the decision
   141 the reader of the output went away (| head)   143 terminated (SIGTERM)`;
