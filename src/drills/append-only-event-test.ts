@@ -1,8 +1,10 @@
-// Drill 6, append_only_event_test (Lesson 6, events). agent_events must refuse
-// UPDATE, DELETE and TRUNCATE: for the Worker's role by its grants (42501), and for
-// everyone, the owner included, by triggers (P0001). Each attempt targets a row that
-// exists (an UPDATE matching no row raises nothing and proves nothing) and is rolled
-// back. Then one run is rebuilt from its agent_events rows alone and narrated.
+// Drill 6, append_only_event_test (Lesson 6, events). The events table (the
+// profile's events: agent_events on the reference) must refuse UPDATE, DELETE and
+// TRUNCATE: for the Worker's role by its grants (42501), and for everyone, the owner
+// included, by triggers (P0001). Each attempt targets a row that exists (an UPDATE
+// matching no row raises nothing and proves nothing) and is rolled back. Then one
+// run is rebuilt from its event rows alone and narrated: a finished run the target
+// already holds, or, when it holds none with events, one the reference Worker makes.
 // Any other SQLSTATE (a lock timeout, a cancelled statement, a serialization
 // failure) stopped the statement before either layer answered: the drill could not
 // look: could-not-determine naming the SQLSTATE, unless another statement proved
@@ -11,14 +13,22 @@
 // columns: the Worker role must hold none of UPDATE (a column grant counts), DELETE and
 // TRUNCATE, and each of them must meet an enabled BEFORE trigger with no WHEN condition
 // (and, for UPDATE, no column list).
-import { ident } from '../postgres/pg.js';
+import type { ProfileNames } from '../postgres/profile/index.js';
+import { empty, identifier, join, raw, sql, type Sql } from '../postgres/sql.js';
 import { withEvidence } from './evidence.js';
 import { narrate, type EventRow } from './append-only-narrative.js';
+import { runWorkerToExit } from './forensics-drill/index.js';
+import { createDrillTenant, insertPending, sampleTransactions } from './inputs.js';
 import { CouldNotDetermine } from './runner.js';
-import { attemptAs, countWord, query, type Attempt } from './sql.js';
+import { attemptAs, countWord, query, shownSql, type Attempt, type Statement } from './sql.js';
 import { need, type Drill, type DrillContext } from './types.js';
 
-const replayRun = 'R-44';
+/**
+ * The reference seed's finished run (fixtures/seed.sql), which the drill replays on
+ * the built-in reference profile whenever the target holds its runs row: its six
+ * events are what the seed's evidence counts.
+ */
+export const seedReplayRun = 'R-44';
 const operations = ['update', 'delete', 'truncate'] as const;
 type Operation = (typeof operations)[number];
 
@@ -26,21 +36,25 @@ type Operation = (typeof operations)[number];
  * The attempt on the target row. The UPDATE sets every assignable column to itself, so a
  * trigger written `before update of <column>` fires whichever column it names.
  */
-function statement(operation: Operation, id: string, columns: string[]): string {
+function statement(n: ProfileNames, operation: Operation, id: string, columns: string[]): Sql {
+  const e = n.events;
   switch (operation) {
     case 'update': {
-      const assignments = columns.map((column) => `${ident(column)} = ${ident(column)}`).join(', ');
-      return `update agent_events set ${assignments} where id = ${Number(id)}`;
+      const assignments = join(columns.map((column) => sql`${identifier(column)} = ${identifier(column)}`));
+      return sql`update ${e.table} set ${assignments} where ${e.key} = ${id}`;
     }
     case 'delete':
-      return `delete from agent_events where id = ${Number(id)}`;
+      return sql`delete from ${e.table} where ${e.key} = ${id}`;
     case 'truncate':
-      return 'truncate agent_events';
+      return sql`truncate ${e.table}`;
   }
 }
 
+/** The events table as a regclass: its quoted, schema-qualified name, bound and cast. */
+const eventsClass = (n: ProfileNames) => sql`${n.events.table.toString()}::regclass`;
+
 /**
- * How long an attempt waits for a lock another session holds on agent_events. Without it
+ * How long an attempt waits for a lock another session holds on the events table. Without it
  * a long transaction elsewhere would hang the drill; with it the attempt ends in 55P03,
  * which says the drill could not look, not that the table is writable.
  */
@@ -51,13 +65,14 @@ export const lockTimeout = '2s';
  * transaction: the lock timeout, and the deliberate break (UPDATE/DELETE/TRUNCATE
  * granted and the triggers dropped) when the drill is broken.
  */
-function prelude(ctx: DrillContext, triggers: string[]): string[] {
+function prelude(ctx: DrillContext, triggers: string[]): Statement[] {
   const limit = [`set local lock_timeout = '${lockTimeout}'`];
   if (!ctx.broken) return limit;
+  const e = ctx.profile.names.events;
   return [
     ...limit,
-    `grant update, delete, truncate on agent_events to ${ident(ctx.roles.worker)}`,
-    ...triggers.map((name) => `drop trigger ${ident(name)} on agent_events`),
+    sql`grant update, delete, truncate on ${e.table} to ${identifier(ctx.roles.worker)}`,
+    ...triggers.map((name) => sql`drop trigger ${identifier(name)} on ${e.table}`),
   ];
 }
 
@@ -91,7 +106,7 @@ function describe(attempt: Attempt): string {
   }
 }
 
-/** What pg_trigger says of one trigger on agent_events. */
+/** What pg_trigger says of one trigger on the events table. */
 interface TriggerRow {
   name: string;
   /** tgtype bits: 1 row, 2 before, 8 delete, 16 update, 32 truncate. */
@@ -103,7 +118,7 @@ interface TriggerRow {
   columns: string[];
 }
 
-/** The Worker role's privileges on agent_events, as has_table_privilege and has_column_privilege say. */
+/** The Worker role's privileges on the events table, as has_table_privilege and has_column_privilege say. */
 interface Privileges {
   update: boolean;
   delete: boolean;
@@ -124,8 +139,8 @@ function gaps(operation: Operation, trigger: TriggerRow): string[] {
   return why;
 }
 
-/** Why no trigger refuses `operation` for every role, row and column; undefined when one does. */
-function uncovered(operation: Operation, triggers: TriggerRow[]): string | undefined {
+/** Why no trigger refuses `operation` for every role, row and column of `table`; undefined when one does. */
+function uncovered(table: string, operation: Operation, triggers: TriggerRow[]): string | undefined {
   const perRow = operation !== 'truncate';
   const firing = triggers.filter(
     (trigger) =>
@@ -134,24 +149,27 @@ function uncovered(operation: Operation, triggers: TriggerRow[]): string | undef
       ((trigger.type & tgBit.row) !== 0) === perRow,
   );
   if (firing.some((trigger) => gaps(operation, trigger).length === 0)) return undefined;
-  const missing = `no unconditional BEFORE ${perRow ? 'ROW' : 'STATEMENT'} trigger covers ${operation.toUpperCase()} on agent_events`;
+  const missing = `no unconditional BEFORE ${perRow ? 'ROW' : 'STATEMENT'} trigger covers ${operation.toUpperCase()} on ${table}`;
   if (firing.length === 0) return missing;
   return `${missing} (${firing.map((trigger) => `${trigger.name} ${gaps(operation, trigger).join(' and ')}`).join('; ')})`;
 }
 
-/** What the Worker role may do to agent_events that an append-only table forbids. */
-function heldPrivileges(worker: string, privileges: Privileges): string[] {
+/** What the Worker role may do to the events table that an append-only table forbids. */
+function heldPrivileges(table: string, worker: string, privileges: Privileges): string[] {
   const held = operations.filter((operation) => privileges[operation]).map((operation) => operation.toUpperCase());
-  const reasons = held.length > 0 ? [`${worker} holds ${held.join(', ')} on agent_events`] : [];
+  const reasons = held.length > 0 ? [`${worker} holds ${held.join(', ')} on ${table}`] : [];
   // A column grant lets the Worker rewrite those columns though the table grant is absent.
   if (!privileges.update && privileges.anyColumnUpdate) {
-    reasons.push(`${worker} holds UPDATE on agent_events (${privileges.updateColumns.join(', ')})`);
+    reasons.push(`${worker} holds UPDATE on ${table} (${privileges.updateColumns.join(', ')})`);
   }
   return reasons;
 }
 
+/** Where the replayed run came from: the reference seed's, one the target holds, or one the reference Worker made. */
+type ReplaySource = 'seed' | 'target' | 'worker';
+
 interface State {
-  /** The agent_events row every UPDATE and DELETE aims at: one that exists. */
+  /** The event row every UPDATE and DELETE aims at: one that exists. */
   targetId?: string;
   /** The table's own triggers, which the break drops inside its rolled-back transaction. */
   triggers: string[];
@@ -159,16 +177,86 @@ interface State {
   columns: string[];
   /** The Worker role's privileges from the catalog; undefined when the role does not exist. */
   privileges?: Privileges;
-  /** Every non-internal trigger of agent_events from pg_trigger. */
+  /** Every non-internal trigger of the events table from pg_trigger. */
   triggerCatalog: TriggerRow[];
-  /** The role that owns agent_events, as pg_class says (grants do not bind it). */
+  /** The role that owns the events table, as pg_class says (grants do not bind it). */
   ownerRole?: string;
   /** Each attempt as the Worker role, in the order of `operations`. */
   workerAttempts: Array<readonly [Operation, Attempt]>;
   /** Each attempt as the owner, in the order of `operations`. */
   ownerAttempts: Array<readonly [Operation, Attempt]>;
-  /** agent_events rows of the replayed run. */
+  /** The run replayed, and where it came from. */
+  replayRun?: string;
+  replaySource?: ReplaySource;
+  /** Event rows of the replayed run. */
   replayEvents: number;
+}
+
+/** The events of one run in their order, as the narrative reads them. */
+function eventsOf(n: ProfileNames, run: unknown): Sql {
+  const e = n.events;
+  const turn = e.turn_number ? sql`e.${e.turn_number}` : sql`null::int`;
+  // Qualified: a bare key in ORDER BY would name the text alias `id`, and order 10 before 9.
+  return sql`select e.${e.key}::text as id, ${turn} as turn_no, e.${e.type} as event_type, e.${e.payload} as detail
+               from ${e.table} e where e.${e.run} = ${run} order by e.${e.key}`;
+}
+
+/**
+ * The target's finished run with the most event rows, the latest of those first
+ * (by its newest event, or its start, when the profile names when).
+ */
+function finishedRunWithEvents(n: ProfileNames): Sql {
+  const e = n.events;
+  const r = n.runs;
+  const latest = [
+    e.created_at ? sql`max(e.${e.created_at}) desc` : undefined,
+    r.started_at ? sql`max(r.${r.started_at}) desc` : undefined,
+  ].filter((part): part is Sql => part !== undefined);
+  return sql`select e.${e.run}::text as id, count(*)::int as events
+               from ${e.table} e join ${r.table} r on r.${r.key} = e.${e.run}
+              where r.${r.status} = ${r.values.finished}
+              group by e.${e.run}
+              order by count(*) desc, ${latest.length > 0 ? sql`${join(latest)}, ` : empty}e.${e.run}::text desc
+              limit 1`;
+}
+
+/**
+ * The run to replay: on the built-in reference profile the seed's R-44 whenever its
+ * runs row is there (its events gone is data missing, said so by the verdict); else
+ * the target's finished run with the most events; else none (undefined).
+ */
+async function findReplayRun(ctx: DrillContext): Promise<{ id: string; source: ReplaySource } | undefined> {
+  const n = ctx.profile.names;
+  if (!ctx.profile.given) {
+    const seed = await query<{ id: string }>(
+      ctx,
+      sql`select ${n.runs.key}::text as id from ${n.runs.table} where ${n.runs.key}::text = ${seedReplayRun}`,
+    );
+    if (seed[0]) return { id: seed[0].id, source: 'seed' };
+  }
+  const [found] = await query<{ id: string; events: number }>(ctx, finishedRunWithEvents(n));
+  return found ? { id: found.id, source: 'target' } : undefined;
+}
+
+/**
+ * A run of the reference Worker on a tenant of the drill's own: one turn (claim,
+ * write, queue) through the tool server, which journals its events. Returns its run id.
+ */
+async function makeReplayRun(ctx: DrillContext): Promise<string> {
+  const tenant = await createDrillTenant(ctx, 'append');
+  const pending = await insertPending(ctx, tenant.id, sampleTransactions.slice(0, 1));
+  ctx.observe('pending', pending);
+  const tools = await ctx.system.toolServer({});
+  ctx.defer(() => ctx.system.stop(tools.name));
+  const outcome = await runWorkerToExit(ctx, tenant, tools, (line) => ctx.emit({ type: 'log', message: line }));
+  ctx.observe('worker_exit', outcome.signal ?? outcome.exitCode, outcome.exitCode === 0);
+  if (!outcome.runId) {
+    throw new CouldNotDetermine(
+      `the target holds no finished run with ${ctx.profile.names.events.tableName} rows, and the reference Worker started none ` +
+        `(exit ${String(outcome.signal ?? outcome.exitCode)}${outcome.failed ? `: ${String(outcome.failed.error)}` : ''}), so no run could be replayed`,
+    );
+  }
+  return outcome.runId;
 }
 
 export const appendOnlyEventTest: Drill<State> = {
@@ -187,23 +275,24 @@ export const appendOnlyEventTest: Drill<State> = {
       id: 'target-row',
       title: 'Pick an event row that exists',
       why: 'An UPDATE that matches no row raises nothing even on a writable table, so the attempt must aim at a real row.',
-      sql: ['select min(id) from agent_events'],
+      sql: (n) => [shownSql(sql`select ${n.events.key} from ${n.events.table} order by ${n.events.key} limit 1`)],
       async run(ctx, state) {
+        const n = ctx.profile.names;
+        const e = n.events;
         const rows = await query<{ id: string | null; triggers: string[]; columns: string[] }>(
           ctx,
-          `select min(e.id)::text as id,
-                  array(select tgname::text from pg_trigger
-                         where tgrelid = 'agent_events'::regclass and not tgisinternal order by tgname) as triggers,
-                  array(select attname::text from pg_attribute
-                         where attrelid = 'agent_events'::regclass and attnum > 0 and not attisdropped
-                           and attgenerated = '' and attidentity <> 'a' order by attnum) as columns
-             from agent_events e`,
+          sql`select (select e.${e.key}::text from ${e.table} e order by e.${e.key} limit 1) as id,
+                     array(select tgname::text from pg_trigger
+                            where tgrelid = ${eventsClass(n)} and not tgisinternal order by tgname) as triggers,
+                     array(select attname::text from pg_attribute
+                            where attrelid = ${eventsClass(n)} and attnum > 0 and not attisdropped
+                              and attgenerated = '' and attidentity <> 'a' order by attnum) as columns`,
         );
         const id = rows[0]?.id;
         // An empty table cannot show a refusal (an UPDATE of no row raises nothing): the data is missing, not the habit.
         if (!id) {
           throw new CouldNotDetermine(
-            'agent_events holds no row to attempt a change on; let a Worker journal a run first, or drill a target set up by `sor-drills setup`',
+            `${e.tableName} holds no row to attempt a change on; let a Worker journal a run first, or drill a target set up by \`sor-drills setup\``,
           );
         }
         state.targetId = id;
@@ -215,39 +304,42 @@ export const appendOnlyEventTest: Drill<State> = {
     },
     {
       id: 'catalog',
-      title: 'Read the Worker role\'s privileges and the triggers of agent_events',
+      title: "Read the Worker role's privileges and the triggers of the events table",
       why: 'One row tried as two roles cannot show a column grant, or a trigger whose WHEN condition or column list spares other roles, rows or columns.',
       async run(ctx, state) {
+        const n = ctx.profile.names;
+        const table = n.events.tableName;
         const worker = ctx.roles.worker;
+        const rel = eventsClass(n);
+        const role = sql`${worker}::name`;
         const privileges = await query<Privileges>(
           ctx,
-          `select has_table_privilege($1, 'agent_events', 'UPDATE') as "update",
-                  has_table_privilege($1, 'agent_events', 'DELETE') as "delete",
-                  has_table_privilege($1, 'agent_events', 'TRUNCATE') as "truncate",
-                  has_any_column_privilege($1, 'agent_events', 'UPDATE') as "anyColumnUpdate",
-                  array(select attname::text from pg_attribute
-                         where attrelid = 'agent_events'::regclass and attnum > 0 and not attisdropped
-                           and has_column_privilege($1, 'agent_events', attnum, 'UPDATE') order by attnum) as "updateColumns"
-             from pg_roles where rolname = $1`,
-          [worker],
+          sql`select has_table_privilege(${role}, ${rel}, 'UPDATE') as "update",
+                     has_table_privilege(${role}, ${rel}, 'DELETE') as "delete",
+                     has_table_privilege(${role}, ${rel}, 'TRUNCATE') as "truncate",
+                     has_any_column_privilege(${role}, ${rel}, 'UPDATE') as "anyColumnUpdate",
+                     array(select attname::text from pg_attribute
+                            where attrelid = ${rel} and attnum > 0 and not attisdropped
+                              and has_column_privilege(${role}, ${rel}, attnum, 'UPDATE') order by attnum) as "updateColumns"
+                from pg_roles where rolname = ${role}`,
         );
         // No such role: the attempts as it end in an error and say could-not-determine.
         state.privileges = privileges[0];
-        const held = state.privileges && heldPrivileges(worker, state.privileges);
+        const held = state.privileges && heldPrivileges(table, worker, state.privileges);
         ctx.observe('worker_privileges', state.privileges ?? `role ${worker} not found`, held && held.length === 0);
         state.triggerCatalog = await query<TriggerRow>(
           ctx,
-          `select t.tgname::text as name, t.tgtype::int as type, t.tgenabled::text as enabled,
-                  t.tgqual is not null as "hasWhen",
-                  array(select a.attname::text from pg_attribute a
-                         where a.attrelid = t.tgrelid and a.attnum = any(t.tgattr) order by a.attnum) as columns
-             from pg_trigger t
-            where t.tgrelid = 'agent_events'::regclass and not t.tgisinternal
-            order by t.tgname`,
+          sql`select t.tgname::text as name, t.tgtype::int as type, t.tgenabled::text as enabled,
+                     t.tgqual is not null as "hasWhen",
+                     array(select a.attname::text from pg_attribute a
+                            where a.attrelid = t.tgrelid and a.attnum = any(t.tgattr) order by a.attnum) as columns
+                from pg_trigger t
+               where t.tgrelid = ${rel} and not t.tgisinternal
+               order by t.tgname`,
         );
         ctx.observe('trigger_catalog', state.triggerCatalog);
         for (const operation of operations) {
-          const gap = uncovered(operation, state.triggerCatalog);
+          const gap = uncovered(table, operation, state.triggerCatalog);
           ctx.observe(`trigger_covers_${operation}`, gap ?? 'yes', gap === undefined);
         }
       },
@@ -255,21 +347,23 @@ export const appendOnlyEventTest: Drill<State> = {
     {
       id: 'as-worker',
       title: 'Try UPDATE, DELETE and TRUNCATE as the Worker role',
-      why: 'The Worker role must be refused by its grants: it was never given UPDATE, DELETE or TRUNCATE on agent_events.',
+      why: 'The Worker role must be refused by its grants: it was never given UPDATE, DELETE or TRUNCATE on the events table.',
       async run(ctx, state) {
+        const n = ctx.profile.names;
+        const e = n.events;
         const id = need(state.targetId, 'the target event row');
         // The oracle confirms from committed state that no attempt changed a row.
         await withEvidence(
           ctx,
           {
-            label: `UPDATE, DELETE and TRUNCATE on agent_events as ${ctx.roles.worker}, each rolled back`,
-            tables: [{ name: 'agent_events', key: ['id'] }],
-            expect: ['agent_events:='],
-            volatiles: ['!id'],
+            label: `UPDATE, DELETE and TRUNCATE on ${e.tableName} as ${ctx.roles.worker}, each rolled back`,
+            tables: [{ name: e.tableName, key: [e.key.name] }],
+            expect: [`${e.tableName}:=`],
+            volatiles: [`!${e.key.name}`],
           },
           async (log) => {
             for (const operation of operations) {
-              const attempt = await attemptAs(ctx, ctx.roles.worker, statement(operation, id, state.columns), {
+              const attempt = await attemptAs(ctx, ctx.roles.worker, statement(n, operation, id, state.columns), {
                 prelude: prelude(ctx, state.triggers),
               });
               log(`${operation}: ${describe(attempt)}`);
@@ -285,16 +379,17 @@ export const appendOnlyEventTest: Drill<State> = {
       title: 'Try the same as the table owner',
       why: 'Grants do not bind the owner; only a trigger refuses the owner too (TRUNCATE needs its own statement trigger).',
       async run(ctx, state) {
+        const n = ctx.profile.names;
         const id = need(state.targetId, 'the target event row');
         const owner = await query<{ owner: string }>(
           ctx,
-          `select pg_get_userbyid(relowner) as owner from pg_class where oid = 'agent_events'::regclass`,
+          sql`select pg_get_userbyid(relowner) as owner from pg_class where oid = ${eventsClass(n)}`,
         );
         const ownerRole = owner[0]?.owner ?? ctx.roles.owner;
         state.ownerRole = ownerRole;
         ctx.observe('owner_role', ownerRole);
         for (const operation of operations) {
-          const attempt = await attemptAs(ctx, ownerRole, statement(operation, id, state.columns), {
+          const attempt = await attemptAs(ctx, ownerRole, statement(n, operation, id, state.columns), {
             prelude: prelude(ctx, state.triggers),
           });
           state.ownerAttempts.push([operation, attempt]);
@@ -304,27 +399,33 @@ export const appendOnlyEventTest: Drill<State> = {
     },
     {
       id: 'replay',
-      title: `Replay run ${replayRun} from its events alone`,
-      why: 'An append-only log is only worth keeping if a run can be told from it, in order, without any other table.',
-      sql: [`select id, turn_no, event_type, detail from agent_events where run_id = 'R-44' order by id`],
+      title: 'Replay a run from its events alone',
+      why:
+        'An append-only log is only worth keeping if a run can be told from it, in order, without any other table. ' +
+        'The run is one the target holds (the finished run with the most events), or one the reference Worker makes when it holds none.',
+      sql: (n) => [shownSql(eventsOf(n, raw('$1')))],
       async run(ctx, state) {
-        const events = await query<EventRow>(
-          ctx,
-          `select id::text as id, turn_no, event_type, detail from agent_events where run_id = $1 order by id`,
-          [replayRun],
-        );
+        const n = ctx.profile.names;
+        const found = await findReplayRun(ctx);
+        const run = found ?? { id: await makeReplayRun(ctx), source: 'worker' as const };
+        state.replayRun = run.id;
+        state.replaySource = run.source;
+        ctx.observe('replay_run', `${run.id} (${{ seed: "the reference seed's run", target: 'a finished run of the target', worker: 'made by the reference Worker' }[run.source]})`);
+        const events = await query<EventRow>(ctx, eventsOf(n, run.id));
         state.replayEvents = events.length;
         ctx.observe('replay_events', events.length, events.length > 0);
-        const story = narrate(replayRun, events);
+        const story = narrate(run.id, events);
         ctx.observe('narrative', story.join(' '));
         for (const sentence of story) ctx.notes.push(sentence);
       },
     },
   ],
   verdict(ctx, state) {
+    const table = ctx.profile.names.events.tableName;
     const worker = state.workerAttempts;
     const owner = state.ownerAttempts;
     const events = state.replayEvents;
+    const replayRun = state.replayRun ?? seedReplayRun;
     const workerBad = worker.filter(([, attempt]) => layerOf(attempt) !== 'grant');
     const ownerBad = owner.filter(([, attempt]) => layerOf(attempt) !== 'trigger');
     const summary = (list: typeof worker) =>
@@ -336,28 +437,32 @@ export const appendOnlyEventTest: Drill<State> = {
     const ownerWrong = proven(ownerBad);
     // What the catalog proves whatever the attempts on one row showed.
     const catalogWrong = [
-      ...(state.privileges ? heldPrivileges(ctx.roles.worker, state.privileges) : []),
-      ...operations.flatMap((operation) => uncovered(operation, state.triggerCatalog) ?? []),
+      ...(state.privileges ? heldPrivileges(table, ctx.roles.worker, state.privileges) : []),
+      ...operations.flatMap((operation) => uncovered(table, operation, state.triggerCatalog) ?? []),
     ];
     if (workerWrong.length > 0 || ownerWrong.length > 0 || catalogWrong.length > 0) {
       const reasons: string[] = [];
       if (workerBad.length > 0) reasons.push(`as ${ctx.roles.worker}: ${summary(workerBad)}`);
       if (ownerBad.length > 0) reasons.push(`as owner ${String(state.ownerRole)}: ${summary(ownerBad)}`);
       reasons.push(...catalogWrong);
-      if (events === 0) reasons.push(`run ${replayRun} has no agent_events rows to replay`);
-      const reason = `agent_events is not append-only: ${reasons.join('; ')}`;
+      if (events === 0) reasons.push(`run ${replayRun} has no ${table} rows to replay`);
+      const reason = `${table} is not append-only: ${reasons.join('; ')}`;
       return { verdict: 'fail', evidence: reason, reason };
     }
     // Every change was refused, but there is no run to replay: the target lacks the data the
     // replay half needs, which says nothing about the habit.
     if (events === 0 && workerBad.length === 0 && ownerBad.length === 0) {
-      const reason =
-        `could not determine: run ${replayRun} has no agent_events rows in the target, so no run could be replayed ` +
-        `(the reference seed's finished run; install it with \`sor-drills setup\` into an empty database)`;
+      const where =
+        state.replaySource === 'worker'
+          ? "(the reference Worker's run wrote none: see the tool server's log)"
+          : state.replaySource === 'target'
+            ? '(the target changed while the drill ran: run it again)'
+            : "(the reference seed's finished run; install it with `sor-drills setup` into an empty database)";
+      const reason = `could not determine: run ${replayRun} has no ${table} rows in the target, so no run could be replayed ${where}`;
       return { verdict: 'could-not-determine', evidence: reason, reason };
     }
     if (workerBad.length > 0 || ownerBad.length > 0) {
-      const reason = couldNotLook([
+      const reason = couldNotLook(table, [
         ...workerBad.map(([operation, attempt]) => ({ who: ctx.roles.worker, operation, attempt })),
         ...ownerBad.map(([operation, attempt]) => ({ who: `owner ${String(state.ownerRole)}`, operation, attempt })),
       ]);
@@ -371,7 +476,7 @@ export const appendOnlyEventTest: Drill<State> = {
     return {
       verdict: 'pass',
       evidence:
-        `UPDATE on agent_events raised ${refusalWords(update!.worker)} as ${ctx.roles.worker} and ${refusalWords(update!.owner)} ` +
+        `UPDATE on ${table} raised ${refusalWords(update!.worker)} as ${ctx.roles.worker} and ${refusalWords(update!.owner)} ` +
         `as owner ${String(state.ownerRole)}; ${sameWay(update!, others)}. ` +
         `Replayed run ${replayRun} from ${countWord(events)} event rows. Narrative reconstructed without consulting the snapshot.`,
     };
@@ -407,9 +512,9 @@ function sameWay(update: Refusals, others: Refusals[]): string {
 }
 
 /** What to do about a SQLSTATE that stopped a statement before the grant or the trigger answered. */
-function adviceFor(code: string | undefined): string {
+function adviceFor(table: string, code: string | undefined): string {
   if (code === '55P03') {
-    return 'another session holds a lock on agent_events (see pg_locks and pg_stat_activity): let it finish, then run the drill again';
+    return `another session holds a lock on ${table} (see pg_locks and pg_stat_activity): let it finish, then run the drill again`;
   }
   if (code === '57014') return 'the statement was cancelled (statement_timeout or a cancel request): run the drill again when nothing cancels it';
   if (code === '40001' || code === '40P01') return 'a serialization failure or deadlock with another session: run the drill again';
@@ -418,7 +523,7 @@ function adviceFor(code: string | undefined): string {
 }
 
 /** The reason of a could-not-determine: which statements ended in which SQLSTATE, and what to do. */
-function couldNotLook(stopped: Array<{ who: string; operation: Operation; attempt: Attempt }>): string {
+function couldNotLook(table: string, stopped: Array<{ who: string; operation: Operation; attempt: Attempt }>): string {
   const codes = [...new Set(stopped.map(({ attempt }) => attempt.code))];
   const parts = codes.map((code) => {
     const withCode = stopped.filter(({ attempt }) => attempt.code === code);
@@ -429,6 +534,6 @@ function couldNotLook(stopped: Array<{ who: string; operation: Operation; attemp
     const message = withCode[0]?.attempt.message;
     return `${statements.join(' and ')} failed with ${code}${message ? ` (${message})` : ''}`;
   });
-  const advice = codes.map(adviceFor).join('; ');
+  const advice = codes.map((code) => adviceFor(table, code)).join('; ');
   return `could not determine: ${parts.join('; ')}, before the grant or the trigger answered; ${advice}`;
 }

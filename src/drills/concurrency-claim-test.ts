@@ -17,7 +17,8 @@ import { toolServerStep, type TenantState, type ToolServerState } from './common
 import { withEvidence } from './evidence.js';
 import { createDrillTenant, insertPending, sampleTransactions } from './inputs.js';
 import { CouldNotDetermine } from './runner.js';
-import { query } from './sql.js';
+import { empty, identifier, type Identifier, type Sql, sql } from '../postgres/sql.js';
+import { query, shownSql } from './sql.js';
 import { need, type Drill, type DrillContext } from './types.js';
 
 const workers = [
@@ -39,24 +40,55 @@ interface ClaimRow {
   error_code: string | null;
   error: string | null;
   transaction_id: string | null;
-  started_at: string;
+  /** When the claim call began; null when tool_calls.started_at is not in the profile. */
+  started_at: string | null;
   finished_at: string | null;
   locked_at: string | null;
   released_at: string | null;
 }
 
+/** A column of tool_calls `c` read as text, or null when the profile does not map it. */
+function callColumn(column: Identifier | undefined, alias: string): Sql {
+  return column ? sql`c.${column}::text as ${identifier(alias)}` : sql`null::text as ${identifier(alias)}`;
+}
+
+/**
+ * The claim calls of the drill's Workers, through their runs' worker names. tool_calls
+ * reaches its run through its turn; the claim's answer (transaction_id, locked_at,
+ * released_at) is read from the call's result.
+ */
 async function claimsOf(ctx: DrillContext, names: string[]): Promise<ClaimRow[]> {
-  return query<ClaimRow>(
-    ctx,
-    `select r.worker, c.status, c.error_code, c.error,
-            c.result ->> 'transaction_id' as transaction_id,
-            c.started_at::text, c.finished_at::text,
-            c.result ->> 'locked_at' as locked_at, c.result ->> 'released_at' as released_at
-       from tool_calls c join runs r on r.id = c.run_id
-      where r.worker = any($1::text[]) and c.tool = 'claim'
-      order by c.id`,
-    [names],
-  );
+  const n = ctx.profile.names;
+  const c = n.tool_calls;
+  const t = n.turns;
+  const r = n.runs;
+  const worker = need(r.worker, 'runs.worker (checked before the race)');
+  const result = need(c.result, 'tool_calls.result (checked before the race)');
+  const q = sql`select r.${worker}::text as worker, c.${c.status}::text as status,
+            ${callColumn(c.error_code, 'error_code')}, ${callColumn(c.error, 'error')},
+            c.${result} ->> ${'transaction_id'}::text as transaction_id,
+            ${callColumn(c.started_at, 'started_at')}, ${callColumn(c.finished_at, 'finished_at')},
+            c.${result} ->> ${'locked_at'}::text as locked_at, c.${result} ->> ${'released_at'}::text as released_at
+       from ${c.table} c join ${t.table} t on t.${t.key} = c.${c.turn} join ${r.table} r on r.${r.key} = t.${t.run}
+      where r.${worker}::text = any(${names}::text[]) and c.${c.tool} = ${'claim'}
+      order by c.${c.key}`;
+  return query<ClaimRow>(ctx, q);
+}
+
+/**
+ * What the race needs the profile to name: whose claim is whose (runs.worker) and
+ * what each claim answered (tool_calls.result). Without them the claims cannot be
+ * told apart or read, so the drill says so instead of guessing.
+ */
+function requireClaimColumns(ctx: DrillContext): void {
+  const n = ctx.profile.names;
+  const missing = [
+    ...(n.runs.worker ? [] : ['runs.worker (the run\u2019s Worker name: which claim is A\u2019s and which B\u2019s)']),
+    ...(n.tool_calls.result ? [] : ['tool_calls.result (the claim\u2019s answer: which row it locked, and when)']),
+  ];
+  if (missing.length > 0) {
+    throw new CouldNotDetermine(`the race cannot be read without ${missing.join(' and ')}: add it to the profile`);
+  }
 }
 
 const ms = (iso: string | null | undefined) => (iso ? Date.parse(iso) : Number.NaN);
@@ -158,6 +190,7 @@ export const concurrencyClaimTest: Drill<State> = {
       title: 'Make a tenant with two pending transactions',
       why: 'The race needs two rows of its own: a tenant no other drill touches, so the target\u2019s own rows are never claimed.',
       async run(ctx, state) {
+        requireClaimColumns(ctx);
         state.tenant = await createDrillTenant(ctx, 'race');
         state.pending = await insertPending(ctx, state.tenant.id, sampleTransactions.slice(0, 2));
         ctx.observe('pending', state.pending);
@@ -172,13 +205,15 @@ export const concurrencyClaimTest: Drill<State> = {
       async after(ctx, state) {
         const tenant = need(state.tenant, 'the drill tenant').id;
         ctx.observe('claim_hold_ms', ctx.options.claimHoldMs);
-        const pending = await query<{ id: string }>(
-          ctx,
-          `select id from pending_transactions
-            where tenant_id = $1 and (status = 'pending' or (status = 'claimed' and locked_until < clock_timestamp()))
-            order by id limit 2`,
-          [tenant],
-        );
+        const p = ctx.profile.names.pending_transactions;
+        // A claim whose lease ran out is claimable again; without a lease column a claimed row never is.
+        const expired = p.lease_until
+          ? sql` or (${p.status} = ${p.values.claimed} and ${p.lease_until} < clock_timestamp())`
+          : empty;
+        const claimable = sql`select ${p.key}::text as id from ${p.table}
+            where ${p.tenant} = ${tenant} and (${p.status} = ${p.values.pending}${expired})
+            order by ${p.key} limit 2`;
+        const pending = await query<{ id: string }>(ctx, claimable);
         // Too few rows is the target's data, not the claim's habit: nothing to race over.
         if (pending.length < 2) {
           throw new CouldNotDetermine(
@@ -193,13 +228,17 @@ export const concurrencyClaimTest: Drill<State> = {
       title: 'Start Workers A and B together',
       why: 'Both claim at once: the first to lock (A) holds its row; the other (B) arrives while A holds it. SKIP LOCKED lets B take the next row without waiting.',
       operator: 'start',
-      sql: [
-        `select id from pending_transactions where tenant_id = $1 and status = 'pending' order by id limit 1 for update skip locked`,
-        `select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database() and application_name = 'sor-tool-server'`,
-      ],
+      sql: (n) => {
+        const p = n.pending_transactions;
+        return [
+          shownSql(`select ${p.key} from ${p.table} where ${p.tenant} = $1 and ${p.status} = $2 order by ${p.key} limit 1 for update skip locked`),
+          `select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database() and application_name = 'sor-tool-server'`,
+        ];
+      },
       async run(ctx, state) {
         const tools = need(state.tools, 'the tool server');
         const tenant = need(state.tenant, 'the drill tenant').id;
+        const p = ctx.profile.names.pending_transactions;
         const sup = ctx.system.supervisor();
         const suffix = randomBytes(3).toString('hex');
         const names = workers.map((worker) => `race-${worker.label.toLowerCase()}-${suffix}`);
@@ -225,9 +264,9 @@ export const concurrencyClaimTest: Drill<State> = {
             ctx,
             {
               label: 'Workers A and B claim at once',
-              tables: [{ name: 'pending_transactions', filter: { tenant_id: tenant }, key: ['id'] }],
-              expect: ['pending_transactions:='],
-              volatiles: ['locked_until'],
+              tables: [{ name: p.tableName, filter: { [p.tenant.name]: tenant }, key: [p.key.name] }],
+              expect: [`${p.tableName}:=`],
+              volatiles: p.lease_until ? [p.lease_until.name] : [],
             },
             async (log) => {
               await ctx.operator.request(
@@ -271,12 +310,13 @@ export const concurrencyClaimTest: Drill<State> = {
         ctx.observe('lock_waits_seen', lockWaits, lockWaits === 0);
         const claims = await claimsOf(ctx, names);
         state.claims = claims;
+        const completed = ctx.profile.names.tool_calls.values.completed;
         for (const [index, worker] of workers.entries()) {
           const claim = claims.find((row) => row.worker === names[index]);
           ctx.observe(
             `claim by ${worker.process}`,
             claim ? `${claim.transaction_id ?? 'nothing'} (${claim.status}${claim.error_code ? ` ${claim.error_code}` : ''})` : 'no claim journaled',
-            claim?.status === 'completed' && claim.transaction_id !== null,
+            claim?.status === completed && claim.transaction_id !== null,
           );
         }
       },
@@ -285,16 +325,22 @@ export const concurrencyClaimTest: Drill<State> = {
       id: 'processed-once',
       title: 'Check each row was claimed once',
       why: 'The whole point: no transaction is processed by two Workers.',
-      sql: ['select id, claimed_by from pending_transactions where id = any($1)'],
+      sql: (n) => {
+        const p = n.pending_transactions;
+        return [shownSql(`select ${p.key}${p.claimed_by ? `, ${p.claimed_by}` : ''} from ${p.table} where ${p.key}::text = any($1::text[])`)];
+      },
       async run(ctx, state) {
+        const p = ctx.profile.names.pending_transactions;
         const claims = state.claims;
         const ids = claims.map((claim) => claim.transaction_id).filter((id): id is string => id !== null);
-        const rows = await query<{ id: string; claimed_by: string | null }>(
-          ctx,
-          `select id, claimed_by from pending_transactions where id = any($1::text[]) order by id`,
-          [ids],
-        );
-        ctx.observe('claimed_by', rows.map((row) => `${row.id}: ${row.claimed_by ?? 'nobody'}`));
+        if (p.claimed_by) {
+          const q = sql`select ${p.key}::text as id, ${p.claimed_by}::text as claimed_by from ${p.table}
+                         where ${p.key}::text = any(${ids}::text[]) order by ${p.key}`;
+          const rows = await query<{ id: string; claimed_by: string | null }>(ctx, q);
+          ctx.observe('claimed_by', rows.map((row) => `${row.id}: ${row.claimed_by ?? 'nobody'}`));
+        } else {
+          ctx.observe('claimed_by', 'not recorded (pending_transactions.claimed_by is not in the profile)');
+        }
         ctx.observe('distinct_rows', new Set(ids).size, new Set(ids).size === ids.length);
       },
     },
@@ -317,6 +363,9 @@ export const concurrencyClaimTest: Drill<State> = {
     if (a?.transaction_id && b?.transaction_id && !overlapped) {
       if (askedAfterRelease) {
         unobserved = `B asked for a row only after A had released ${a.transaction_id}: the claims never overlapped, so the race was not observed`;
+      } else if (b.started_at === null) {
+        // When B asked is not journaled: a late lock may be a wait or no race at all.
+        unobserved = `B got its lock only after A released ${a.transaction_id}, and when B asked is not recorded (tool_calls.started_at is not in the profile)`;
       } else reasons.push(`B got its lock only after A released ${a.transaction_id} (B waited ${Math.round(waited)} ms)`);
     }
     if (lockWaits > 0) reasons.push(`Postgres showed ${lockWaits} session(s) waiting on a lock during the race`);
@@ -333,7 +382,7 @@ export const concurrencyClaimTest: Drill<State> = {
       evidence:
         `Worker A claimed pending_transaction ${a!.transaction_id}. Worker B skipped ${a!.transaction_id} and claimed ${b!.transaction_id}. ` +
         `${duplicateProcessing([a!.transaction_id!, b!.transaction_id!])}. ${lockErrors(errors.map((claim) => claim.error_code!))} ` +
-        `(B locked its row ${Math.max(0, Math.round(waited))} ms after asking, while A held ${a!.transaction_id}; ${lockWaits} lock waits seen).`,
+        `(B locked its row ${Number.isNaN(waited) ? '' : `${Math.max(0, Math.round(waited))} ms after asking, `}while A held ${a!.transaction_id}; ${lockWaits} lock waits seen).`,
     };
   },
 };

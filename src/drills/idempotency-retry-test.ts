@@ -7,7 +7,8 @@ import { randomUUID } from 'node:crypto';
 import { drillTenantStep, toolServerStep, type TenantState, type ToolServerState } from './common-steps.js';
 import { withEvidence } from './evidence.js';
 import { callTool, withToolsClient, type ToolAnswer } from './mcp.js';
-import { countWord, query } from './sql.js';
+import { sql } from '../postgres/sql.js';
+import { countWord, query, shownSql } from './sql.js';
 import { need, type Drill } from './types.js';
 
 function inserted(answer: ToolAnswer | undefined): boolean | undefined {
@@ -51,12 +52,20 @@ export const idempotencyRetryTest: Drill<State> = {
       id: 'write-twice',
       title: 'Send the same write twice',
       why: 'A retry after a timeout sends the same call again; with the same key the second must be a no-op, not a second row.',
-      sql: [
-        'insert into expenses (tenant_id, idempotency_key, transaction_id, amount_cents, description) values ($1, $2, $3, $4, $5) on conflict (tenant_id, idempotency_key) do nothing returning id',
-      ],
+      sql: (n) => {
+        const e = n.expenses;
+        const columns = [e.tenant, e.idempotencyKey, e.transaction, e.amount, e.description].filter((column) => column !== undefined);
+        const values = columns.map((_, index) => `$${index + 1}`);
+        return [
+          shownSql(
+            `insert into ${e.table} (${columns.join(', ')}) values (${values.join(', ')}) on conflict (${e.conflict.join(', ')}) do nothing returning ${e.key}`,
+          ),
+        ];
+      },
       async run(ctx, state) {
         const tenant = need(state.tenant, 'the drill tenant');
         const tools = need(state.tools, 'the tool server');
+        const e = ctx.profile.names.expenses;
         const key = `${tenant.id}:retry-1`;
         const runId = randomUUID();
         ctx.observe('idempotency_key', key);
@@ -65,8 +74,8 @@ export const idempotencyRetryTest: Drill<State> = {
           ctx,
           {
             label: `write ${key} twice through the tool server`,
-            tables: [{ name: 'expenses', filter: { tenant_id: tenant.id }, key: ['tenant_id', 'idempotency_key'] }],
-            expect: ['expenses:+1', `expenses:+{tenant_id="${tenant.id}"}`],
+            tables: [{ name: e.tableName, filter: { [e.tenant.name]: tenant.id }, key: e.conflict.map((column) => column.name) }],
+            expect: [`${e.tableName}:+1`, `${e.tableName}:+{${e.tenant.name}="${tenant.id}"}`],
           },
           async (log) => {
             await withToolsClient(tools, async (client) => {
@@ -88,13 +97,15 @@ export const idempotencyRetryTest: Drill<State> = {
           ctx.observe(`write_${index + 1}`, answer.isError ? `error: ${answer.text}` : `inserted=${String(inserted(answer))}`, !answer.isError);
         });
         state.answers = answers;
-        const rows = await query<{ n: number }>(ctx, `select count(*)::int as n from expenses where tenant_id = $1`, [tenant.id]);
+        const count = sql`select count(*)::int as n from ${e.table} where ${e.tenant} = ${tenant.id}`;
+        const rows = await query<{ n: number }>(ctx, count);
         state.landed = rows[0]?.n ?? 0;
         ctx.observe('rows_landed', state.landed, state.landed === 1);
       },
     },
   ],
-  verdict(_ctx, { answers, landed }) {
+  verdict(ctx, { answers, landed }) {
+    const table = ctx.profile.names.expenses.tableName;
     const [first, second] = answers;
     const failedCall = answers.find((answer) => answer.isError);
     if (failedCall) {
@@ -103,14 +114,14 @@ export const idempotencyRetryTest: Drill<State> = {
     }
     if (landed !== 1 || inserted(first) !== true || inserted(second) !== false) {
       const reason =
-        `two invocations with the same idempotency key produced ${landed} expenses rows ` +
+        `two invocations with the same idempotency key produced ${landed} ${table} rows ` +
         `(first inserted=${String(inserted(first))}, second inserted=${String(inserted(second))}); row count delta: +${landed}`;
       return { verdict: 'fail', evidence: reason, reason };
     }
     return {
       verdict: 'pass',
       evidence:
-        `${capital(countWord(answers.length))} invocations with the same idempotency key produced ${countWord(landed)} expenses ` +
+        `${capital(countWord(answers.length))} invocations with the same idempotency key produced ${countWord(landed)} ${table} ` +
         `row${landed === 1 ? '' : 's'}. Second insert was ${writeOutcome(second)}. Row count delta: +${landed}.`,
     };
   },

@@ -4,6 +4,13 @@
 // rider on another table. Then it is applied on branch cap-migration-1 (never on
 // the target): up must add exactly the notes column, down must restore the
 // schema exactly; the branch is dropped afterwards.
+//
+// The default proposal is written for the reference schema: it alters `expenses`.
+// On a target whose expenses table (the profile's expenses.table) is called
+// something else it does not fit, and the drill says so (could-not-determine: pass
+// --migration with the target's own migration) instead of failing the habit. A
+// migration given with --migration is held to what it says itself: its up changes
+// something, on its own table only, and its down gives the schema back exactly.
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fixturesDir, splitMigration } from '../postgres/migrations.js';
@@ -15,26 +22,84 @@ import { catalogDiff } from './catalog-diff.js';
 import { withEvidence } from './evidence.js';
 import { reviewStatically, type StaticReview } from './migration-static.js';
 import { CouldNotDetermine } from './runner.js';
-import { need, type Drill } from './types.js';
+import { need, type Drill, type DrillContext } from './types.js';
 
 export const branchName = 'cap-migration-1';
 export const defaultMigration = path.join(fixturesDir, 'proposed', 'add_expense_notes.sql');
-/** What the proposal must do to the schema, and nothing else. */
+/** The table the default proposal alters, in the schema its unqualified name resolves to. */
+const defaultTable = { schema: 'public', table: 'expenses' };
+/** What the default proposal must do to the schema, and nothing else. */
 export const expectedChange = 'expenses: + column notes text nullable';
 
-async function publicTables(url: string): Promise<string[]> {
+/** What the up must change: one table; for the default proposal, exactly the notes column. */
+interface Expected {
+  schema: string;
+  table: string;
+  /** The one change the default proposal must make; absent for a given migration. */
+  exact?: string;
+}
+
+async function schemaTables(url: string, schema: string): Promise<string[]> {
   return withPgClient(url, async (client) => {
     const { rows } = await client.query<{ name: string }>(
       `select c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = 'public' and c.relkind in ('r', 'p') order by c.relname`,
+        where n.nspname = $1 and c.relkind in ('r', 'p') order by c.relname`,
+      [schema],
     );
     return rows.map((row) => row.name);
   });
 }
 
-async function catalogOf(url: string): Promise<Catalog> {
-  const tables = await publicTables(url);
-  return withPgClient(url, (client) => readCatalog(client, tables));
+async function catalogOf(url: string, schema: string): Promise<Catalog> {
+  const tables = await schemaTables(url, schema);
+  return withPgClient(url, (client) => readCatalog(client, tables, schema));
+}
+
+/** Why the default proposal does not fit this target (its expenses table is not public.expenses), or undefined. */
+function defaultMisfit(ctx: DrillContext): string | undefined {
+  const schema = ctx.profile.profile.schema;
+  const table = ctx.profile.names.expenses.tableName;
+  if (schema === defaultTable.schema && table === defaultTable.table) return undefined;
+  return (
+    `the default proposal ${shownPath(defaultMigration)} adds a column to ${defaultTable.table}, but this target's expenses table ` +
+    `is ${schema}.${table} (the profile's expenses.table): pass --migration with the target's own migration`
+  );
+}
+
+function shownPath(file: string): string {
+  return path.relative(process.cwd(), file) || file;
+}
+
+/** The table the up must change, and how much: exactly the notes column for the default proposal. */
+function expectedOf(ctx: DrillContext, review: StaticReview): Expected {
+  if (!ctx.broken && ctx.options.migrationFile === undefined) return { ...defaultTable, exact: expectedChange };
+  if (!review.target) {
+    throw new CouldNotDetermine('the migration names no table, so what it changes cannot be read from a table\u2019s catalog');
+  }
+  const [schema, table] = review.target.includes('.') ? review.target.split('.', 2) : [ctx.profile.profile.schema, review.target];
+  return { schema: schema!, table: table! };
+}
+
+/** The table as the oracle resolves it (search_path: public needs no qualifier). */
+function oracleName(expected: Expected): string {
+  return expected.schema === 'public' ? expected.table : `${expected.schema}.${expected.table}`;
+}
+
+/** Whether one catalog-diff line is about the expected table (`expenses: + column ...`, `+ table expenses`). */
+function onTable(change: string, table: string): boolean {
+  return change.startsWith(`${table}: `) || change === `+ table ${table}` || change === `- table ${table}`;
+}
+
+/** Why the up's changes are not what was expected, or undefined when they are. */
+function upMismatch(upDiff: string[], expected: Expected): string | undefined {
+  if (expected.exact !== undefined) {
+    if (upDiff.length === 1 && upDiff[0] === expected.exact) return undefined;
+    return `up changed ${upDiff.length === 0 ? 'nothing' : upDiff.join('; ')} (expected only ${expected.exact})`;
+  }
+  if (upDiff.length === 0) return `up changed nothing in ${expected.table}`;
+  const elsewhere = upDiff.filter((change) => !onTable(change, expected.table));
+  if (elsewhere.length > 0) return `up changed ${elsewhere.join('; ')} (expected changes to ${expected.table} only)`;
+  return undefined;
 }
 
 interface State {
@@ -42,6 +107,8 @@ interface State {
   text?: string;
   /** The parser's reading of the migration: directions, drop guard, riders. */
   review?: StaticReview;
+  /** What the up must change (set once the scope is read). */
+  expected?: Expected;
   /** The branch the migration is applied on (template copy or Neon). */
   branch?: Branch;
   /** The branch's schema before the up, which the down must give back. */
@@ -73,7 +140,13 @@ export const migrationReview: Drill<State> = {
         const file = ctx.broken
           ? path.join(fixturesDir, 'proposed', 'rider_on_other_table.sql')
           : (ctx.options.migrationFile ?? defaultMigration);
-        ctx.observe('file', path.relative(process.cwd(), file) || file);
+        ctx.observe('file', shownPath(file));
+        // The break's file fails on its text alone (a rider), whatever the target calls its tables.
+        const misfit = !ctx.broken && ctx.options.migrationFile === undefined ? defaultMisfit(ctx) : undefined;
+        if (misfit) {
+          ctx.observe('fits_target', misfit, false);
+          throw new CouldNotDetermine(misfit);
+        }
         let text: string;
         try {
           text = await readFile(file, 'utf8');
@@ -124,6 +197,7 @@ export const migrationReview: Drill<State> = {
         if (result.opaque.length > 0) {
           throw new Error(`scope cannot be read: ${result.opaque.length} DO block(s) hide their statements from the parser; write them as plain statements`);
         }
+        state.expected = expectedOf(ctx, result);
       },
     },
     {
@@ -161,11 +235,12 @@ export const migrationReview: Drill<State> = {
     {
       id: 'up',
       title: 'Apply the up migration on the branch',
-      why: 'The schema diff after up must be exactly the new nullable notes column.',
+      why: 'The schema diff after up must be exactly what the proposal is for (the default one: the new nullable notes column), on its own table only.',
       async run(ctx, state) {
         const branch = need(state.branch, 'the branch');
+        const expected = need(state.expected, 'the expected change');
         const { up } = splitMigration(need(state.text, 'the migration text'));
-        const before = await catalogOf(branch.url);
+        const before = await catalogOf(branch.url, expected.schema);
         state.catalogBefore = before;
         ctx.showSql(up);
         await withEvidence(
@@ -173,18 +248,19 @@ export const migrationReview: Drill<State> = {
           {
             label: `apply the up migration on ${branch.name}`,
             url: branch.url,
-            tables: [{ name: 'expenses', rows: false, schema: true }],
-            expect: ['expenses:+column:notes'],
+            tables: [{ name: oracleName(expected), rows: false, schema: true }],
+            // The default proposal's one change; a given migration is judged from the catalog diff below.
+            expect: expected.exact ? [`${oracleName(expected)}:+column:notes`] : [],
           },
           async (log) => {
             await withPgClient(branch.url, (client) => inTransaction(client, () => client.query(up)));
             log(`applied the up migration on ${branch.describe}`);
           },
         );
-        const after = await catalogOf(branch.url);
+        const after = await catalogOf(branch.url, expected.schema);
         const changes = catalogDiff(before, after);
         state.upDiff = changes;
-        ctx.observe('up_diff', changes, changes.length === 1 && changes[0] === expectedChange);
+        ctx.observe('up_diff', changes, upMismatch(changes, expected) === undefined);
       },
     },
     {
@@ -193,6 +269,7 @@ export const migrationReview: Drill<State> = {
       why: 'Rolling back must give back exactly the schema from before the up.',
       async run(ctx, state) {
         const branch = need(state.branch, 'the branch');
+        const expected = need(state.expected, 'the expected change');
         const { down } = splitMigration(need(state.text, 'the migration text'));
         ctx.showSql(down);
         await withEvidence(
@@ -200,15 +277,15 @@ export const migrationReview: Drill<State> = {
           {
             label: `apply the down migration on ${branch.name}`,
             url: branch.url,
-            tables: [{ name: 'expenses', rows: false, schema: true }],
-            expect: ['expenses:-column:notes'],
+            tables: [{ name: oracleName(expected), rows: false, schema: true }],
+            expect: expected.exact ? [`${oracleName(expected)}:-column:notes`] : [],
           },
           async (log) => {
             await withPgClient(branch.url, (client) => inTransaction(client, () => client.query(down)));
             log(`applied the down migration on ${branch.describe}`);
           },
         );
-        const after = await catalogOf(branch.url);
+        const after = await catalogOf(branch.url, expected.schema);
         const changes = catalogDiff(need(state.catalogBefore, 'the catalog before the up'), after);
         state.downDiff = changes;
         ctx.observe('down_diff', changes, changes.length === 0);
@@ -225,11 +302,10 @@ export const migrationReview: Drill<State> = {
       },
     },
   ],
-  verdict(_ctx, { upDiff, downDiff, branch, review }) {
+  verdict(_ctx, { upDiff, downDiff, branch, review, expected }) {
     const reasons: string[] = [];
-    if (!(upDiff.length === 1 && upDiff[0] === expectedChange)) {
-      reasons.push(`up changed ${upDiff.length === 0 ? 'nothing' : upDiff.join('; ')} (expected only ${expectedChange})`);
-    }
+    const mismatch = upMismatch(upDiff, need(expected, 'the expected change'));
+    if (mismatch) reasons.push(mismatch);
     if (downDiff.length > 0) reasons.push(`down did not restore the schema: ${downDiff.join('; ')}`);
     // The catalog diff decides; the oracle's folders hold the before/after evidence of each direction.
     if (reasons.length > 0) {
@@ -243,8 +319,16 @@ export const migrationReview: Drill<State> = {
     return {
       verdict: 'pass',
       evidence:
-        `Migration adds notes column, downgrade drops it cleanly, applied and rolled back on ${where}. ` +
+        `${describeUp(upDiff)}, applied and rolled back on ${where}. ` +
         `No scope creep${override ? `; drop override recorded: ${override}` : ''}.`,
     };
   },
 };
+
+/** "Migration adds notes column, downgrade drops it cleanly", from the up's diff. */
+function describeUp(upDiff: string[]): string {
+  const added = upDiff.length === 1 ? /^[^:]+: \+ column (\S+) /.exec(upDiff[0]!) : null;
+  if (added) return `Migration adds ${added[1]} column, downgrade drops it cleanly`;
+  const table = /^(?:[+-] table )?([^:]+)/.exec(upDiff[0] ?? '')?.[1] ?? 'its table';
+  return `Migration changes ${table} (${upDiff.length} schema changes), downgrade restores the schema exactly`;
+}

@@ -3,11 +3,16 @@
 // journal must show the crash signature (status running, finished_at null); the
 // restarted Worker must read runs, turns and tool_calls, resume from the last
 // incomplete turn, finish the run, and not execute a completed call again.
+// Every table, column and status value comes from the profile: tool_calls reach
+// their run and turn number through turns (a target's tool_calls may have neither),
+// and without a finished_at column the crash signature is the status alone.
+import type { ProfileNames } from '../postgres/profile/index.js';
+import { empty, type Identifier, raw, sql, type Sql } from '../postgres/sql.js';
 import { jsonLines, startWorker, type WorkerOptions } from '../reconciler/launch.js';
 import { toolServerStep, type TenantState, type ToolServerState } from './common-steps.js';
 import { withEvidence } from './evidence.js';
 import { createDrillTenant, insertPending, sampleTransactions } from './inputs.js';
-import { countWord, query } from './sql.js';
+import { countWord, query, shownSql } from './sql.js';
 import { need, type Drill, type DrillContext } from './types.js';
 
 const turns = 5;
@@ -22,34 +27,56 @@ interface CallRow {
   status: string;
 }
 
+/**
+ * The run's tool calls, each with its turn's number, reached through turns. In the
+ * order they were made: by turn and call number, then (a call made again after a
+ * crash) by when it started, when the target records that.
+ */
+function callsQuery(n: ProfileNames, runId: unknown): Sql {
+  const c = n.tool_calls;
+  const t = n.turns;
+  const started = c.started_at ? sql`c.${c.started_at}, ` : empty;
+  return sql`select c.${c.key}::text as id, t.${t.number} as turn_no, c.${c.number} as call_no, c.${c.tool} as tool, c.${c.status} as status
+               from ${c.table} c join ${t.table} t on t.${t.key} = c.${c.turn}
+              where t.${t.run} = ${runId}
+              order by t.${t.number}, c.${c.number}, ${started}c.${c.key}`;
+}
+
+/** The runs row's status, and its finished_at when the target records one. */
+function runSignature(n: ProfileNames, runId: unknown): Sql {
+  const r = n.runs;
+  const finished = r.finished_at ? sql`, ${r.finished_at}::text as finished_at` : empty;
+  return sql`select ${r.status} as status${finished} from ${r.table} where ${r.key} = ${runId}`;
+}
+
 async function calls(ctx: DrillContext, runId: string): Promise<CallRow[]> {
-  return query<CallRow>(
-    ctx,
-    `select id::text as id, turn_no, call_no, tool, status from tool_calls where run_id = $1 order by tool_calls.id`,
-    [runId],
-  );
+  return query<CallRow>(ctx, callsQuery(ctx.profile.names, runId));
 }
 
 /** The privileges the Worker's journal needs on each table (the tool server writes it as the worker role). */
-const journalPrivileges = [
-  ['runs', 'INSERT'],
-  ['runs', 'UPDATE'],
-  ['turns', 'INSERT'],
-  ['turns', 'UPDATE'],
-  ['tool_calls', 'INSERT'],
-  ['tool_calls', 'UPDATE'],
-  ['agent_events', 'INSERT'],
-] as const;
+function journalPrivileges(n: ProfileNames): Array<readonly [{ table: Identifier; tableName: string }, string]> {
+  return [
+    [n.runs, 'INSERT'],
+    [n.runs, 'UPDATE'],
+    [n.turns, 'INSERT'],
+    [n.turns, 'UPDATE'],
+    [n.tool_calls, 'INSERT'],
+    [n.tool_calls, 'UPDATE'],
+    [n.events, 'INSERT'],
+  ];
+}
 
 /** `<PRIVILEGE> on <table>` for each journal privilege the role lacks (a missing table counts as lacking it). */
 async function missingJournalPrivileges(ctx: DrillContext, role: string): Promise<string[]> {
+  const wanted = journalPrivileges(ctx.profile.names);
+  // Each table by its quoted, schema-qualified name (what to_regclass reads) and by its own name (what the line says).
   const rows = await query<{ missing: string }>(
     ctx,
-    `select p.privilege || ' on ' || p.table_name as missing
-       from unnest($2::text[], $3::text[]) with ordinality as p(table_name, privilege, n)
-      where to_regclass(p.table_name) is null or not has_table_privilege($1, to_regclass(p.table_name), p.privilege)
-      order by p.n`,
-    [role, journalPrivileges.map(([table]) => table), journalPrivileges.map(([, privilege]) => privilege)],
+    sql`select p.privilege || ' on ' || p.shown as missing
+          from unnest(${wanted.map(([part]) => part.table.toString())}::text[], ${wanted.map(([part]) => part.tableName)}::text[],
+                      ${wanted.map(([, privilege]) => privilege)}::text[]) with ordinality as p(table_name, shown, privilege, n)
+         where to_regclass(p.table_name) is null or not has_table_privilege(${role}, to_regclass(p.table_name), p.privilege)
+         order by p.n`,
   );
   return rows.map((row) => row.missing);
 }
@@ -114,6 +141,8 @@ interface State extends TenantState, ToolServerState {
   callsAtCrash: CallRow[];
   /** `status=..., finished_at=...` of the runs row after the kill (or 'no runs row'). */
   crashSignature?: string;
+  /** Whether that row is the crash signature: status running, and finished_at null when the target records it. */
+  crashSignatureSeen: boolean;
   /** Turns completed before the crash. */
   completedBeforeCrash: number[];
   /** The first turn not completed at the crash (null when every turn was). */
@@ -130,12 +159,14 @@ interface State extends TenantState, ToolServerState {
   turnsCompleted: number;
   /** The completed turns' numbers at the end, in order. */
   completedTurns: number[];
-  /** The run's total_turns, as its runs row says. */
+  /** The run's total_turns, as its runs row says (undefined when the target records none). */
   totalTurns?: number;
   /** How many times a restarted Worker said it resumed this run (each closes one gap in the journal). */
   resumes: number;
   /** The run's status at the end (undefined when the row is missing). */
   runStatus?: string;
+  /** Whether that status is the profile's finished value. */
+  runFinished: boolean;
 }
 
 /** The completed turns against 1..total: a continuous timeline, or the turns missing from it. */
@@ -160,6 +191,8 @@ export const runJournalResumeDrill: Drill<State> = {
   breakDescription: 'the Worker restarted with resume off: it ignores the crashed run and redoes its turns in a new run',
   fix: "journal every run, turn and tool call, and on start resume the crashed run (status 'running', finished_at null) from its last incomplete turn, reusing the recorded results of completed calls",
   init: () => ({
+    crashSignatureSeen: false,
+    runFinished: false,
     callsAtCrash: [],
     completedBeforeCrash: [],
     newCalls: [],
@@ -249,27 +282,29 @@ export const runJournalResumeDrill: Drill<State> = {
       id: 'signature',
       title: 'Read the crash signature from the journal',
       why: "A run whose process died is still status 'running' with finished_at null: that is how a restarted Worker finds it.",
-      sql: ["select status, finished_at from runs where id = $1", 'select turn_no, status from turns where run_id = $1 order by turn_no'],
+      sql: (n) => [
+        shownSql(runSignature(n, raw('$1'))),
+        shownSql(sql`select ${n.turns.number}, ${n.turns.status} from ${n.turns.table} where ${n.turns.run} = ${raw('$1')} order by ${n.turns.number}`),
+      ],
       async run(ctx, state) {
+        const n = ctx.profile.names;
+        const t = n.turns;
         const runId = need(state.runId, 'the run id');
-        const [run] = await query<{ status: string; finished_at: string | null }>(
-          ctx,
-          `select status, finished_at::text from runs where id = $1`,
-          [runId],
-        );
-        const signature = run?.status === 'running' && run.finished_at === null;
-        state.crashSignature = run ? `status=${run.status}, finished_at=${run.finished_at ?? 'null'}` : 'no runs row';
-        ctx.observe('crash_signature', state.crashSignature, signature);
-        const open = await query<{ turn_no: number; status: string }>(
-          ctx,
-          `select turn_no, status from turns where run_id = $1 and status <> 'completed' order by turn_no`,
-          [runId],
-        );
-        const completed = await query<{ turn_no: number }>(
-          ctx,
-          `select turn_no from turns where run_id = $1 and status = 'completed' order by turn_no`,
-          [runId],
-        );
+        const [run] = await query<{ status: string; finished_at?: string | null }>(ctx, runSignature(n, runId));
+        const running = run?.status === n.runs.values.running;
+        // Without a finished_at column the status alone is the signature: the journal records nothing more.
+        const recordsFinish = n.runs.finished_at !== undefined;
+        state.crashSignatureSeen = running && (!recordsFinish || run?.finished_at === null);
+        state.crashSignature = run
+          ? `status=${run.status}, ${recordsFinish ? `finished_at=${run.finished_at ?? 'null'}` : 'finished_at not recorded'}`
+          : `no ${n.runs.tableName} row`;
+        ctx.observe('crash_signature', state.crashSignature, state.crashSignatureSeen);
+        const turnsOf = (completed: boolean) =>
+          sql`select ${t.number} as turn_no, ${t.status} as status from ${t.table}
+               where ${t.run} = ${runId} and ${t.status} ${raw(completed ? '=' : '<>')} ${t.values.completed}
+               order by ${t.number}`;
+        const open = await query<{ turn_no: number; status: string }>(ctx, turnsOf(false));
+        const completed = await query<{ turn_no: number }>(ctx, turnsOf(true));
         state.completedBeforeCrash = completed.map((row) => row.turn_no);
         state.incompleteTurn = open[0]?.turn_no ?? null;
         ctx.observe('completed_before_crash', state.completedBeforeCrash);
@@ -286,17 +321,20 @@ export const runJournalResumeDrill: Drill<State> = {
         const tenant = need(state.tenant, 'the drill tenant');
         const runId = need(state.runId, 'the run id');
         const options = need(state.workerOptions, 'the Worker options');
-        const lastId = state.callsAtCrash.at(-1)?.id ?? '0';
+        const n = ctx.profile.names;
+        const { runs, turns: turnNames, expenses } = n;
         await withEvidence(
           ctx,
           {
             label: `restart the Worker and let run ${runId} finish`,
             tables: [
-              { name: 'runs', filter: { id: runId }, key: ['id'] },
-              { name: 'turns', filter: { run_id: runId }, key: ['run_id', 'turn_no'] },
-              { name: 'expenses', filter: { tenant_id: tenant.id }, key: ['tenant_id', 'idempotency_key'] },
+              { name: runs.tableName, filter: { [runs.key.name]: runId }, key: [runs.key.name] },
+              { name: turnNames.tableName, filter: { [turnNames.run.name]: runId }, key: [turnNames.run.name, turnNames.number.name] },
+              { name: expenses.tableName, filter: { [expenses.tenant.name]: tenant.id }, key: [...n.profile.expenses.idempotency_key] },
             ],
-            expect: [`runs:~{id="${runId}",status="running"}->{status="finished"}`],
+            expect: [
+              `${runs.tableName}:~{${runs.key.name}="${runId}",${runs.status.name}="${runs.values.running}"}->{${runs.status.name}="${runs.values.finished}"}`,
+            ],
           },
           async (log) => {
             const since = sup.cursor(worker);
@@ -327,16 +365,26 @@ export const runJournalResumeDrill: Drill<State> = {
           line ? `${line.event}${line.from_turn ? ` from turn ${line.from_turn}` : ''} (run ${String(line.run_id)})` : 'none',
           line?.event === 'run_resumed' && line.run_id === runId,
         );
+        // New: every call the journal did not hold at the kill (keys may be uuids: no order to compare).
+        const atCrash = new Set(state.callsAtCrash.map((call) => call.id));
         const after = await calls(ctx, runId);
-        state.newCalls = after.filter((call) => BigInt(call.id) > BigInt(lastId));
+        state.newCalls = after.filter((call) => !atCrash.has(call.id));
       },
     },
     {
       id: 'journal',
       title: 'Check the journal after the restart',
       why: 'Turns completed before the crash must have no new tool calls, and a call completed before the crash must not appear twice.',
-      sql: ['select turn_no, call_no, count(*) from tool_calls where run_id = $1 group by 1, 2', 'select status, finished_at from runs where id = $1'],
+      sql: (n) => [
+        shownSql(
+          sql`select t.${n.turns.number}, c.${n.tool_calls.number}, count(*) from ${n.tool_calls.table} c join ${n.turns.table} t on t.${n.turns.key} = c.${n.tool_calls.turn} where t.${n.turns.run} = ${raw('$1')} group by 1, 2`,
+        ),
+        shownSql(runSignature(n, raw('$1'))),
+      ],
       async run(ctx, state) {
+        const n = ctx.profile.names;
+        const r = n.runs;
+        const t = n.turns;
         const runId = need(state.runId, 'the run id');
         const before = state.callsAtCrash;
         const fresh = state.newCalls;
@@ -344,27 +392,30 @@ export const runJournalResumeDrill: Drill<State> = {
         const redone = fresh.filter((call) => call.turn_no < crashTurnSeen);
         state.redoneEarlierTurns = redone.map((call) => `turn ${call.turn_no} call ${call.call_no} (${call.tool})`);
         ctx.observe('redone_earlier_turns', state.redoneEarlierTurns, redone.length === 0);
-        const completedInCrashTurn = before.filter((call) => call.turn_no === crashTurnSeen && call.status === 'completed');
+        const completedInCrashTurn = before.filter(
+          (call) => call.turn_no === crashTurnSeen && call.status === n.tool_calls.values.completed,
+        );
         const repeated = completedInCrashTurn.filter((call) =>
           fresh.some((again) => again.turn_no === call.turn_no && again.call_no === call.call_no),
         );
         state.repeatedCrashTurnCalls = repeated.map((call) => `call ${call.call_no} (${call.tool})`);
         ctx.observe('repeated_crash_turn_calls', state.repeatedCrashTurnCalls, repeated.length === 0);
-        const [run] = await query<{ status: string; finished_at: string | null; total_turns: number; completed: number[] }>(
+        const total = r.total_turns ? sql`, r.${r.total_turns} as total_turns` : empty;
+        const [run] = await query<{ status: string; total_turns?: number | null; completed: number[] }>(
           ctx,
-          `select r.status, r.finished_at::text, r.total_turns,
-                  array(select t.turn_no from turns t where t.run_id = r.id and t.status = 'completed' order by t.turn_no) as completed
-             from runs r where r.id = $1`,
-          [runId],
+          sql`select r.${r.status} as status${total},
+                     array(select t.${t.number} from ${t.table} t
+                            where t.${t.run} = r.${r.key} and t.${t.status} = ${t.values.completed} order by t.${t.number}) as completed
+                from ${r.table} r where r.${r.key} = ${runId}`,
         );
-        ctx.observe(
-          'run_after',
-          run ? `status=${run.status}, ${run.completed.length} of ${run.total_turns} turns completed` : 'missing',
-          run?.status === 'finished',
-        );
+        state.runFinished = run?.status === r.values.finished;
+        // Without a total_turns column the run's length is the one the drill asked the Worker for.
+        const planned = run?.total_turns ?? turns;
+        const of = run && run.total_turns === undefined ? `${planned} planned` : String(planned);
+        ctx.observe('run_after', run ? `status=${run.status}, ${run.completed.length} of ${of} turns completed` : 'missing', state.runFinished);
         state.turnsCompleted = run?.completed.length ?? 0;
         state.completedTurns = run?.completed ?? [];
-        state.totalTurns = run?.total_turns;
+        state.totalTurns = run?.total_turns ?? (run ? planned : undefined);
         state.runStatus = run?.status;
         state.resumes = jsonLines(ctx.system.supervisor(), worker).filter(
           (line) => line.event === 'run_resumed' && line.run_id === runId,
@@ -373,10 +424,10 @@ export const runJournalResumeDrill: Drill<State> = {
       },
     },
   ],
-  verdict(_ctx, state) {
+  verdict(ctx, state) {
     const reasons: string[] = [];
     if (state.killedBy !== 'SIGKILL') reasons.push(`the Worker was not killed by SIGKILL (${String(state.killedBy)})`);
-    if (!(state.crashSignature ?? '').startsWith('status=running, finished_at=null')) {
+    if (!state.crashSignatureSeen) {
       reasons.push(`no crash signature after the kill (${String(state.crashSignature)})`);
     }
     const line = state.restartLine;
@@ -392,7 +443,9 @@ export const runJournalResumeDrill: Drill<State> = {
     if (redone.length > 0) reasons.push(`turns before the crash were re-executed: ${redone.join(', ')}`);
     const repeated = state.repeatedCrashTurnCalls;
     if (repeated.length > 0) reasons.push(`completed calls of the crashed turn ran again: ${repeated.join(', ')}`);
-    if (state.runStatus !== 'finished') reasons.push(`run ${runId.slice(0, 8)} ended ${String(state.runStatus)}, not finished`);
+    if (!state.runFinished) {
+      reasons.push(`run ${runId.slice(0, 8)} ended ${String(state.runStatus)}, not ${ctx.profile.names.runs.values.finished}`);
+    }
     if (reasons.length > 0) {
       const reason = reasons.join('; ');
       return { verdict: 'fail', evidence: reason, reason };

@@ -2,9 +2,57 @@
 // runs in a transaction that is rolled back, so a drill observes what the
 // database would do and leaves it as it was (a deliberate break is applied
 // inside that same transaction and rolled back with it).
+//
+// Statements are Sql (src/postgres/sql.ts: names quoted, values bound) or, for
+// text that names nothing of the target (`set local lock_timeout = '2s'`), plain
+// strings. What the operator is shown is `shownSql`: the statement with its values
+// as literals and the tables written the way a person types them.
 import type pg from 'pg';
 import { ident, sqlState, errorMessage, withPgClient } from '../postgres/pg.js';
+import { type Sql, sql } from '../postgres/sql.js';
 import type { DrillContext } from './types.js';
+
+/** What a drill runs: an Sql, or a plain string that binds nothing. */
+export type Statement = Sql | string;
+
+/**
+ * PostgreSQL's reserved keywords (reserved, and reserved as function or type names):
+ * a table named like one must stay quoted on screen.
+ */
+const reserved = new Set(
+  (
+    'all analyse analyze and any array as asc asymmetric authorization binary both case cast check collate collation column ' +
+    'concurrently constraint create cross current_catalog current_date current_role current_schema current_time ' +
+    'current_timestamp current_user default deferrable desc distinct do else end except false fetch for foreign freeze from ' +
+    'full grant group having ilike in initially inner intersect into is isnull join lateral leading left like limit localtime ' +
+    'localtimestamp natural not notnull null offset on only or order outer overlaps placing primary references returning ' +
+    'right select session_user similar some symmetric system_user table tablesample then to trailing true union unique user ' +
+    'using variadic verbose when where window with'
+  ).split(' '),
+);
+
+const plain = (name: string) => /^[a-z_][a-z0-9_$]*$/.test(name) && !reserved.has(name);
+
+/**
+ * A statement as the operator reads it: values as literals (Sql.shown), and each
+ * schema-qualified table written as a person types it: `"public"."agent_events"`
+ * becomes `agent_events` (public is the default search path), a name that needs no
+ * quotes loses them. Columns keep their quotes. Display only: what runs is the Sql.
+ */
+export function shownSql(statement: Statement): string {
+  const text = typeof statement === 'string' ? statement : statement.shown;
+  return text.replace(/"((?:[^"]|"")+)"\."((?:[^"]|"")+)"/g, (whole, schema: string, table: string) => {
+    if (schema.includes('""') || table.includes('""')) return whole;
+    const name = plain(table) ? table : `"${table}"`;
+    if (schema === 'public') return name;
+    return `${plain(schema) ? schema : `"${schema}"`}.${name}`;
+  });
+}
+
+/** A query as pg takes it: an Sql with its values, or a string with the given parameters. */
+function toQuery(statement: Statement, params: unknown[] = []): { text: string; values: unknown[] } {
+  return typeof statement === 'string' ? { text: statement, values: params } : { text: statement.text, values: statement.values };
+}
 
 export interface Attempt {
   /** SQLSTATE when the statement was refused. */
@@ -17,32 +65,34 @@ export interface Attempt {
 }
 
 /**
- * Runs `sql` as `role` inside BEGIN ... ROLLBACK. `prelude` statements run first,
+ * Runs `statement` as `role` inside BEGIN ... ROLLBACK. `prelude` statements run first,
  * as the connecting (owner/superuser) role: that is where a deliberate break goes.
+ * `tenant` sets the profile's session setting (app.tenant_id on the reference) first.
  */
 export async function attemptAs(
   ctx: DrillContext,
   role: string | null,
-  sql: string,
-  options: { prelude?: string[]; params?: unknown[]; tenant?: string | null } = {},
+  statement: Statement,
+  options: { prelude?: Statement[]; params?: unknown[]; tenant?: string | null } = {},
 ): Promise<Attempt> {
   return withPgClient(ctx.url, async (client) => {
     await client.query('begin');
     try {
-      for (const statement of options.prelude ?? []) {
-        ctx.showSql(statement);
-        await client.query(statement);
+      for (const step of options.prelude ?? []) {
+        ctx.showSql(shownSql(step));
+        await client.query(toQuery(step));
       }
       if (role) {
         ctx.showSql(`set local role ${ident(role)}`);
         await client.query(`set local role ${ident(role)}`);
       }
       if (options.tenant !== undefined && options.tenant !== null) {
-        ctx.showSql(`select set_config('app.tenant_id', '${options.tenant}', true)`);
-        await client.query(`select set_config('app.tenant_id', $1, true)`, [options.tenant]);
+        const setting = sql`select set_config(${ctx.profile.names.setting}, ${options.tenant}, true)`;
+        ctx.showSql(shownSql(setting));
+        await client.query(toQuery(setting));
       }
-      ctx.showSql(sql);
-      const result = await client.query(sql, options.params);
+      ctx.showSql(shownSql(statement));
+      const result = await client.query(toQuery(statement, options.params));
       return { rowCount: result.rowCount ?? 0, command: result.command };
     } catch (error) {
       return { code: sqlState(error) ?? 'unknown', message: errorMessage(error) };
@@ -52,14 +102,13 @@ export async function attemptAs(
   });
 }
 
-/** Runs one read-only query as the connecting role and returns its rows. */
-export async function query<T extends pg.QueryResultRow>(
-  ctx: DrillContext,
-  sql: string,
-  params: unknown[] = [],
-): Promise<T[]> {
-  ctx.showSql(sql);
-  return withPgClient(ctx.url, async (client) => (await client.query<T>(sql, params)).rows);
+/**
+ * Runs one read-only query as the connecting role and returns its rows: an Sql
+ * (shown with its values as literals), or a string with bind parameters.
+ */
+export async function query<T extends pg.QueryResultRow>(ctx: DrillContext, statement: Statement, params: unknown[] = []): Promise<T[]> {
+  ctx.showSql(shownSql(statement));
+  return withPgClient(ctx.url, async (client) => (await client.query<T>(toQuery(statement, params))).rows);
 }
 
 /** A one-word name for small counts, so evidence lines read like the seed ("from six ... rows", built from the count). */
@@ -67,3 +116,4 @@ export function countWord(count: number): string {
   const words = ['zero', 'one', 'two', 'three', 'four', 'five', 'six', 'seven', 'eight', 'nine', 'ten'];
   return words[count] ?? String(count);
 }
+

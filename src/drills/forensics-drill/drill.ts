@@ -5,24 +5,29 @@
 // four forensic queries (the runs row; tool_calls joined to turns and runs; the
 // outbox grouped by status; agent_events ordered by id) and the six-line report
 // (report.ts). Without the run's agent_events the report cannot be built, and the
-// drill says so.
-import type { RunRow } from '../../reconciler/actions.js';
+// drill says so. Every name comes from the profile (the reference names above); a
+// column the target does not have makes the report say less, never guess.
 import path from 'node:path';
+import type { ProfileNames } from '../../postgres/profile/index.js';
 import { errorMessage, inTransaction, sqlState, withPgClient } from '../../postgres/pg.js';
+import { empty, join, raw, sql, type Sql } from '../../postgres/sql.js';
 import { writeFileAtomic } from '../../util/fs.js';
 import { drillTenantStep, toolServerStep, type TenantState, type ToolServerState } from '../common-steps.js';
 import { withEvidence } from '../evidence.js';
 import { insertPending } from '../inputs.js';
 import { CouldNotDetermine } from '../runner.js';
-import { query } from '../sql.js';
+import { query, shownSql } from '../sql.js';
 import { need, type Drill, type DrillContext } from '../types.js';
 import {
   buildReport,
   forensicQueries,
   renderReport,
+  reportNames,
   type CallRow,
+  type ClaimRow,
   type EventRow,
   type ForensicReport,
+  type RunRow,
   type SideEffects,
 } from './report.js';
 import { failingInput, runWorkerToExit, type WorkerOutcome } from './failing-run.js';
@@ -38,48 +43,64 @@ export interface State extends TenantState, ToolServerState {
   /** The rows of the four queries (query 1's single row). */
   run?: RunRow;
   calls: CallRow[];
-  outbox: Array<{ status: string; n: number }>;
+  /** Null when the outbox has no run column (its rows cannot be scoped to the run). */
+  outbox: Array<{ status: string; n: number }> | null;
   events: EventRow[];
   report?: ForensicReport;
 }
 
-async function asTenant<T extends Record<string, unknown>>(
-  ctx: DrillContext,
-  tenant: string,
-  sql: string,
-  params: unknown[],
-): Promise<T[]> {
-  ctx.showSql(sql);
+/** Runs a query inside the tenant's context: expenses and pending_transactions force row-level security. */
+async function asTenant<T extends Record<string, unknown>>(ctx: DrillContext, tenant: string, statement: Sql): Promise<T[]> {
+  ctx.showSql(shownSql(statement));
   return withPgClient(ctx.url, (client) =>
     inTransaction(client, async () => {
-      // expenses and pending_transactions force row-level security: read inside the tenant's context.
-      await client.query(`select set_config('app.tenant_id', $1, true)`, [tenant]);
-      return (await client.query<T>(sql, params)).rows;
+      await client.query(sql`select set_config(${ctx.profile.names.setting}, ${tenant}, true)`);
+      return (await client.query<T>(statement)).rows;
     }),
   );
 }
 
+/** The run's expenses by its write calls' idempotency keys. */
+function expensesByKeys(n: ProfileNames, tenant: unknown, keys: unknown): Sql {
+  const x = n.expenses;
+  return sql`select ${x.idempotencyKey} as idempotency_key from ${x.table}
+              where ${x.tenant} = ${tenant} and ${x.idempotencyKey} = any(${keys}) order by ${x.idempotencyKey}`;
+}
+
+/** The pending transactions a Worker claimed or processed; undefined when the target records neither. */
+function claimsBy(n: ProfileNames, worker: unknown): Sql | undefined {
+  const p = n.pending_transactions;
+  const by = [p.claimed_by, p.processed_by].flatMap((column) => (column ? [sql`${column} = ${worker}`] : []));
+  if (by.length === 0) return undefined;
+  const lease = p.lease_until ? sql`, to_json(${p.lease_until}) #>> '{}' as locked_until` : empty;
+  return sql`select p.${p.key}::text as id, ${p.status} as status${lease}
+               from ${p.table} p where ${join(by, ' or ')} order by p.${p.key}`;
+}
+
 /** The run's side effects beside the four queries: expenses by its write calls' keys, claims by its Worker. */
 async function readSideEffects(ctx: DrillContext, run: RunRow, calls: CallRow[], outbox: SideEffects['outbox']): Promise<SideEffects> {
+  const n = ctx.profile.names;
   const keys = calls
     .filter((call) => call.tool === 'write' && typeof call.arguments?.idempotency_key === 'string')
     .map((call) => String(call.arguments.idempotency_key));
-  const expenses = await asTenant<{ idempotency_key: string }>(
-    ctx,
-    run.tenant_id,
-    'select idempotency_key from expenses where tenant_id = $1 and idempotency_key = any($2) order by idempotency_key',
-    [run.tenant_id, keys],
-  );
-  const claims = await asTenant<{ id: string; status: string; locked_until: string | null }>(
-    ctx,
-    run.tenant_id,
-    // Indented as it always was: the console, the bundle and the tests see this text verbatim.
-    `select id, status, to_json(locked_until) #>> '{}' as locked_until
-               from pending_transactions where claimed_by = $1 or processed_by = $1 order by id`,
-    [run.worker],
-  );
+  const expenses = await asTenant<{ idempotency_key: string }>(ctx, run.tenant_id, expensesByKeys(n, run.tenant_id, keys));
+  // Without a worker on the run, or a claimant column on pending_transactions, whose claims they were is not recorded.
+  const claimsQuery = typeof run.worker === 'string' ? claimsBy(n, run.worker) : undefined;
+  const claims = claimsQuery ? await asTenant<ClaimRow & Record<string, unknown>>(ctx, run.tenant_id, claimsQuery) : null;
   return { expenses: expenses.map((row) => row.idempotency_key), outbox, claims };
 }
+
+/** The run the journal holds for the drill's Worker: by its name, or by the drill's own tenant when runs record no worker. */
+function runOfWorker(n: ProfileNames, tenant: { id: string; worker: string }): Sql {
+  const r = n.runs;
+  const where = r.worker ? sql`${r.worker} = ${tenant.worker}` : sql`${r.tenant} = ${tenant.id}`;
+  // Qualified: a bare key in ORDER BY would name the text alias `id`.
+  const order = r.started_at ? sql`r.${r.started_at} desc, r.${r.key} desc` : sql`r.${r.key} desc`;
+  return sql`select r.${r.key}::text as id from ${r.table} r where ${where} order by ${order} limit 1`;
+}
+
+/** The four queries as shown before they run (the run id a parameter). */
+const shownQueries = (n: ProfileNames) => forensicQueries(n, raw('$1'));
 
 export const forensicsDrill: Drill<State> = {
   number: 9,
@@ -99,7 +120,7 @@ export const forensicsDrill: Drill<State> = {
     {
       id: 'input',
       title: 'Queue a refund the expenses table will refuse',
-      why: 'A real failure, not a simulated one: pending_transactions accepts a negative amount, expenses (check amount_cents > 0) does not.',
+      why: 'A real failure, not a simulated one: pending_transactions accepts a negative amount, expenses (a check that the amount is positive) does not.',
       async run(ctx, state) {
         const tenant = need(state.tenant, 'the drill tenant');
         let id: string | undefined;
@@ -108,7 +129,7 @@ export const forensicsDrill: Drill<State> = {
         } catch (error) {
           if (sqlState(error) !== '23514') throw error;
           throw new CouldNotDetermine(
-            `pending_transactions itself refuses an amount of ${failingInput.amount_cents} cents (${errorMessage(error)}), so no run can be made to fail on it`,
+            `${ctx.profile.names.pending_transactions.tableName} itself refuses an amount of ${failingInput.amount_cents} cents (${errorMessage(error)}), so no run can be made to fail on it`,
           );
         }
         ctx.observe('pending_transaction', `${id} amount_cents ${failingInput.amount_cents}`);
@@ -125,23 +146,32 @@ export const forensicsDrill: Drill<State> = {
       async run(ctx, state) {
         const tenant = need(state.tenant, 'the drill tenant');
         const tools = need(state.tools, 'the tool server');
+        const n = ctx.profile.names;
+        const { runs, events, outbox, expenses } = n;
+        // Without a tenant column the events cannot be scoped to the drill's tenant: the oracle leaves them out
+        // (query 4 still reads the run's events by run).
+        const eventScope = events.tenant
+          ? {
+              tables: [{ name: events.tableName, filter: { [events.tenant.name]: tenant.id } }],
+              expect: [`${events.tableName}:+{${events.type.name}=tool_failed}`, `${events.tableName}:+{${events.type.name}=run_failed}`],
+            }
+          : { tables: [], expect: [] };
         let outcome: WorkerOutcome | undefined;
         const result = await withEvidence(
           ctx,
           {
             label: `Worker ${tenant.worker} runs one turn on a refund of ${failingInput.amount_cents} cents`,
             tables: [
-              { name: 'runs', filter: { tenant_id: tenant.id } },
-              { name: 'agent_events', filter: { tenant_id: tenant.id } },
-              { name: 'outbox', filter: { tenant_id: tenant.id } },
-              { name: 'expenses', filter: { tenant_id: tenant.id } },
+              { name: runs.tableName, filter: { [runs.tenant.name]: tenant.id } },
+              ...eventScope.tables,
+              { name: outbox.tableName, filter: { [outbox.tenant.name]: tenant.id } },
+              { name: expenses.tableName, filter: { [expenses.tenant.name]: tenant.id } },
             ],
             expect: [
-              `runs:+{tenant_id=${JSON.stringify(tenant.id)},status=failed}`,
-              'agent_events:+{event_type=tool_failed}',
-              'agent_events:+{event_type=run_failed}',
-              'expenses:+0',
-              'outbox:+0',
+              `${runs.tableName}:+{${runs.tenant.name}=${JSON.stringify(tenant.id)},${runs.status.name}=${runs.values.failed}}`,
+              ...eventScope.expect,
+              `${expenses.tableName}:+0`,
+              `${outbox.tableName}:+0`,
             ],
           },
           async (log) => {
@@ -168,31 +198,30 @@ export const forensicsDrill: Drill<State> = {
       id: 'q1-run',
       title: 'Query 1: the runs row',
       why: 'Every investigation starts from one run_id: who ran it, for whom, how it ended and when.',
-      sql: [forensicQueries.run],
+      sql: (n) => [shownSql(shownQueries(n).run)],
       async run(ctx, state) {
+        const n = ctx.profile.names;
         const tenant = need(state.tenant, 'the drill tenant');
         const outcome = need(state.outcome, 'the Worker outcome');
         // The run is found by the Worker's name in the journal; the Worker's own line says which it started.
-        const found = await query<{ id: string }>(
-          ctx,
-          'select id from runs where worker = $1 order by started_at desc, id desc limit 1',
-          [tenant.worker],
-        );
+        const found = await query<{ id: string }>(ctx, runOfWorker(n, tenant));
         const runId = found[0]?.id ?? outcome.runId;
         ctx.observe('run_id', runId ?? 'none', found[0] !== undefined);
         state.runId = runId;
-        const rows = runId ? await query<RunRow & Record<string, unknown>>(ctx, forensicQueries.run, [runId]) : [];
+        const rows = runId ? await query<RunRow & Record<string, unknown>>(ctx, forensicQueries(n, runId).run) : [];
         state.run = rows[0];
-        ctx.observe('q1_runs_row', rows[0] ? `status ${rows[0].status}, error ${rows[0].error ?? 'none'}` : 'no row', rows.length === 1);
+        const error = rows[0] && (rows[0].error === undefined ? 'not recorded' : (rows[0].error ?? 'none'));
+        ctx.observe('q1_runs_row', rows[0] ? `status ${rows[0].status}, error ${error}` : 'no row', rows.length === 1);
       },
     },
     {
       id: 'q2-calls',
       title: 'Query 2: tool_calls joined to turns and runs',
       why: 'The calls in order, with their status, timings, error and SQLSTATE, show where the run stopped.',
-      sql: [forensicQueries.calls],
+      sql: (n) => [shownSql(shownQueries(n).calls)],
       async run(ctx, state) {
-        const rows = state.runId ? await query<CallRow & Record<string, unknown>>(ctx, forensicQueries.calls, [state.runId]) : [];
+        const n = ctx.profile.names;
+        const rows = state.runId ? await query<CallRow & Record<string, unknown>>(ctx, forensicQueries(n, state.runId).calls) : [];
         state.calls = rows;
         ctx.observe(
           'q2_tool_calls',
@@ -205,9 +234,19 @@ export const forensicsDrill: Drill<State> = {
       id: 'q3-outbox',
       title: 'Query 3: the run’s outbox grouped by status',
       why: 'What the run promised to tell the outside world, and whether it was sent, decides what must be undone or resent.',
-      sql: [forensicQueries.outbox],
+      sql: (n) => {
+        const outbox = shownQueries(n).outbox;
+        return outbox ? [shownSql(outbox)] : [];
+      },
       async run(ctx, state) {
-        const rows = state.runId ? await query<{ status: string; n: number }>(ctx, forensicQueries.outbox, [state.runId]) : [];
+        const n = ctx.profile.names;
+        const outbox = state.runId ? forensicQueries(n, state.runId).outbox : undefined;
+        if (state.runId && !outbox) {
+          state.outbox = null;
+          ctx.observe('q3_outbox', `not scoped to the run: ${n.outbox.tableName} has no run column in the profile (add outbox.run)`);
+          return;
+        }
+        const rows = outbox ? await query<{ status: string; n: number }>(ctx, outbox) : [];
         state.outbox = rows;
         ctx.observe('q3_outbox', rows.map((row) => `${row.n} ${row.status}`).join(', ') || 'no rows');
       },
@@ -216,9 +255,10 @@ export const forensicsDrill: Drill<State> = {
       id: 'q4-events',
       title: 'Query 4: the run’s agent_events ordered by id',
       why: 'The append-only events are the run’s own account of what happened, in order.',
-      sql: [forensicQueries.events],
+      sql: (n) => [shownSql(shownQueries(n).events)],
       async run(ctx, state) {
-        const rows = state.runId ? await query<EventRow & Record<string, unknown>>(ctx, forensicQueries.events, [state.runId]) : [];
+        const n = ctx.profile.names;
+        const rows = state.runId ? await query<EventRow & Record<string, unknown>>(ctx, forensicQueries(n, state.runId).events) : [];
         state.events = rows;
         ctx.observe('q4_agent_events', rows.map((row) => row.event_type).join(', ') || 'no rows', rows.length > 0);
       },
@@ -227,14 +267,15 @@ export const forensicsDrill: Drill<State> = {
       id: 'report',
       title: 'Fill the six-line report',
       why: 'Run, timeline, failed step, side effects, root cause, next action: each line from the rows above, none from memory.',
-      sql: [
-        'select idempotency_key from expenses where tenant_id = $1 and idempotency_key = any($2)',
-        'select id, status, locked_until from pending_transactions where claimed_by = $1 or processed_by = $1',
-      ],
+      sql: (n) => {
+        const claims = claimsBy(n, raw('$1'));
+        return [shownSql(expensesByKeys(n, raw('$1'), raw('$2'))), ...(claims ? [shownSql(claims)] : [])];
+      },
       async run(ctx, state) {
+        const n = ctx.profile.names;
         const { run, calls, outbox, events } = state;
         const effects = run ? await readSideEffects(ctx, run, calls, outbox) : undefined;
-        const report = buildReport(run, calls, events, effects);
+        const report = buildReport(run, calls, events, effects, reportNames(n));
         const populated = report.lines.filter((line) => line !== null).length;
         for (const [index, line] of report.lines.entries()) {
           ctx.observe(`report_line_${index + 1}`, line ?? '(cannot be filled)', line !== null);
@@ -245,16 +286,26 @@ export const forensicsDrill: Drill<State> = {
         state.report = report;
         if (state.evidenceFolder) {
           const file = path.join(state.evidenceFolder, 'forensic-report.md');
+          // Each query as it ran, with the run id written in: it can be pasted into psql.
+          const queries = forensicQueries(n, state.runId ?? raw('$1'));
           await writeFileAtomic(
             file,
             renderReport(
               state.runId,
               [
-                ['Query 1: the runs row', forensicQueries.run, run ? [run] : []],
-                ['Query 2: tool_calls joined to turns and runs', forensicQueries.calls, calls],
-                ['Query 3: outbox grouped by status', forensicQueries.outbox, outbox],
-                ['Query 4: agent_events ordered by id', forensicQueries.events, events],
-                ['Side effects of the run', 'expenses by the run’s idempotency keys; pending_transactions by the run’s worker', effects ?? null],
+                ['Query 1: the runs row', shownSql(queries.run), run ? [run] : []],
+                [`Query 2: ${n.tool_calls.tableName} joined to ${n.turns.tableName} and ${n.runs.tableName}`, shownSql(queries.calls), calls],
+                [
+                  `Query 3: ${n.outbox.tableName} grouped by status`,
+                  queries.outbox ? shownSql(queries.outbox) : `-- not run: ${n.outbox.tableName} has no run column in the profile (outbox.run)`,
+                  outbox,
+                ],
+                [`Query 4: ${n.events.tableName} ordered by ${n.events.key.name}`, shownSql(queries.events), events],
+                [
+                  'Side effects of the run',
+                  `${n.expenses.tableName} by the run’s idempotency keys; ${n.pending_transactions.tableName} by the run’s worker`,
+                  effects ?? null,
+                ],
               ],
               report,
             ),

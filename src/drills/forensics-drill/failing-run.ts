@@ -1,5 +1,7 @@
 // The run the forensics drill investigates: a refund the expenses check refuses,
 // claimed and written by a real Worker, which exits once its call has failed.
+// runWorkerToExit is any one-turn Worker run waited for to its end: the
+// append-only drill makes its replay run with it too.
 import { jsonLines, startWorker, type ToolServer } from '../../reconciler/launch.js';
 import type { DrillTenant } from '../inputs.js';
 import type { DrillContext } from '../types.js';

@@ -7,7 +7,8 @@
 //     queue, read;
 //   - a drop_table call is refused by the MCP layer as an unknown tool (-32602);
 //   - SQL-looking strings sent through the allowed tools are stored as data: the
-//     oracle sees expenses +2 for the drill's tenant and the catalog is unchanged;
+//     oracle sees expenses +2 for the drill's tenant and the catalog is unchanged
+//     (the expenses table and its columns are the profile's: ctx.profile.names);
 //   - the database's own statement log for the drill's window shows no DROP.
 // The statement log (statement-log.ts): the server's log file on the embedded
 // cluster, pg_stat_statements on another server; without either that check could
@@ -152,7 +153,7 @@ export const mcpBoundaryTest: Drill<State> = {
       async run(ctx, state) {
         const tools = need(state.tools, 'the tool server');
         const window = need(state.window, 'the statement-log window');
-        const drop = await betweenDropMarkers(ctx, window, () => callDropTable(tools));
+        const drop = await betweenDropMarkers(ctx, window, () => callDropTable(tools, ctx.profile.names.expenses.tableName));
         state.drop = drop;
         ctx.observe('drop_table', drop, drop.refused && drop.code === -32602);
       },
@@ -161,9 +162,14 @@ export const mcpBoundaryTest: Drill<State> = {
       id: 'sql-strings',
       title: 'Send SQL-looking strings through the allowed tools',
       why: 'Every argument is a bind parameter: text that looks like SQL must land as data and change nothing else.',
-      sql: [
-        'insert into expenses (tenant_id, idempotency_key, transaction_id, amount_cents, description) values ($1, $2, $3, $4, $5) on conflict (tenant_id, idempotency_key) do nothing returning id',
-      ],
+      sql: (n) => {
+        const e = n.expenses;
+        const columns = [e.tenant, e.idempotencyKey, e.transaction, e.amount, e.description].filter((column) => column !== undefined);
+        const values = columns.map((_, index) => `$${index + 1}`);
+        return [
+          `insert into ${e.table} (${columns.join(', ')}) values (${values.join(', ')}) on conflict (${e.conflict.join(', ')}) do nothing returning ${e.key}`,
+        ];
+      },
       async run(ctx, state) {
         const strings = await sendSqlLookingStrings(ctx, need(state.tenant, 'the drill tenant'), need(state.tools, 'the tool server'));
         state.strings = strings;

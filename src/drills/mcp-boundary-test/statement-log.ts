@@ -4,10 +4,15 @@
 // restored afterwards) and reads the server's log file between two marker
 // statements; on another server it compares pg_stat_statements before and after;
 // without either, the check could not be determined, which fails the drill.
+//
+// log_statement is a cluster-wide setting: two windows open at once on one cluster
+// (two drills on two of its databases) would switch each other's logging off. A
+// window therefore holds a session advisory lock in the cluster's maintenance
+// database while it is open, so windows on one cluster take turns.
 import { randomUUID } from 'node:crypto';
 import { open } from 'node:fs/promises';
-import { errorMessage, ident, literal, withPgClient } from '../../postgres/pg.js';
-import { maskSecrets } from '../../postgres/url.js';
+import { connect, errorMessage, ident, literal, withPgClient } from '../../postgres/pg.js';
+import { maskSecrets, withDatabase } from '../../postgres/url.js';
 import { waitFor } from '../../util/wait.js';
 import { query } from '../sql.js';
 import type { DrillContext } from '../types.js';
@@ -71,6 +76,38 @@ async function marker(ctx: DrillContext, text: string): Promise<void> {
   const sql = `select ${literal(text)} as marker`;
   ctx.showSql(sql);
   await withPgClient(ctx.url, (client) => client.query(sql));
+}
+
+/** How long a window waits for another window on the same cluster to close. */
+const windowTurnTimeout = '120s';
+
+/**
+ * Waits for this cluster's statement-log window to be free and holds it (a session
+ * advisory lock in the maintenance database, else in the target's own); returns
+ * the release. The lock dies with its session if the drill's process dies.
+ */
+async function takeWindowTurn(ctx: DrillContext): Promise<() => Promise<void>> {
+  let client;
+  try {
+    client = await connect(withDatabase(ctx.url, 'postgres'));
+  } catch {
+    client = await connect(ctx.url);
+  }
+  try {
+    ctx.showSql(`select pg_advisory_lock(hashtext('sor-drills statement-log window'))`);
+    await client.query(`set lock_timeout = ${literal(windowTurnTimeout)}`);
+    await client.query(`select pg_advisory_lock(hashtext('sor-drills statement-log window'))`);
+  } catch (error) {
+    await client.end().catch(() => {});
+    throw new Error(`another statement-log window on this cluster stayed open longer than ${windowTurnTimeout}: ${errorMessage(error)}`, { cause: error });
+  }
+  let released = false;
+  return async () => {
+    if (released) return;
+    released = true;
+    await client.query(`select pg_advisory_unlock(hashtext('sor-drills statement-log window'))`).catch(() => {});
+    await client.end().catch(() => {});
+  };
 }
 
 /**
@@ -195,12 +232,28 @@ export async function openStatementWindow(ctx: DrillContext): Promise<StatementW
       dropBefore: `sor-drills window ${id} drop_table before`,
       dropAfter: `sor-drills window ${id} drop_table after`,
     };
-    const offset = await fileSize(ctx.serverLog);
-    const restore = await enableStatementLog(ctx);
-    ctx.defer(restore);
-    const database = (await query<{ db: string }>(ctx, 'select current_database() as db'))[0]!.db;
-    await marker(ctx, markers.start);
-    return { kind: 'server-log', id, file: ctx.serverLog, offset, database, markers, restore };
+    // Closing puts the settings back first, then lets the next window on this cluster open.
+    let close = await takeWindowTurn(ctx);
+    try {
+      const offset = await fileSize(ctx.serverLog);
+      const restoreSettings = await enableStatementLog(ctx);
+      const release = close;
+      const restore = async () => {
+        try {
+          await restoreSettings();
+        } finally {
+          await release();
+        }
+      };
+      close = restore;
+      ctx.defer(restore);
+      const database = (await query<{ db: string }>(ctx, 'select current_database() as db'))[0]!.db;
+      await marker(ctx, markers.start);
+      return { kind: 'server-log', id, file: ctx.serverLog, offset, database, markers, restore };
+    } catch (error) {
+      await close();
+      throw error;
+    }
   }
   try {
     const { schema, rows } = await statStatements(ctx);

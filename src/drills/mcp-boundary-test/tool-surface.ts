@@ -2,6 +2,9 @@
 // tool that is not on the list (drop_table), and SQL-looking strings sent through
 // the allowed tools, which must land as data and leave the catalog as it was.
 import { randomUUID } from 'node:crypto';
+import type { Client } from '@modelcontextprotocol/sdk/client/index.js';
+import type { KeyInfo } from '../../postgres/profile/index.js';
+import { sql } from '../../postgres/sql.js';
 import type { ToolServer } from '../../reconciler/launch.js';
 import { withEvidence } from '../evidence.js';
 import type { DrillTenant } from '../inputs.js';
@@ -12,8 +15,24 @@ import type { DrillContext } from '../types.js';
 /** The seed's allow-list: the whole tool surface a Worker may see. */
 export const allowedTools = ['claim', 'write', 'queue', 'read'] as const;
 
-/** Strings an attacker (or a confused model) might send hoping they run as SQL. */
-export const sqlLookingStrings = [`'); DROP TABLE expenses; --`, 'COMMIT; DROP TABLE expenses'] as const;
+/** Strings an attacker (or a confused model) might send hoping they run as SQL, aimed at the target's expenses table. */
+export function sqlLookingStringsFor(table: string): readonly [string, string] {
+  return [`'); DROP TABLE ${table}; --`, `COMMIT; DROP TABLE ${table}`];
+}
+
+/** The reference schema's: aimed at expenses. */
+export const sqlLookingStrings = sqlLookingStringsFor('expenses');
+
+/**
+ * A run_id that closes a quoted literal and adds a tautology. What precedes the quote is
+ * a valid key of the runs table's type (a uuid for uuid keys, a number for integer ones),
+ * so that a server splicing it into SQL would run a valid statement and return a run,
+ * while one binding it hands the whole text to the key column as one value.
+ */
+export function sqlLookingRunId(key: Pick<KeyInfo, 'type'>): string {
+  const head = key.type === 'uuid' ? randomUUID() : /^(integer|bigint|smallint|numeric)/.test(key.type) ? '0' : 'R-44';
+  return `${head}' or '1'='1`;
+}
 
 export interface ToolSurface {
   listed: string[];
@@ -62,8 +81,8 @@ export interface DropTableObservation {
 }
 
 /** Calls drop_table, a tool that is not on the list, and reads how it was refused. */
-export async function callDropTable(tools: ToolServer): Promise<DropTableObservation> {
-  const answer = await withToolsClient(tools, (client) => callTool(client, 'drop_table', { table: 'expenses', cascade: true }));
+export async function callDropTable(tools: ToolServer, table = 'expenses'): Promise<DropTableObservation> {
+  const answer = await withToolsClient(tools, (client) => callTool(client, 'drop_table', { table, cascade: true }));
   const code = /MCP error (-?\d+)/.exec(answer.text)?.[1];
   return {
     refused: answer.isError && /tool drop_table not found/i.test(answer.text),
@@ -75,15 +94,19 @@ export async function callDropTable(tools: ToolServer): Promise<DropTableObserva
 export interface SqlStringsObservation {
   /** Tool calls that failed, as the tool said. */
   errors: string[];
-  /** How many of the strings are stored verbatim as descriptions. */
+  /** The column the strings are looked for in: the description, or the key column on a target without one. */
+  column: string;
+  /** How many of the strings are stored verbatim in that column. */
   storedVerbatim: number;
   /** Rows the drill's tenant gained (by query, before and after). */
   delta: number;
   oracleSatisfied: boolean;
   tablesBefore: string[];
   tablesAfter: string[];
-  /** Whether the read with an SQL-looking run_id returned no run. */
+  /** Whether the read with an SQL-looking run_id returned no run (or was refused as one value of the key's type). */
   readFoundNothing: boolean | undefined;
+  /** How the read was answered when the runs key column refused the whole text as one value. */
+  readRefused?: string;
 }
 
 /** Every relation outside the system schemas: a DROP run from data would remove one. */
@@ -99,32 +122,65 @@ async function tablesPresent(ctx: DrillContext): Promise<string[]> {
   return rows.map((row) => row.name);
 }
 
+/** A tool call's answer, with the SQLSTATE the tool server reports for a refused call (structuredContent.error_code). */
+async function callWithCode(client: Client, name: string, args: Record<string, unknown>): Promise<ToolAnswer & { errorCode?: string }> {
+  try {
+    const result = (await client.callTool({ name, arguments: args })) as {
+      isError?: boolean;
+      content?: Array<{ type: string; text?: string }>;
+      structuredContent?: { error_code?: unknown };
+    };
+    const text = (result.content ?? []).map((part) => part.text ?? '').join('');
+    let value: Record<string, unknown> | undefined;
+    try {
+      value = JSON.parse(text) as Record<string, unknown>;
+    } catch {
+      value = undefined;
+    }
+    const code = result.structuredContent?.error_code;
+    return { isError: Boolean(result.isError), text, value, ...(typeof code === 'string' ? { errorCode: code } : {}) };
+  } catch {
+    // A thrown MCP error: the drill's own client reads it the usual way.
+    return callTool(client, name, args);
+  }
+}
+
 /**
- * Writes each SQL-looking string as an expense description and reads a run by an
+ * Writes each SQL-looking string as an expense description (on a target whose expenses
+ * have no description column, as the Worker's idempotency key) and reads a run by an
  * SQL-looking run_id, through the tool server; the oracle watches the tenant's
  * expenses, and the rows and the catalog are read before and after by query.
  */
 export async function sendSqlLookingStrings(ctx: DrillContext, tenant: DrillTenant, tools: ToolServer): Promise<SqlStringsObservation> {
+  const e = ctx.profile.names.expenses;
+  const table = e.tableName;
+  const strings = sqlLookingStringsFor(table);
+  // Where a string lands decides what is sent: the description, or the key itself.
+  const inKey = e.description === undefined;
+  const column = e.description ?? e.idempotencyKey;
+  const keyOf = (text: string, call: number) => (inKey ? `${tenant.id}:${text}` : `${tenant.id}:sql-looking-${call}`);
+  const landed = strings.map((text, index) => (inKey ? keyOf(text, index + 1) : text));
   const countRows = async () =>
-    (await query<{ n: number }>(ctx, 'select count(*)::int as n from expenses where tenant_id = $1', [tenant.id]))[0]?.n ?? 0;
+    (await query<{ n: number }>(ctx, sql`select count(*)::int as n from ${e.table} where ${e.tenant} = ${tenant.id}`))[0]?.n ?? 0;
   const tablesBefore = await tablesPresent(ctx);
   const rowsBefore = await countRows();
   const runId = randomUUID();
+  const probe = sqlLookingRunId(ctx.profile.keys.runs);
   const answers: ToolAnswer[] = [];
-  let readAnswer: ToolAnswer | undefined;
+  let readAnswer: (ToolAnswer & { errorCode?: string }) | undefined;
   const result = await withEvidence(
     ctx,
     {
-      label: `write ${sqlLookingStrings.length} SQL-looking descriptions through the tool server`,
-      tables: [{ name: 'expenses', filter: { tenant_id: tenant.id }, key: ['tenant_id', 'idempotency_key'] }],
+      label: `write ${strings.length} SQL-looking ${inKey ? 'idempotency keys' : 'descriptions'} through the tool server`,
+      tables: [{ name: table, filter: { [e.tenant.name]: tenant.id }, key: [e.tenant.name, e.idempotencyKey.name] }],
       expect: [
-        `expenses:+${sqlLookingStrings.length}`,
-        ...sqlLookingStrings.map((text) => `expenses:+{tenant_id=${JSON.stringify(tenant.id)},description=${JSON.stringify(text)}}`),
+        `${table}:+${strings.length}`,
+        ...landed.map((value) => `${table}:+{${e.tenant.name}=${JSON.stringify(tenant.id)},${column.name}=${JSON.stringify(value)}}`),
       ],
     },
     async (log) => {
       await withToolsClient(tools, async (client) => {
-        for (const [index, text] of sqlLookingStrings.entries()) {
+        for (const [index, text] of strings.entries()) {
           const call = index + 1;
           const answer = await callTool(client, 'write', {
             journal: {
@@ -134,37 +190,41 @@ export async function sendSqlLookingStrings(ctx: DrillContext, tenant: DrillTena
               turn: 1,
               of: 1,
               call,
-              ends_turn: call === sqlLookingStrings.length,
+              ends_turn: call === strings.length,
             },
-            idempotency_key: `${tenant.id}:sql-looking-${call}`,
+            idempotency_key: keyOf(text, call),
             amount_cents: 100 * call,
             description: text,
           });
           log(`write ${JSON.stringify(text)}: ${answer.text}`);
           answers.push(answer);
         }
-        readAnswer = await callTool(client, 'read', { what: 'journal', run_id: `R-44' or '1'='1` });
-        log(`read run_id "R-44' or '1'='1": ${readAnswer.text.slice(0, 200)}`);
+        readAnswer = await callWithCode(client, 'read', { what: 'journal', run_id: probe });
+        log(`read run_id ${JSON.stringify(probe)}: ${readAnswer.text.slice(0, 200)}`);
       });
       return answers.every((answer) => !answer.isError) ? 0 : 1;
     },
   );
-  const stored = await query<{ description: string }>(
+  const stored = await query<{ stored: string }>(
     ctx,
-    'select description from expenses where tenant_id = $1 and description = any($2)',
-    [tenant.id, [...sqlLookingStrings]],
+    sql`select ${column}::text as stored from ${e.table} where ${e.tenant} = ${tenant.id} and ${column}::text = any(${landed}::text[])`,
   );
   const rowsAfter = await countRows();
   const tablesAfter = await tablesPresent(ctx);
   const readRun = readAnswer?.value?.run;
+  // The text before the quote is a valid key of the runs key's type: spliced, the statement would
+  // run and return a run. A 22P02 says the whole text reached the column as one value: bound, as data.
+  const refusedAsValue = readAnswer?.isError === true && readAnswer.errorCode === '22P02';
   return {
     errors: answers.filter((answer) => answer.isError).map((answer) => answer.text.slice(0, 200)),
-    storedVerbatim: new Set(stored.map((row) => row.description)).size,
+    column: column.name,
+    storedVerbatim: new Set(stored.map((row) => row.stored)).size,
     delta: rowsAfter - rowsBefore,
-    oracleSatisfied: result.expectations.length > 0 && result.expectations.every((e) => e.verdict === 'satisfied'),
+    oracleSatisfied: result.expectations.length > 0 && result.expectations.every((expectation) => expectation.verdict === 'satisfied'),
     tablesBefore,
     tablesAfter,
-    readFoundNothing: readAnswer && !readAnswer.isError ? readRun === null : undefined,
+    readFoundNothing: refusedAsValue ? true : readAnswer && !readAnswer.isError ? readRun === null : undefined,
+    ...(refusedAsValue ? { readRefused: `the runs key column refused the whole run_id as one value (22P02): ${readAnswer!.text.slice(0, 120)}` } : {}),
   };
 }
 

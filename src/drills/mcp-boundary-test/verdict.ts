@@ -35,7 +35,8 @@ export function describeRogue(rogue: string[]): string {
   return `Database connection logs show ${rogue.length === 0 ? 'no' : rogue.length} rogue quer${rogue.length === 1 ? 'y' : 'ies'}`;
 }
 
-export function boundaryVerdict(_ctx: DrillContext, state: State): VerdictResult {
+export function boundaryVerdict(ctx: DrillContext, state: State): VerdictResult {
+  const table = ctx.profile.names.expenses.tableName;
   const env = state.workerEnv;
   const envUnreadable = state.workerEnvUnreadable;
   const surface = toolSurface(state.listed);
@@ -71,10 +72,10 @@ export function boundaryVerdict(_ctx: DrillContext, state: State): VerdictResult
     }
     if (strings.errors.length === 0 && (strings.delta !== sqlLookingStrings.length || strings.storedVerbatim !== sqlLookingStrings.length)) {
       failures.push(
-        `SQL-looking strings were not stored as data: expenses +${strings.delta}, ${strings.storedVerbatim} of ${sqlLookingStrings.length} stored verbatim`,
+        `SQL-looking strings were not stored as data: ${table} +${strings.delta}, ${strings.storedVerbatim} of ${sqlLookingStrings.length} stored verbatim in ${strings.column}`,
       );
     } else if (strings.errors.length === 0 && !strings.oracleSatisfied) {
-      failures.push('the oracle did not see the SQL-looking strings land as expenses rows');
+      failures.push(`the oracle did not see the SQL-looking strings land as ${table} rows`);
     }
     if (strings.readFoundNothing === false) failures.push('a read with an SQL-looking run_id returned a run');
     if (strings.readFoundNothing === undefined) failures.push('the read with an SQL-looking run_id failed');
@@ -109,7 +110,7 @@ export function boundaryVerdict(_ctx: DrillContext, state: State): VerdictResult
       `${describeEnvironment(envLine)}. ` +
       `Tool surface lists ${countWord(surface.listed.length)} allowed operations (${surface.listed.join(', ')}). ` +
       `Disallowed drop_table call ${describeRefusal(drop!)} (${drop!.code}${reached}). ` +
-      `SQL-looking strings stored as data: expenses +${strings!.delta}, ${describeCatalog(strings!.tablesBefore, strings!.tablesAfter)}. ` +
+      `SQL-looking strings stored as data: ${table} +${strings!.delta}, ${describeCatalog(strings!.tablesBefore, strings!.tablesAfter)}. ` +
       `${describeRogue(logLine.rogue)} (${window}).`,
   };
 }

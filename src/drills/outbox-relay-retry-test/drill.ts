@@ -19,10 +19,12 @@ import { drillTenantStep } from '../common-steps.js';
 import { oracleSatisfied } from '../evidence.js';
 import { callTool, journalArgs, withToolsClient } from '../mcp.js';
 import { CouldNotDetermine } from '../runner.js';
+import { shownSql } from '../sql.js';
 import { need, type Drill } from '../types.js';
 import { emailCountsFor } from './email-deliveries.js';
 import { openEpisode } from './episode.js';
 import { readRow, rowSql, showRow } from './outbox-row.js';
+import { claimSql, dispatchedSql, failedSql, queueSql } from './shown-sql.js';
 import { killWindowMs, relay, relayCounts, relayLines, relayOptions, waitRelay } from './relay.js';
 import type { State } from './state.js';
 import { outboxVerdict } from './verdict.js';
@@ -62,10 +64,7 @@ export const outboxRelayRetryTest: Drill<State> = {
       id: 'queue',
       title: 'Queue an email through the tool server',
       why: 'The Worker never sends email itself: its `queue` call writes an outbox row, in the same transaction as its journal, for the relay to send.',
-      sql: [
-        'insert into outbox (tenant_id, run_id, dedup_key, recipient, subject, body) values ($1, $2, $3, $4, $5, $6) on conflict (dedup_key) do nothing returning id',
-        rowSql,
-      ],
+      sql: (n) => [queueSql(n), rowSql(n)].map(shownSql),
       async run(ctx, state) {
         const tenant = need(state.tenant, 'the drill tenant');
         const server = await ctx.system.toolServer();
@@ -83,8 +82,9 @@ export const outboxRelayRetryTest: Drill<State> = {
         await ctx.system.stop(server.name);
         ctx.observe('queue_call', answer.isError ? `error: ${answer.text}` : answer.text, !answer.isError);
         if (answer.isError) throw new Error(`the queue tool failed: ${answer.text}`);
+        const n = ctx.profile.names;
         const row = await readRow(ctx, dedupKey);
-        ctx.observe('queued_row', showRow(row), row?.status === 'pending' && row.attempts === 0);
+        ctx.observe('queued_row', showRow(row, n), row?.status === n.outbox.values.pending && (row.attempts ?? 0) === 0);
         if (!row) throw new Error(`the queue tool answered ${answer.text} but no outbox row has dedup_key ${dedupKey}`);
         if (answer.value?.outbox_id !== row.id) {
           throw new Error(`the queue tool answered outbox_id ${String(answer.value?.outbox_id)} but the row is ${row.id}`);
@@ -101,21 +101,24 @@ export const outboxRelayRetryTest: Drill<State> = {
       why:
         'The email service drops the connection of the next request. The relay must record the failure (attempts, last_error, ' +
         'next_attempt_at) and leave the row pending for a retry, never drop it or mark it sent.',
-      sql: [
-        "select id, dedup_key, recipient, subject, body, attempts from outbox where status = 'pending' and next_attempt_at <= now() and tenant_id = $1 order by next_attempt_at, id limit 1 for update skip locked",
-        "update outbox set attempts = attempts + 1, last_error = $2, next_attempt_at = now() + $3 * power(2, attempts) * interval '1 millisecond' where id = $1",
-        rowSql,
-      ],
+      sql: (n) => [claimSql(n), failedSql(n), rowSql(n)].map(shownSql),
       async run(ctx, state) {
         const { id, dedupKey } = need(state.queued, 'the queued outbox row');
         const tenant = need(state.tenant, 'the drill tenant');
         const email = need(state.email, 'the email service');
         const sup = ctx.system.supervisor();
+        const n = ctx.profile.names;
+        const o = n.outbox;
+        const table = o.tableName;
+        const status = o.status.name;
         const episode = await openEpisode(ctx, {
           label: `relay outbox row ${id} through a blip, a kill between send and commit, and a restart`,
-          tables: [{ name: 'outbox', filter: { dedup_key: dedupKey }, key: ['dedup_key'] }],
-          expect: [`outbox:~{dedup_key="${dedupKey}",status="pending"}->{status="dispatched"}`, 'outbox:+0'],
-          volatiles: ['next_attempt_at', 'dispatched_at'],
+          tables: [{ name: table, filter: { [o.dedup_key.name]: dedupKey }, key: [o.dedup_key.name] }],
+          expect: [
+            `${table}:~{${o.dedup_key.name}="${dedupKey}",${status}="${o.values.pending}"}->{${status}="${o.values.dispatched}"}`,
+            `${table}:+0`,
+          ],
+          volatiles: [o.next_attempt_at, o.dispatched_at].flatMap((column) => (column ? [column.name] : [])),
         });
         state.episode = episode;
         await email.failNext(1, 'reset');
@@ -130,11 +133,11 @@ export const outboxRelayRetryTest: Drill<State> = {
         state.rowAfterBlip = row;
         ctx.observe(
           'after_blip',
-          showRow(row),
-          row?.status === 'pending' &&
-            row.attempts === 1 &&
-            row.last_error !== null &&
-            Date.parse(row.next_attempt_at) > Date.parse(queued.next_attempt_at),
+          showRow(row, n),
+          row?.status === o.values.pending &&
+            (!o.attempts || row.attempts === 1) &&
+            (!o.last_error || row.last_error !== null) &&
+            (!o.next_attempt_at || Date.parse(row.next_attempt_at ?? '') > Date.parse(queued.next_attempt_at ?? '')),
         );
       },
     },
@@ -145,7 +148,7 @@ export const outboxRelayRetryTest: Drill<State> = {
         'A relay can die after the email went out and before it recorded that: the row must still read pending (a relay that ' +
         'marks dispatched before it sends would lose the email on a crash), so the next relay sends it again.',
       operator: 'kill',
-      sql: [rowSql],
+      sql: (n) => [shownSql(rowSql(n))],
       async run(ctx, state) {
         const { id, dedupKey } = need(state.queued, 'the queued outbox row');
         const email = need(state.email, 'the email service');
@@ -173,9 +176,10 @@ export const outboxRelayRetryTest: Drill<State> = {
             `the relay committed ${id} before it was killed: the kill must come within the ${killWindowMs} ms between its send and its commit`,
           );
         }
+        const n = ctx.profile.names;
         const row = await readRow(ctx, dedupKey);
         state.rowAfterKill = row;
-        ctx.observe('after_kill', showRow(row), row?.status === 'pending' && row.dispatched_at === null);
+        ctx.observe('after_kill', showRow(row, n), row?.status === n.outbox.values.pending && row.dispatched_at === null);
         const forKey = await emailCountsFor(email, dedupKey);
         state.emailAtKill = forKey;
         ctx.observe('email_at_kill', `${forKey.requests} requests, ${forKey.deliveries} deliveries for ${dedupKey}`);
@@ -188,10 +192,7 @@ export const outboxRelayRetryTest: Drill<State> = {
         'The new relay finds the row pending and sends it again. The email service already delivered it once; the dedup_key, ' +
         'sent as the idempotency key, must keep that re-send from being a second email.',
       operator: 'restart',
-      sql: [
-        "update outbox set status = 'dispatched', attempts = attempts + 1, dispatched_at = clock_timestamp() where id = $1",
-        rowSql,
-      ],
+      sql: (n) => [dispatchedSql(n), rowSql(n)].map(shownSql),
       async run(ctx, state) {
         const { id, dedupKey } = need(state.queued, 'the queued outbox row');
         const tenant = need(state.tenant, 'the drill tenant');
@@ -216,9 +217,14 @@ export const outboxRelayRetryTest: Drill<State> = {
         state.oracleEvidence = result.expectations.map((expectation) => `${expectation.predicate}: ${expectation.verdict}`).join('; ');
         await ctx.system.stop(relay);
 
+        const n = ctx.profile.names;
         const row = await readRow(ctx, dedupKey);
         state.rowFinal = row;
-        ctx.observe('final_row', showRow(row), row?.status === 'dispatched' && row.dispatched_at !== null);
+        ctx.observe(
+          'final_row',
+          showRow(row, n),
+          row?.status === n.outbox.values.dispatched && (!n.outbox.dispatched_at || row.dispatched_at !== null),
+        );
         const forKey = await emailCountsFor(email, dedupKey);
         state.emailFinal = forKey;
         ctx.observe(

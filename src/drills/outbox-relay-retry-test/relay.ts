@@ -63,6 +63,7 @@ export async function relayOptions(
     noKey: ctx.broken,
     role: ctx.roles.worker,
     processName: relay,
+    profile: ctx.profile.profile,
   };
 }
 
