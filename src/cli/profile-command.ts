@@ -73,7 +73,7 @@ export async function profileCommand(args: string[]): Promise<number> {
   const input = checkProfileInput(values);
   const { resolveTarget } = await import('../postgres/target.js');
   const { withPgClient } = await import('../postgres/pg.js');
-  const { draftProfile } = await import('../postgres/profile/draft.js');
+  const { draftProfile } = await import('../postgres/profile/draft/index.js');
   const { findTodos } = await import('../postgres/profile/load.js');
   const target = await resolveTarget({ db: input.url });
   let draft;

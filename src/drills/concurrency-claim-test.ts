@@ -212,7 +212,7 @@ export const concurrencyClaimTest: Drill<State> = {
           : empty;
         const claimable = sql`select ${p.key}::text as id from ${p.table}
             where ${p.tenant} = ${tenant} and (${p.status} = ${p.values.pending}${expired})
-            order by ${p.key} limit 2`;
+            order by ${p.table}.${p.key} limit 2`;
         const pending = await query<{ id: string }>(ctx, claimable);
         // Too few rows is the target's data, not the claim's habit: nothing to race over.
         if (pending.length < 2) {
@@ -335,7 +335,7 @@ export const concurrencyClaimTest: Drill<State> = {
         const ids = claims.map((claim) => claim.transaction_id).filter((id): id is string => id !== null);
         if (p.claimed_by) {
           const q = sql`select ${p.key}::text as id, ${p.claimed_by}::text as claimed_by from ${p.table}
-                         where ${p.key}::text = any(${ids}::text[]) order by ${p.key}`;
+                         where ${p.key}::text = any(${ids}::text[]) order by ${p.table}.${p.key}`;
           const rows = await query<{ id: string; claimed_by: string | null }>(ctx, q);
           ctx.observe('claimed_by', rows.map((row) => `${row.id}: ${row.claimed_by ?? 'nobody'}`));
         } else {

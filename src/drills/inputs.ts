@@ -104,7 +104,7 @@ export async function insertPending(ctx: DrillContext, tenant: string, items: Pe
       if (numbered) return ids;
       // Keys the default made (or random uuids) are claimed in key order, not insertion order.
       const { rows } = await client.query<{ id: string }>(
-        sql`select ${p.key}::text as id from ${p.table} where ${p.key}::text = any(${ids}::text[]) order by ${p.key}`,
+        sql`select ${p.key}::text as id from ${p.table} where ${p.key}::text = any(${ids}::text[]) order by ${p.table}.${p.key}`,
       );
       return rows.map((row) => row.id);
     }),

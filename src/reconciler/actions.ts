@@ -144,7 +144,7 @@ export async function claim(client: Queryable, n: ProfileNames, options: ClaimOp
           from ${p.table}
          where ${p.tenant} = ${options.tenant}
            and (${p.status} = ${p.values.pending}${expired})
-         order by ${p.key}
+         order by ${p.table}.${p.key}
          limit 1
          for update${raw(options.skipLocked ? ' skip locked' : '')}`,
   );

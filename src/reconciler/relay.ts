@@ -117,7 +117,8 @@ async function relayOne(client: pg.Client, settings: RelaySettings): Promise<boo
   await client.query('begin');
   try {
     const due = o.next_attempt_at ? sql` and ${o.next_attempt_at} <= now()` : empty;
-    const order = o.next_attempt_at ? sql`${o.next_attempt_at}, ${o.key}` : sql`${o.key}`;
+    // Qualified: a bare key would name the text alias `id` of the select list, and sort as text.
+    const order = o.next_attempt_at ? sql`${o.table}.${o.next_attempt_at}, ${o.table}.${o.key}` : sql`${o.table}.${o.key}`;
     const { rows } = await client.query<OutboxRow>(
       sql`select ${o.key}::text as id, ${o.dedup_key}::text as dedup_key,
                  ${messageField(o.recipient, o.payload, 'to')} as recipient,

@@ -12,7 +12,7 @@ import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { dropOtherRoles, installOtherReconciler, otherProfile, otherRoles, withVariables } from '../helpers/other-reconciler.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { ident, withPgClient } from '../../src/postgres/pg.js';
-import { type DraftResult, draftProfile } from '../../src/postgres/profile/draft.js';
+import { type DraftResult, draftProfile } from '../../src/postgres/profile/draft/index.js';
 import { parseProfile, type Profile, ProfileError, profileProblems, referenceProfile } from '../../src/postgres/profile/index.js';
 
 const otherRoleNames = otherRoles();

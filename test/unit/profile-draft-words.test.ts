@@ -11,7 +11,7 @@ import {
   draftFromCatalog,
   statusValueFor,
   templateFor,
-} from '../../src/postgres/profile/draft.js';
+} from '../../src/postgres/profile/draft/index.js';
 
 describe('status values by synonyms', () => {
   it('the word itself wins; else its one synonym among the values', () => {
