@@ -129,7 +129,7 @@ async function masteryGate(run: Run, gate: BundleKey, decision: string): Promise
   const broken = await run.session.runOne(gate, true, headlessOperator, progressPrinter(write));
   const gated = run.results.map((result) => (result.key === gate ? broken : result));
   const drills: readonly Drill[] = run.session.drills;
-  const paragraph = draftParagraph(gated, drills, run.target.display);
+  const paragraph = draftParagraph(gated, drills, run.target.display, run.session.names);
   const document = await renderBundle(gated, drills, paragraph, process.cwd(), { target: run.target.display, when: new Date() });
   const gateOut = masteryBundlePath(run.out);
   await writeBundle(gateOut, document.text);
@@ -165,7 +165,7 @@ export async function runHeadless(input: RunInput): Promise<number> {
   });
   try {
     const results = await session.run(headlessOperator, progressPrinter(write));
-    const paragraph = draftParagraph(results, session.drills, target.display);
+    const paragraph = draftParagraph(results, session.drills, target.display, session.names);
     const document = await renderBundle(results, session.drills, paragraph, process.cwd(), { target: target.display, when });
     await writeBundle(out, document.text);
     const decision = decisionOf(results);

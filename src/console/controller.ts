@@ -374,7 +374,7 @@ export class ConsoleController {
       return;
     }
     const target = this.need(this.resources.target, 'the target');
-    const drafts = await decisionDrafts(drills, target.display);
+    const drafts = await decisionDrafts(drills, target.display, this.resources.session?.names);
     if (stage.mastery) {
       const second = drafts('mastery', this.results[1] ?? [], masteryPath(this.bundlePath));
       this.stage = { name: 'decision' };

@@ -3,6 +3,7 @@
 // with the paragraph as the operator edited it.
 import path from 'node:path';
 import type { Drill, DrillResult } from '../drills/types.js';
+import type { ProfileNames } from '../postgres/profile/index.js';
 import { appendHistory, getState, update, type DecisionDraft } from '../store.js';
 import { errorMessage } from '../postgres/errors.js';
 
@@ -12,6 +13,7 @@ export { defaultBundlePath, masteryBundlePath as masteryPath } from '../drills/b
 export async function decisionDrafts(
   drills: readonly Drill[],
   target: string,
+  names?: ProfileNames,
 ): Promise<(kind: DecisionDraft['kind'], results: DrillResult[], file: string) => DecisionDraft> {
   const bundle = await import('../drills/bundle.js');
   return (kind, results, file) => ({
@@ -19,7 +21,7 @@ export async function decisionDrafts(
     decision: bundle.decisionOf(results),
     bundle: Object.entries(bundle.assembleBundle(results, drills)),
     passed: results.filter((result) => result.verdict === 'pass').length,
-    text: bundle.draftParagraph(results, drills, target),
+    text: bundle.draftParagraph(results, drills, target, names),
     cursor: 0,
     editing: false,
     path: file,

@@ -268,7 +268,9 @@ export const appendOnlyEventTest: Drill<State> = {
   tables: ['agent_events'],
   needs: [{ table: 'agent_events', columns: ['id', 'run_id', 'turn_no', 'event_type', 'detail'] }],
   breakDescription: 'UPDATE, DELETE and TRUNCATE granted to the Worker role and the triggers dropped (inside a rolled-back transaction): the update lands',
-  fix: 'revoke UPDATE, DELETE and TRUNCATE on agent_events from the Worker role and add BEFORE UPDATE OR DELETE (row) and BEFORE TRUNCATE (statement) triggers that raise',
+  fix: (n) =>
+    `revoke UPDATE, DELETE and TRUNCATE on ${n.events.tableName} from the Worker role and add BEFORE UPDATE OR DELETE (row) ` +
+    'and BEFORE TRUNCATE (statement) triggers that raise',
   init: () => ({ triggers: [], columns: [], triggerCatalog: [], workerAttempts: [], ownerAttempts: [], replayEvents: 0 }),
   steps: [
     {

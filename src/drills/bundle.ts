@@ -8,7 +8,11 @@ import path from 'node:path';
 import { writeFileAtomic } from '../util/fs.js';
 import { maskSecrets } from '../postgres/url.js';
 import { unmappedHint } from './reference-schema.js';
-import { bundleKeys, type BundleKey, type Drill, type DrillResult } from './types.js';
+import { bundleKeys, type BundleKey, type Drill, type DrillResult, fixText } from './types.js';
+import { type ProfileNames, profileNames, referenceProfile } from '../postgres/profile/index.js';
+
+/** The names a paragraph drafted without a profile speaks in. */
+const referenceNames = profileNames(referenceProfile);
 
 export type Bundle = Record<BundleKey, string> & { release_decision: string };
 
@@ -98,7 +102,12 @@ function drillWord(count: number): string {
 }
 
 /** The drafted decision paragraph; the console lets the operator edit it before saving. */
-export function draftParagraph(results: readonly DrillResult[], drills: readonly Drill[], target: string): string {
+export function draftParagraph(
+  results: readonly DrillResult[],
+  drills: readonly Drill[],
+  target: string,
+  names: ProfileNames = referenceNames,
+): string {
   const missing = bundleKeys
     .filter((key) => !results.some((result) => result.key === key))
     .map((key): DrillResult => ({ key, verdict: 'fail', evidence: 'not run', reason: 'not run', evidenceDirs: [], broken: false, notes: [], durationMs: 0 }));
@@ -133,8 +142,9 @@ export function draftParagraph(results: readonly DrillResult[], drills: readonly
   }
   const fixes = blamed
     .filter((result) => result.reason !== 'not run')
-    .map((result) => drills.find((candidate) => candidate.key === result.key)?.fix)
-    .filter((fix): fix is string => Boolean(fix));
+    .map((result) => drills.find((candidate) => candidate.key === result.key))
+    .filter((drill): drill is Drill => drill !== undefined)
+    .map((drill) => fixText(drill, names));
   if (blamed.some((result) => result.reason === 'not run')) fixes.push('run the drills that did not run');
   if (fixes.length > 0) sentences.push(`The smallest change that would unblock the release: ${fixes.join('; ')}.`);
   // No fix is drafted for a drill that could not look: that would be guessing at a habit.

@@ -40,7 +40,10 @@ export const idempotencyRetryTest: Drill<State> = {
   tables: ['expenses', 'tool_calls'],
   needs: ['tenants', 'expenses', 'runs', 'turns', 'tool_calls', 'agent_events'],
   breakDescription: 'the tool server writes without the idempotency key (a fresh key per call, no ON CONFLICT): delta +2',
-  fix: 'keep a unique key on expenses (tenant_id, idempotency_key) and write with INSERT ... ON CONFLICT (tenant_id, idempotency_key) DO NOTHING, passing the same key on every retry',
+  fix: (n) => {
+    const key = n.expenses.conflict.map((column) => column.name).join(', ');
+    return `keep a unique key on ${n.expenses.tableName} (${key}) and write with INSERT ... ON CONFLICT (${key}) DO NOTHING, passing the same key on every retry`;
+  },
   init: () => ({ answers: [], landed: 0 }),
   steps: [
     drillTenantStep('idem', 'The drill writes its own rows, so it can run again and never disturbs the rows other drills count.'),

@@ -244,7 +244,9 @@ export const rlsIdentityFlipTest: Drill<State> = {
   tables: ['expenses'],
   needs: [{ table: 'expenses', columns: ['tenant_id'] }],
   breakDescription: 'the tenant policy on expenses replaced by a permissive USING (true) policy (inside a rolled-back transaction): rows leak',
-  fix: "enable and force row-level security on expenses with a policy USING (tenant_id = nullif(current_setting('app.tenant_id', true), '')), and read as a role that is neither superuser nor BYPASSRLS",
+  fix: (n) =>
+    `enable and force row-level security on ${n.expenses.tableName} with a policy USING (${n.expenses.tenant.name} = ` +
+    `nullif(current_setting('${n.setting}', true), '')), and read as a role that is neither superuser nor BYPASSRLS`,
   init: () => ({
     readerSuperuser: false,
     readerBypassrls: false,

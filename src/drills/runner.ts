@@ -64,8 +64,9 @@ export function stepSummary(step: Step, names: ProfileNames): StepSummary {
   return { id: step.id, title: step.title, why: step.why, sql: stepSql(step, names), operator: step.operator };
 }
 
-export async function runDrills(options: RunOptions): Promise<DrillResult[]> {
-  const run = { ...options, profile: await profileFor(options) };
+export async function runDrills(run: RunOptions): Promise<DrillResult[]> {
+  // Resolved once, at the first drill that runs: a run of nothing touches no database.
+  let profile = run.profile;
   const results: DrillResult[] = [];
   run.emit({ type: 'run-started', drills: run.drills.map(summarise), target: run.display });
   for (const drill of run.drills) {
@@ -85,7 +86,8 @@ export async function runDrills(options: RunOptions): Promise<DrillResult[]> {
       run.emit({ type: 'drill-finished', key: drill.key, result });
       continue;
     }
-    const result = await runDrill(drill, run);
+    profile ??= await profileFor(run);
+    const result = await runDrill(drill, { ...run, profile });
     results.push(result);
   }
   run.emit({ type: 'run-finished', results });

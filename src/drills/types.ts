@@ -204,8 +204,11 @@ export interface VerdictResult {
 }
 
 export interface Drill<S = unknown> extends DrillSummary {
-  /** The smallest change that would turn this drill green, for the decision paragraph. */
-  fix: string;
+  /**
+   * The smallest change that would turn this drill green, for the decision paragraph:
+   * in the target's own names when it names a table or column.
+   */
+  fix: string | ((n: ProfileNames) => string);
   /**
    * The reference tables (and columns) the drill and the processes it starts read or
    * write (src/drills/reference-schema.ts). Checked before the first step: a target
@@ -223,6 +226,11 @@ export interface Drill<S = unknown> extends DrillSummary {
 export function need<T>(value: T | undefined, what: string): T {
   if (value === undefined) throw new Error(`internal: ${what} is not set (a step that makes it did not run)`);
   return value;
+}
+
+/** A drill's fix, in a profile's names. */
+export function fixText(drill: Pick<Drill, 'fix'>, names: ProfileNames): string {
+  return typeof drill.fix === 'function' ? drill.fix(names) : drill.fix;
 }
 
 /** A step's statements as shown for a profile. */
