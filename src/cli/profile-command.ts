@@ -2,6 +2,8 @@
 // writes it to --out or stdout. On stderr, one line per key: what it mapped and from
 // what evidence, what it left out, and what it could not decide. An undecided key is
 // written as a "TODO: ..." string, which a run refuses, naming it, until it is edited.
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { existsSync } from 'node:fs';
 import { commonFlagsHelp, parse, printHelp } from './args.js';
 import { requiredTargetString, writableFile } from './input-checks.js';
@@ -96,7 +98,10 @@ export async function profileCommand(args: string[]): Promise<number> {
   for (const line of draft.leftOut) write(`left out   ${line.key}  (${line.why})`);
   for (const line of draft.undecided) write(`undecided  ${line.key}  (${line.why})`);
 
-  const text = `${JSON.stringify({ $schema: 'profile.schema.json', ...draft.profile }, null, 2)}\n`;
+  // The published schema beside the package, as a path from where the profile lands: an editor resolves it.
+  const schemaFile = fileURLToPath(new URL('../../profile.schema.json', import.meta.url));
+  const $schema = path.relative(input.out ? path.dirname(input.out) : process.cwd(), schemaFile).split(path.sep).join('/');
+  const text = `${JSON.stringify({ $schema, ...draft.profile }, null, 2)}\n`;
   if (input.out) {
     const { writeFileAtomic } = await import('../util/fs.js');
     await writeFileAtomic(input.out, text);

@@ -122,7 +122,9 @@ export function draftParagraph(
       `MCP tools, and a failed run can be explained from its rows.`
     );
   }
-  const blamed = failed.filter((result) => result.verdict === 'fail');
+  // A drill that did not run looked at nothing: it blames no habit, it is only named.
+  const notRun = failed.filter((result) => result.reason === 'not run').map((result) => result.key);
+  const blamed = failed.filter((result) => result.verdict === 'fail' && result.reason !== 'not run');
   const parts = blamed.map((result) => {
     const drill = drills.find((candidate) => candidate.key === result.key);
     const lesson = drill ? `Lesson ${drill.lesson} (${drill.habit})` : 'an unknown lesson';
@@ -133,6 +135,12 @@ export function draftParagraph(
   const unjudged = groups.reduce((sum, group) => sum + group.keys.length, 0);
   const hint = unjudgedHint(failed);
   const sentences = [`Release BLOCKED. ${passed} of nine drills passed against ${target}${parts.length > 0 ? `; ${parts.join('; ')}` : ''}.`];
+  if (notRun.length > 0) {
+    sentences.push(
+      `${notRun.length === 1 ? 'One drill was' : `${notRun.length} drills were`} not run, so the run says nothing about ` +
+        `${notRun.length === 1 ? 'its habit' : 'their habits'}: ${notRun.join(', ')}.`,
+    );
+  }
   if (unjudged > 0) {
     sentences.push(
       `The run could not judge ${drillWord(unjudged)}, so it says nothing about ${unjudged === 1 ? "its lesson's habit" : "their lessons' habits"}: ` +
@@ -141,11 +149,10 @@ export function draftParagraph(
     );
   }
   const fixes = blamed
-    .filter((result) => result.reason !== 'not run')
     .map((result) => drills.find((candidate) => candidate.key === result.key))
     .filter((drill): drill is Drill => drill !== undefined)
     .map((drill) => fixText(drill, names));
-  if (blamed.some((result) => result.reason === 'not run')) fixes.push('run the drills that did not run');
+  if (notRun.length > 0) fixes.push('run the drills that did not run');
   if (fixes.length > 0) sentences.push(`The smallest change that would unblock the release: ${fixes.join('; ')}.`);
   // No fix is drafted for a drill that could not look: that would be guessing at a habit.
   if (unjudged > 0) {

@@ -62,6 +62,22 @@ describe('the evidence bundle', () => {
     expect(paragraph).toMatch(/ON CONFLICT \(tenant_id, idempotency_key\) DO NOTHING/);
   });
 
+  it('a drill that was not run (--only) is named, never blamed for a missing habit', () => {
+    const results = [result('idempotency_retry_test', 'fail', 'produced 2 expenses rows')];
+    const paragraph = draftParagraph(results, drills, 'db');
+    expect(paragraph).toMatch(/^Release BLOCKED\. 0 of nine drills passed against db; idempotency_retry_test failed .* Lesson 3 \(idempotency keys\) is missing\. /);
+    expect(paragraph).toContain('8 drills were not run, so the run says nothing about their habits: migration_review, run_journal_resume_drill,');
+    expect(paragraph).not.toMatch(/migration_review failed|Lesson 1 .* is missing/);
+    expect(paragraph).toContain('run the drills that did not run');
+  });
+
+  it('the fix speaks the profile\'s names: a single-column key on the learner\'s own table', async () => {
+    const { profileNames, referenceProfile } = await import('../../src/postgres/profile/index.js');
+    const names = profileNames({ ...referenceProfile, expenses: { ...referenceProfile.expenses, table: 'spend', idempotency_key: ['idem'] } });
+    const results = allPass.map((r) => (r.key === 'idempotency_retry_test' ? result(r.key, 'fail', 'produced 2 rows') : r));
+    expect(draftParagraph(results, drills, 'db', names)).toContain('keep a unique key on spend (idem) and write with INSERT ... ON CONFLICT (idem) DO NOTHING');
+  });
+
   it('the file holds the JSON, the paragraph right below it, then the evidence and a manifest', async () => {
     const document = await renderBundle(allPass, drills, 'Release PERMITTED. Edited by the operator.', process.cwd(), {
       target: 'postgres://u:***@h/db',
