@@ -4,7 +4,10 @@
 // included, by triggers (P0001). Each attempt targets a row that exists (an UPDATE
 // matching no row raises nothing and proves nothing) and is rolled back. Then one
 // run is rebuilt from its event rows alone and narrated: a finished run the target
-// already holds, or, when it holds none with events, one the reference Worker makes.
+// already holds, or, when the table holds no row or no finished run has events, one
+// the reference Worker makes first in a drill tenant of its own, whose event rows
+// the attempts then aim at. Without an event row (the Worker side cannot start, or
+// its run wrote none) the drill cannot look: could-not-determine, saying which.
 // Any other SQLSTATE (a lock timeout, a cancelled statement, a serialization
 // failure) stopped the statement before either layer answered: the drill could not
 // look: could-not-determine naming the SQLSTATE, unless another statement proved
@@ -13,6 +16,7 @@
 // columns: the Worker role must hold none of UPDATE (a column grant counts), DELETE and
 // TRUNCATE, and each of them must meet an enabled BEFORE trigger with no WHEN condition
 // (and, for UPDATE, no column list).
+import { errorMessage } from '../postgres/errors.js';
 import type { ProfileNames } from '../postgres/profile/index.js';
 import { empty, identifier, join, raw, sql, type Sql } from '../postgres/sql.js';
 import { withEvidence } from './evidence.js';
@@ -165,11 +169,21 @@ function heldPrivileges(table: string, worker: string, privileges: Privileges): 
   return reasons;
 }
 
-/** Where the replayed run came from: the reference seed's, one the target holds, or one the reference Worker made. */
+/** Where the replayed run came from: the reference seed's, one the target holds, or one the drill made with the reference Worker. */
 type ReplaySource = 'seed' | 'target' | 'worker';
 
+/** How the observation and the evidence name where the replayed run came from. */
+const sourceWords: Record<ReplaySource, string> = {
+  seed: "the reference seed's run",
+  target: 'a finished run of the target',
+  worker: 'made by the drill with the reference Worker',
+};
+
 interface State {
-  /** The event row every UPDATE and DELETE aims at: one that exists. */
+  /** The run replayed, and where it came from. */
+  replayRun?: string;
+  replaySource?: ReplaySource;
+  /** The event row every UPDATE and DELETE aims at: one that exists (of the replayed run when it has one). */
   targetId?: string;
   /** The table's own triggers, which the break drops inside its rolled-back transaction. */
   triggers: string[];
@@ -185,9 +199,6 @@ interface State {
   workerAttempts: Array<readonly [Operation, Attempt]>;
   /** Each attempt as the owner, in the order of `operations`. */
   ownerAttempts: Array<readonly [Operation, Attempt]>;
-  /** The run replayed, and where it came from. */
-  replayRun?: string;
-  replaySource?: ReplaySource;
   /** Event rows of the replayed run. */
   replayEvents: number;
 }
@@ -199,6 +210,13 @@ function eventsOf(n: ProfileNames, run: unknown): Sql {
   // Qualified: a bare key in ORDER BY would name the text alias `id`, and order 10 before 9.
   return sql`select e.${e.key}::text as id, ${turn} as turn_no, e.${e.type} as event_type, e.${e.payload} as detail
                from ${e.table} e where e.${e.run} = ${run} order by e.${e.key}`;
+}
+
+/** The first event row of the run, or of the table when the run has none. */
+function firstEventRow(n: ProfileNames, run: unknown): Sql {
+  const e = n.events;
+  return sql`select coalesce((select ${e.key}::text from ${e.table} where ${e.run} = ${run} order by ${e.key} limit 1),
+                             (select ${e.key}::text from ${e.table} order by ${e.key} limit 1))`;
 }
 
 /**
@@ -240,19 +258,31 @@ async function findReplayRun(ctx: DrillContext): Promise<{ id: string; source: R
 
 /**
  * A run of the reference Worker on a tenant of the drill's own: one turn (claim,
- * write, queue) through the tool server, which journals its events. Returns its run id.
+ * write, queue) through the tool server, which journals its events. Returns its run
+ * id. `why` says why the drill needs it; whatever stops the Worker side (no login to
+ * act as the worker role, a process that does not start or exit) is could-not-determine:
+ * without a run there is nothing to aim at or replay, which says nothing of the habit.
  */
-async function makeReplayRun(ctx: DrillContext): Promise<string> {
+async function makeReplayRun(ctx: DrillContext, why: string): Promise<string> {
+  const cannot = (error: unknown) =>
+    new CouldNotDetermine(`${why}, and the reference Worker could not make a run: ${errorMessage(error)}`, { cause: error });
+  // The tool server first: when the Worker side cannot start, the drill writes no tenant.
+  const tools = await ctx.system.toolServer({}).catch((error: unknown) => {
+    throw cannot(error);
+  });
+  ctx.defer(() => ctx.system.stop(tools.name));
   const tenant = await createDrillTenant(ctx, 'append');
   const pending = await insertPending(ctx, tenant.id, sampleTransactions.slice(0, 1));
   ctx.observe('pending', pending);
-  const tools = await ctx.system.toolServer({});
-  ctx.defer(() => ctx.system.stop(tools.name));
-  const outcome = await runWorkerToExit(ctx, tenant, tools, (line) => ctx.emit({ type: 'log', message: line }));
+  const outcome = await runWorkerToExit(ctx, tenant, tools, (line) => ctx.emit({ type: 'log', message: line })).catch(
+    (error: unknown) => {
+      throw cannot(error);
+    },
+  );
   ctx.observe('worker_exit', outcome.signal ?? outcome.exitCode, outcome.exitCode === 0);
   if (!outcome.runId) {
     throw new CouldNotDetermine(
-      `the target holds no finished run with ${ctx.profile.names.events.tableName} rows, and the reference Worker started none ` +
+      `${why}, and the reference Worker started no run ` +
         `(exit ${String(outcome.signal ?? outcome.exitCode)}${outcome.failed ? `: ${String(outcome.failed.error)}` : ''}), so no run could be replayed`,
     );
   }
@@ -274,16 +304,38 @@ export const appendOnlyEventTest: Drill<State> = {
   init: () => ({ triggers: [], columns: [], triggerCatalog: [], workerAttempts: [], ownerAttempts: [], replayEvents: 0 }),
   steps: [
     {
+      id: 'find-run',
+      title: 'Find the run to replay, or make one with the reference Worker',
+      why:
+        'The attempts need an event row that exists, and the replay a run told by its events. ' +
+        'The run is one the target holds (the finished run with the most events); when the table holds no row, ' +
+        'or no finished run has events, the drill first makes one with the reference Worker in a tenant of its own.',
+      sql: (n) => [shownSql(finishedRunWithEvents(n))],
+      async run(ctx, state) {
+        const e = ctx.profile.names.events;
+        const [table] = await query<{ held: boolean }>(ctx, sql`select exists (select from ${e.table}) as held`);
+        const found = table?.held ? await findReplayRun(ctx) : undefined;
+        const why = table?.held
+          ? `the target holds no finished run with ${e.tableName} rows`
+          : `${e.tableName} holds no row to attempt a change on or replay`;
+        const run = found ?? { id: await makeReplayRun(ctx, why), source: 'worker' as const };
+        state.replayRun = run.id;
+        state.replaySource = run.source;
+        ctx.observe('replay_run', `${run.id} (${sourceWords[run.source]})`);
+      },
+    },
+    {
       id: 'target-row',
       title: 'Pick an event row that exists',
-      why: 'An UPDATE that matches no row raises nothing even on a writable table, so the attempt must aim at a real row.',
-      sql: (n) => [shownSql(sql`select ${n.events.key} from ${n.events.table} order by ${n.events.key} limit 1`)],
+      why: 'An UPDATE that matches no row raises nothing even on a writable table, so the attempt must aim at a real row: one of the run to replay when it has one.',
+      sql: (n) => [shownSql(firstEventRow(n, raw('$1')))],
       async run(ctx, state) {
         const n = ctx.profile.names;
         const e = n.events;
+        const run = need(state.replayRun, 'the run to replay');
         const rows = await query<{ id: string | null; triggers: string[]; columns: string[] }>(
           ctx,
-          sql`select (select e.${e.key}::text from ${e.table} e order by e.${e.key} limit 1) as id,
+          sql`select (${firstEventRow(n, run)}) as id,
                      array(select tgname::text from pg_trigger
                             where tgrelid = ${eventsClass(n)} and not tgisinternal order by tgname) as triggers,
                      array(select attname::text from pg_attribute
@@ -294,7 +346,9 @@ export const appendOnlyEventTest: Drill<State> = {
         // An empty table cannot show a refusal (an UPDATE of no row raises nothing): the data is missing, not the habit.
         if (!id) {
           throw new CouldNotDetermine(
-            `${e.tableName} holds no row to attempt a change on; let a Worker journal a run first, or drill a target set up by \`sor-drills setup\``,
+            state.replaySource === 'worker'
+              ? `${e.tableName} holds no row to attempt a change on: the reference Worker's run ${run}, which the drill made, wrote no event row (see the tool server's log)`
+              : `${e.tableName} holds no row to attempt a change on; let a Worker journal a run first, or drill a target set up by \`sor-drills setup\``,
           );
         }
         state.targetId = id;
@@ -404,19 +458,15 @@ export const appendOnlyEventTest: Drill<State> = {
       title: 'Replay a run from its events alone',
       why:
         'An append-only log is only worth keeping if a run can be told from it, in order, without any other table. ' +
-        'The run is one the target holds (the finished run with the most events), or one the reference Worker makes when it holds none.',
+        'The run is the one the first step found in the target or made with the reference Worker.',
       sql: (n) => [shownSql(eventsOf(n, raw('$1')))],
       async run(ctx, state) {
         const n = ctx.profile.names;
-        const found = await findReplayRun(ctx);
-        const run = found ?? { id: await makeReplayRun(ctx), source: 'worker' as const };
-        state.replayRun = run.id;
-        state.replaySource = run.source;
-        ctx.observe('replay_run', `${run.id} (${{ seed: "the reference seed's run", target: 'a finished run of the target', worker: 'made by the reference Worker' }[run.source]})`);
-        const events = await query<EventRow>(ctx, eventsOf(n, run.id));
+        const run = need(state.replayRun, 'the run to replay');
+        const events = await query<EventRow>(ctx, eventsOf(n, run));
         state.replayEvents = events.length;
         ctx.observe('replay_events', events.length, events.length > 0);
-        const story = narrate(run.id, events);
+        const story = narrate(run, events);
         ctx.observe('narrative', story.join(' '));
         for (const sentence of story) ctx.notes.push(sentence);
       },
@@ -456,7 +506,7 @@ export const appendOnlyEventTest: Drill<State> = {
     if (events === 0 && workerBad.length === 0 && ownerBad.length === 0) {
       const where =
         state.replaySource === 'worker'
-          ? "(the reference Worker's run wrote none: see the tool server's log)"
+          ? "(the drill made it with the reference Worker, and the Worker's run wrote no event row: see the tool server's log)"
           : state.replaySource === 'target'
             ? '(the target changed while the drill ran: run it again)'
             : "(the reference seed's finished run; install it with `sor-drills setup` into an empty database)";
@@ -480,7 +530,8 @@ export const appendOnlyEventTest: Drill<State> = {
       evidence:
         `UPDATE on ${table} raised ${refusalWords(update!.worker)} as ${ctx.roles.worker} and ${refusalWords(update!.owner)} ` +
         `as owner ${String(state.ownerRole)}; ${sameWay(update!, others)}. ` +
-        `Replayed run ${replayRun} from ${countWord(events)} event rows. Narrative reconstructed without consulting the snapshot.`,
+        `Replayed run ${replayRun}${state.replaySource === 'worker' ? ' that the drill made with the reference Worker,' : ''} ` +
+        `from ${countWord(events)} event rows. Narrative reconstructed without consulting the snapshot.`,
     };
   },
 };

@@ -4,15 +4,23 @@
 // numbered by seq, agent_events with a payload column) each passes through the
 // fixture's profile, and each fails when its mechanism is taken out of that
 // database (put back afterwards).
-import { describe, expect, it } from 'vitest';
-import type { TestDatabase } from '../helpers/db.js';
-import { runOne, type TestSystem } from '../helpers/drills.js';
-import { useOtherTarget, type OtherRoles } from '../helpers/other-reconciler.js';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { runOne, testSystem, type TestSystem } from '../helpers/drills.js';
+import {
+  dropOtherRoles,
+  installOtherReconciler,
+  otherProfile,
+  otherRoles,
+  useOtherTarget,
+  type OtherRoles,
+} from '../helpers/other-reconciler.js';
 import { appendOnlyEventTest } from '../../src/drills/append-only-event-test.js';
 import { narrate } from '../../src/drills/append-only-narrative.js';
 import { buildReport, forensicsDrill } from '../../src/drills/forensics-drill/index.js';
 import { runJournalResumeDrill } from '../../src/drills/run-journal-resume-drill.js';
 import type { DrillResult, RunnerEvent } from '../../src/drills/types.js';
+import { isAlive } from '../../src/reconciler/supervisor.js';
 import { ident, withPgClient } from '../../src/postgres/pg.js';
 import { type Profile, type ProfileInUse, resolveProfile } from '../../src/postgres/profile/index.js';
 
@@ -110,14 +118,67 @@ describe('append_only_event_test through the other profile', () => {
     );
     expect(result.verdict, result.reason).toBe('pass');
     const replayed = observed(events, 'replay_run')!;
-    expect(replayed).toMatch(/made by the reference Worker/);
+    expect(replayed).toMatch(/made by the drill with the reference Worker/);
     const runId = replayed.split(' ')[0]!;
     expect(runId).toMatch(uuid);
     expect(runId).not.toBe(seedRun);
-    expect(result.evidence).toMatch(new RegExp(`Replayed run ${runId} from \\w+ event rows\\.`));
+    expect(result.evidence).toMatch(new RegExp(`Replayed run ${runId} that the drill made with the reference Worker, from \\w+ event rows\\.`));
+    // The attempts aimed at that run's events, not at the seed's.
+    const { rows: target } = await sql('select run_id::text as run from agent_events where id = $1', [observed(events, 'target_id')]);
+    expect(target).toEqual([{ run: runId }]);
     // The tool server journaled the run in the fixture's own tables.
     const { rows } = await sql(`select status from runs where id = $1`, [runId]);
     expect(rows).toEqual([{ status: 'completed' }]);
+    expect(result.notes[0]).toMatch(new RegExp(`^Run ${runId} started for tenant [0-9a-f-]{36} on worker reconciler-append-\\w+, planning 1 turns\\.$`));
+  });
+});
+
+describe('append_only_event_test on the other Reconciler installed without its seed', () => {
+  // A learner's schema before any run: an empty agent_events, no user, no run. The drill
+  // makes its own run with the reference Worker, aims the changes at it and replays it.
+  const bare = otherRoles();
+  let bareDb: TestDatabase | undefined;
+  let bareSystem: TestSystem | undefined;
+  let bareProfile: ProfileInUse;
+  beforeAll(async () => {
+    bareDb = await createTestDatabase({ empty: true });
+    await installOtherReconciler(bareDb.url, bare, { seed: false });
+    const profile = await otherProfile(bare);
+    bareProfile = await withPgClient(bareDb.url, (client) => resolveProfile(client, profile, 'fixtures/other-reconciler/profile.json', true));
+    expect(bareProfile.problems).toEqual([]);
+    bareSystem = await testSystem(bareDb, profile);
+  });
+  afterAll(async () => {
+    const pids = bareSystem?.supervisor().startedPids() ?? [];
+    await bareSystem?.dispose();
+    await bareDb?.dispose();
+    if (bareDb) await dropOtherRoles(bareDb.adminUrl, bare);
+    expect(pids.filter(isAlive)).toEqual([]);
+  });
+
+  it('passes on the empty learner schema, having made its own run with the reference Worker', async () => {
+    const bareSql = (text: string, params: unknown[] = []) => withPgClient(bareDb!.url, (client) => client.query(text, params));
+    expect((await bareSql('select count(*)::int as n from agent_events')).rows).toEqual([{ n: 0 }]);
+    const events: RunnerEvent[] = [];
+    const result = await runOne(appendOnlyEventTest, bareDb!, { system: bareSystem, profile: bareProfile, events });
+    expect(result.verdict, result.reason).toBe('pass');
+    const replayed = observed(events, 'replay_run')!;
+    expect(replayed).toMatch(/ \(made by the drill with the reference Worker\)$/);
+    const runId = replayed.split(' ')[0]!;
+    expect(runId).toMatch(uuid);
+    expect(result.evidence).toMatch(
+      new RegExp(
+        `^UPDATE on agent_events raised permission error \\(42501, grant\\) as ${bare.worker_write} and trigger exception \\(P0001\\) ` +
+          `as owner ${bare.worker_admin}; DELETE and TRUNCATE refused the same way\\. ` +
+          `Replayed run ${runId} that the drill made with the reference Worker, from \\w+ event rows\\. Narrative reconstructed without consulting the snapshot\\.$`,
+      ),
+    );
+    // Every event row is the drill's run's, and the attempts aimed at one of them.
+    const { rows } = await bareSql('select run_id::text as run, count(*)::int as n from agent_events group by run_id');
+    expect(rows).toEqual([{ run: runId, n: expect.any(Number) }]);
+    expect(rows[0].n).toBeGreaterThan(0);
+    const { rows: target } = await bareSql('select run_id::text as run from agent_events where id = $1', [observed(events, 'target_id')]);
+    expect(target).toEqual([{ run: runId }]);
     expect(result.notes[0]).toMatch(new RegExp(`^Run ${runId} started for tenant [0-9a-f-]{36} on worker reconciler-append-\\w+, planning 1 turns\\.$`));
   });
 });
