@@ -53,8 +53,8 @@ export interface DrillSystem extends ProcessControl {
   workerUrl(): Promise<string>;
   /** Starts the tool server (stopping a running one first), with the drill's breaks. */
   toolServer(options?: { breaks?: ToolBreaks; claimHoldMs?: number; leaseMs?: number }): Promise<ToolServer>;
-  /** Starts the email service (stopping a running one first). */
-  emailService(): Promise<EmailService>;
+  /** Starts the email service (stopping a running one first); `dedupKey`: where senders put their key. */
+  emailService(options?: { dedupKey?: { header: string } | { body: string } }): Promise<EmailService>;
   /** Stops and forgets one process if it runs. */
   stop(name: string): Promise<void>;
 }
@@ -186,9 +186,9 @@ export function createDrillSystem(options: DrillSystemOptions): DrillSystem {
         profile: options.profile ?? referenceWithRoles(options.roles),
       });
     },
-    async emailService() {
+    async emailService(emailOptions = {}) {
       await stop('email-service');
-      return startEmailService(get());
+      return startEmailService(get(), emailOptions);
     },
   };
   return system;

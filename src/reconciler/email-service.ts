@@ -8,10 +8,16 @@
 //                         per dedup_key (from the body) and per idempotency key.
 //   POST /control/fail-next {count, mode: 'status503' | 'reset'}: the next `count` sends
 //                         answer 503, or have their connection destroyed (a network blip).
+//   POST /control/hold-next {count}: the next `count` sends are delivered, but their answer
+//                         is held until POST /control/release (or the sender dies waiting):
+//                         the crash window between a relay's send and its commit.
+//   POST /control/release  answers every held send.
 //
-// Environment: SOR_EMAIL_PORT (0: any free one).
+// Environment: SOR_EMAIL_PORT (0: any free one); SOR_EMAIL_KEY_FROM, where a request's
+// idempotency key is: `header:<name>` (default header:Idempotency-Key) or `body:<field>`.
 // stdout, one JSON line each: listening {url, port}; delivered {delivery_id, dedup_key,
-// idempotency_key, duplicate}; failed_on_purpose {mode, dedup_key, remaining}; stopping {signal}.
+// idempotency_key, duplicate}; failed_on_purpose {mode, dedup_key, remaining}; held {dedup_key,
+// delivery_id}; stopping {signal}.
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { emptyReport, type EmailReport, type FailMode } from './email-report.js';
 import { emit, intSetting } from './json-lines.js';
@@ -34,25 +40,35 @@ function reply(res: ServerResponse, status: number, value: unknown): void {
   res.end(JSON.stringify(value));
 }
 
+/** SOR_EMAIL_KEY_FROM: `header:<name>` or `body:<field>`; the Idempotency-Key header by default. */
+function parseKeyFrom(raw: string | undefined): { kind: 'header' | 'body'; name: string } {
+  const match = /^(header|body):(.+)$/.exec(raw ?? '');
+  if (!match) return { kind: 'header', name: 'idempotency-key' };
+  return match[1] === 'header' ? { kind: 'header', name: match[2]!.toLowerCase() } : { kind: 'body', name: match[2]! };
+}
+
 function main(): void {
   const port = intSetting(process.env, 'SOR_EMAIL_PORT', 0);
   const report: EmailReport = emptyReport();
   const deliveryByKey = new Map<string, string>();
   let failures: { count: number; mode: FailMode } = { count: 0, mode: 'status503' };
+  let holds = 0;
+  const held: Array<() => void> = [];
+  const keyFrom = parseKeyFrom(process.env.SOR_EMAIL_KEY_FROM);
   let deliveries = 0;
 
   const handleSend = async (req: IncomingMessage, res: ServerResponse) => {
     const text = await readBody(req);
-    let body: { dedup_key?: unknown } = {};
+    let body: Record<string, unknown> = {};
     try {
-      body = JSON.parse(text) as { dedup_key?: unknown };
+      body = JSON.parse(text) as Record<string, unknown>;
     } catch {
       reply(res, 400, { error: 'body is not JSON' });
       return;
     }
     const dedupKey = typeof body.dedup_key === 'string' ? body.dedup_key : '(none)';
-    const header = req.headers['idempotency-key'];
-    const key = typeof header === 'string' && header !== '' ? header : undefined;
+    const given = keyFrom.kind === 'header' ? req.headers[keyFrom.name] : body[keyFrom.name];
+    const key = typeof given === 'string' && given !== '' ? given : undefined;
 
     report.requests += 1;
     const perDedup = (report.by_dedup_key[dedupKey] ??= { requests: 0, deliveries: 0 });
@@ -88,7 +104,32 @@ function main(): void {
       perKey.delivery_id = deliveryId;
     }
     emit('delivered', { delivery_id: deliveryId, dedup_key: dedupKey, idempotency_key: key ?? null, duplicate: false });
+    if (holds > 0) {
+      holds -= 1;
+      emit('held', { dedup_key: dedupKey, delivery_id: deliveryId });
+      held.push(() => {
+        if (!res.destroyed) reply(res, 200, { delivery_id: deliveryId, duplicate: false });
+      });
+      return;
+    }
     reply(res, 200, { delivery_id: deliveryId, duplicate: false });
+  };
+
+  const handleHoldNext = async (req: IncomingMessage, res: ServerResponse) => {
+    const value = JSON.parse((await readBody(req)) || '{}') as { count?: unknown };
+    const count = Number(value.count ?? 1);
+    if (!Number.isInteger(count) || count < 0) {
+      reply(res, 400, { error: 'expected {count: integer >= 0}' });
+      return;
+    }
+    holds = count;
+    reply(res, 200, { pending_holds: count });
+  };
+
+  const handleRelease = async (_req: IncomingMessage, res: ServerResponse) => {
+    const released = held.splice(0);
+    for (const answer of released) answer();
+    reply(res, 200, { released: released.length });
   };
 
   const handleFailNext = async (req: IncomingMessage, res: ServerResponse) => {
@@ -111,6 +152,10 @@ function main(): void {
         ? handleSend
         : route === 'POST /control/fail-next'
           ? handleFailNext
+          : route === 'POST /control/hold-next'
+            ? handleHoldNext
+            : route === 'POST /control/release'
+              ? handleRelease
           : route === 'GET /report'
             ? async () => reply(res, 200, report)
             : async () => reply(res, 404, { error: `no route ${route}` });

@@ -329,13 +329,25 @@ export interface EmailService {
   failNext(count: number, mode: FailMode): Promise<void>;
   /** Requests and deliveries, in total, per dedup_key and per idempotency key. */
   report(): Promise<EmailReport>;
+  /** The next `count` sends are delivered but their answer is held (logged `held`) until release(). */
+  holdNext(count: number): Promise<void>;
+  /** Answers every held send. */
+  release(): Promise<void>;
 }
 
 /** Starts the email service and resolves once it listens. */
-export async function startEmailService(sup: Supervisor, options: { processName?: string } = {}): Promise<EmailService> {
+export async function startEmailService(
+  sup: Supervisor,
+  options: {
+    processName?: string;
+    /** Where a request's idempotency key is: a header (default Idempotency-Key) or a body field. */
+    dedupKey?: { header: string } | { body: string };
+  } = {},
+): Promise<EmailService> {
   const name = options.processName ?? 'email-service';
   const port = await freePort();
-  await sup.start({ name, args: [scriptPath('email-service')], env: allowListEnv({ SOR_EMAIL_PORT: port }) });
+  const keyFrom = options.dedupKey ? ('header' in options.dedupKey ? `header:${options.dedupKey.header}` : `body:${options.dedupKey.body}`) : undefined;
+  await sup.start({ name, args: [scriptPath('email-service')], env: allowListEnv({ SOR_EMAIL_PORT: port, SOR_EMAIL_KEY_FROM: keyFrom }) });
   const { url } = await waitListening(sup, name);
   const call = async (path: string, init?: RequestInit): Promise<unknown> => {
     const response = await fetch(new URL(path, url), { ...init, signal: AbortSignal.timeout(5_000) });
@@ -354,6 +366,12 @@ export async function startEmailService(sup: Supervisor, options: { processName?
       });
     },
     report: async () => (await call('/report')) as EmailReport,
+    async holdNext(count) {
+      await call('/control/hold-next', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ count }) });
+    },
+    async release() {
+      await call('/control/release', { method: 'POST' });
+    },
   };
 }
 

@@ -91,3 +91,31 @@ export function useOtherTarget(
     expect(pids.filter(isAlive)).toEqual([]);
   });
 }
+
+/** examples/worker-side: the operator's own Worker side written against the other Reconciler. */
+export const exampleDir = path.resolve(otherDir, '../../examples/worker-side');
+
+export type ExampleBug = 'no-resume' | 'no-skip-locked' | 'dispatch-before-send' | 'leak-database-url' | 'sql-tool';
+
+/**
+ * examples/worker-side/profile.json with this test's roles, and optionally one of the
+ * example's own bugs switched on (EXAMPLE_BUG in the env of the process it lives in).
+ */
+export async function exampleProfile(roles: OtherRoles, bug?: { bug: ExampleBug; in: 'tool_server' | 'worker' | 'relay'; env?: Record<string, string> }): Promise<Profile> {
+  const source = path.join(exampleDir, 'profile.json');
+  const profile = parseProfile(await readFile(source, 'utf8'), source);
+  const withRoles: Profile = { ...profile, roles: { worker: roles.worker_write, reader: roles.worker_read, owner: roles.worker_admin } };
+  if (!bug) return withRoles;
+  const processes = structuredClone(withRoles.processes ?? {});
+  const spec = processes[bug.in];
+  if (!spec) throw new Error(`examples/worker-side/profile.json declares no ${bug.in}`);
+  spec.env = { ...spec.env, EXAMPLE_BUG: bug.bug, ...bug.env };
+  return { ...withRoles, processes };
+}
+
+/** A profile resolved as if read from examples/worker-side/profile.json (its commands run there). */
+export async function resolveExample(url: string, profile: Profile): Promise<ProfileInUse> {
+  const inUse = await withPgClient(url, (client) => resolveProfile(client, profile, path.join(exampleDir, 'profile.json'), true));
+  if (inUse.problems.length > 0) throw new Error(`the example's profile does not fit: ${inUse.problems.join('; ')}`);
+  return inUse;
+}

@@ -1,5 +1,6 @@
 // The profile a run drills through: the built-in reference one, or a file the
 // operator gave (--profile), checked on the target. See schema.ts for the format.
+import path from 'node:path';
 import type pg from 'pg';
 import { type KeyInfo, profileProblems } from './check.js';
 import { type ProfileNames, profileNames } from './names.js';
@@ -10,7 +11,7 @@ export { checkProfile, newKey, profileProblems, type KeyInfo } from './check.js'
 export { findTodos, type GivenProfile, idempotencyKeyColumn, parseProfile, ProfileError, readProfile } from './load.js';
 export { amountValue, centsOf, insertList, profileNames, renderTemplate, requiredInsert, setList, type ProfileNames } from './names.js';
 export { referenceProfile } from './reference.js';
-export { type Profile, profileJsonSchema, profileTables, type ProfileTable } from './schema.js';
+export { argumentPlaceholders, envPlaceholders, type Processes, type Profile, profileJsonSchema, profileTables, type ProfileTable, type ToolSpec } from './schema.js';
 
 export const builtInSource = 'built-in reference profile';
 
@@ -25,6 +26,8 @@ export interface ProfileInUse {
   keys: Record<ProfileTable, KeyInfo>;
   /** What does not fit the target, one line each (empty when it all fits). */
   problems: string[];
+  /** The folder the profile's process commands are resolved against (the file's; the cwd for the built-in one). */
+  baseDir: string;
 }
 
 /** A profile held against the target. Never throws for a misfit: the caller decides (problems). */
@@ -41,7 +44,8 @@ export async function resolveProfile(
       return [part, { type: column?.type ?? 'text', hasDefault: column?.hasDefault ?? false }];
     }),
   ) as Record<ProfileTable, KeyInfo>;
-  return { source, given, profile, names: profileNames(profile), keys, problems };
+  const baseDir = given ? path.dirname(path.resolve(source)) : process.cwd();
+  return { source, given, profile, names: profileNames(profile), keys, problems, baseDir };
 }
 
 /** The reference profile with the run's roles (--worker-role and friends may rename them). */

@@ -3,7 +3,7 @@
 // written as a string starting "TODO"; a run refuses it, naming the key.
 import { readFile } from 'node:fs/promises';
 import type { z } from 'zod';
-import { type Profile, profileSchema } from './schema.js';
+import { argumentPlaceholders, envPlaceholders, type Profile, profileSchema } from './schema.js';
 
 /** A profile the operator gave (--profile), read and parsed. */
 export interface GivenProfile {
@@ -81,11 +81,40 @@ export function parseProfile(text: string, source: string): Profile {
   return parsed.data;
 }
 
+/** Placeholders `{name}` in a text that are not among `known`. */
+function unknownPlaceholders(text: string, known: readonly string[]): string[] {
+  return [...text.matchAll(/\{([A-Za-z_][A-Za-z0-9_]*)\}/g)].map((match) => match[1]!).filter((name) => !known.includes(name));
+}
+
+/** Every template of the processes part names only placeholders the drills fill. */
+function checkPlaceholders(profile: Profile, fail: (message: string) => never): void {
+  const processes = profile.processes ?? {};
+  for (const [part, spec] of Object.entries(processes) as Array<[string, { env?: Record<string, string>; url?: string } | undefined]>) {
+    if (!spec) continue;
+    const texts: Array<[string, string]> = Object.entries(spec.env ?? {}).map(([name, value]) => [`processes.${part}.env.${name}`, value]);
+    if (spec.url) texts.push([`processes.${part}.url`, spec.url]);
+    for (const [key, text] of texts) {
+      const unknown = unknownPlaceholders(text, envPlaceholders);
+      if (unknown.length > 0) fail(`${key} uses {${unknown[0]}}, which the drills do not fill (they fill ${envPlaceholders.map((p) => `{${p}}`).join(', ')})`);
+    }
+  }
+  for (const [tool, spec] of Object.entries(processes.tool_server?.tools ?? {})) {
+    for (const [argument, value] of Object.entries(spec?.arguments ?? {})) {
+      if (typeof value !== 'string') continue;
+      const unknown = unknownPlaceholders(value, argumentPlaceholders);
+      if (unknown.length > 0) {
+        fail(`processes.tool_server.tools.${tool}.arguments.${argument} uses {${unknown[0]}}, which the drills do not fill (they fill ${argumentPlaceholders.map((p) => `{${p}}`).join(', ')})`);
+      }
+    }
+  }
+}
+
 /** What the JSON Schema cannot say: rules across keys. */
 function checkShape(profile: Profile, source: string): void {
-  const fail = (message: string) => {
+  const fail = (message: string): never => {
     throw new ProfileError(`profile ${source}: ${message}`);
   };
+  checkPlaceholders(profile, fail);
   const keyColumns = profile.expenses.idempotency_key.filter((column) => column !== profile.expenses.tenant);
   if (keyColumns.length !== 1) {
     fail(

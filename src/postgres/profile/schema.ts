@@ -39,6 +39,66 @@ const amount = z
   })
   .describe('the amount column and how it counts money');
 
+/** The placeholders a process's `env` may use, and a tool argument template's. */
+export const envPlaceholders = [
+  'database_url',
+  'port',
+  'token',
+  'tools_url',
+  'tenant',
+  'worker',
+  'turns',
+  'claim_hold_ms',
+  'email_url',
+] as const;
+export const argumentPlaceholders = ['tenant', 'worker', 'key', 'amount_cents', 'amount', 'description', 'transaction'] as const;
+
+const command = z
+  .array(z.string().min(1))
+  .min(1, 'must name a program and its arguments, e.g. ["node", "worker.mjs"]')
+  .describe('the program and its arguments; relative paths are resolved against the profile file\'s folder, its cwd');
+
+const envOf = (placeholders: readonly string[]) =>
+  z
+    .record(z.string().regex(/^[A-Za-z_][A-Za-z0-9_]*$/, 'must be an environment variable name'), z.string())
+    .default({})
+    .describe(`the variables the process gets (nothing else of the console's environment): values may hold ${placeholders.map((p) => `{${p}}`).join(', ')}`);
+
+const toolSpec = z.strictObject({
+  name: z.string().min(1),
+  arguments: z
+    .record(z.string(), z.unknown())
+    .default({})
+    .describe(`the arguments the drills send, templates of ${argumentPlaceholders.map((p) => `{${p}}`).join(', ')} (a string that is one placeholder gets its typed value)`),
+});
+
+const processesSchema = z
+  .strictObject({
+    tool_server: z
+      .strictObject({
+        command,
+        env: envOf(envPlaceholders),
+        url: z.string().regex(/^https?:\/\//, 'must be the Streamable HTTP URL, e.g. http://127.0.0.1:{port}/mcp'),
+        tools: z
+          .strictObject({ claim: toolSpec.optional(), write: toolSpec.optional(), queue: toolSpec.optional(), read: toolSpec.optional() })
+          .default({}),
+        allowed: z.array(z.string().min(1)).optional().describe('the tool list the boundary drill expects (default: the declared tools, else the four)'),
+      })
+      .optional(),
+    worker: z.strictObject({ command, env: envOf(envPlaceholders) }).optional(),
+    relay: z
+      .strictObject({
+        command,
+        env: envOf(envPlaceholders),
+        dedup_key: z
+          .union([z.strictObject({ header: z.string().min(1) }), z.strictObject({ body: z.string().min(1) })])
+          .default({ header: 'Idempotency-Key' })
+          .describe('where the relay puts the dedup key of a message it sends: a header, or a field of the JSON body'),
+      })
+      .optional(),
+  })
+  .describe("the operator's own Worker side; the reference process runs for each one left out");
+
 export const profileSchema = z
   .strictObject({
     $schema: z.string().optional(),
@@ -155,11 +215,14 @@ export const profileSchema = z
       created_at: name.optional(),
       required: required.optional(),
     }),
+    processes: processesSchema.optional(),
   })
   .describe('sor-drills profile: what the target calls each thing the drills need');
 
 export type Profile = z.output<typeof profileSchema>;
 export type ProfileInput = z.input<typeof profileSchema>;
+export type Processes = NonNullable<Profile['processes']>;
+export type ToolSpec = z.output<typeof toolSpec>;
 
 /** The profile's parts that name one table each. */
 export const profileTables = ['tenants', 'expenses', 'pending_transactions', 'runs', 'turns', 'tool_calls', 'outbox', 'events'] as const;
