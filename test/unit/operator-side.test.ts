@@ -1,0 +1,75 @@
+// The operator's processes as the profile declares them: placeholders filled, an
+// environment of the allow-list and the declared variables only, tool arguments
+// typed, and a profile naming a placeholder the drills do not fill refused by key.
+import { describe, expect, it } from 'vitest';
+import { fillArguments, fillTemplate, operatorEnv, sessionTag, taggedUrl, whose } from '../../src/drills/operator-side.js';
+import { parseProfile, ProfileError, referenceProfile } from '../../src/postgres/profile/index.js';
+
+describe('placeholders', () => {
+  it('fills an env template, leaving what the drill has no value for empty', () => {
+    expect(fillTemplate('http://127.0.0.1:{port}/mcp', { port: 4312 })).toBe('http://127.0.0.1:4312/mcp');
+    expect(fillTemplate('{claim_hold_ms}', {})).toBe('');
+  });
+
+  it('a process gets the allow-list and its declared variables, nothing else of the console', () => {
+    const env = operatorEnv(
+      { TOOLS_URL: '{tools_url}', USER_ID: '{tenant}' },
+      { tools_url: 'http://127.0.0.1:1/mcp', tenant: 'u-1', database_url: 'postgres://x' },
+    );
+    const extra = Object.keys(env).filter((name) => !['PATH', 'LANG', 'TZ'].includes(name));
+    expect(extra.sort()).toEqual(['TOOLS_URL', 'USER_ID']);
+    expect(env.TOOLS_URL).toBe('http://127.0.0.1:1/mcp');
+    expect(Object.values(env).join(' ')).not.toContain('postgres://');
+  });
+
+  it('a tool argument that is one placeholder takes the typed value; mixed text gets text', () => {
+    expect(
+      fillArguments(
+        { amount: '{amount_cents}', note: 'key {key}', nested: { who: '{tenant}' }, txn: '{transaction}' },
+        { amount_cents: 1250, key: 'k-1', tenant: 't', transaction: null },
+      ),
+    ).toEqual({ amount: 1250, note: 'key k-1', nested: { who: 't' }, txn: null });
+  });
+
+  it("the database URL handed to a process carries the drill's session tag", () => {
+    expect(taggedUrl('postgres://u:p@127.0.0.1:5432/db', 'tool-server')).toContain('application_name=sor-drills-tool-server');
+    expect(sessionTag('x'.repeat(80))).toHaveLength(63);
+  });
+
+  it('evidence names whose process it was', () => {
+    expect(whose('Worker', ['node', 'worker.mjs'])).toBe("the operator's Worker `node worker.mjs`");
+    expect(whose('relay', undefined)).toBe('the reference relay');
+  });
+});
+
+describe('the processes part of a profile', () => {
+  const withProcesses = (processes: unknown) => JSON.stringify({ ...referenceProfile, processes });
+
+  it('reads a whole one', () => {
+    const profile = parseProfile(
+      withProcesses({
+        tool_server: { command: ['node', 'ts.mjs'], env: { PORT: '{port}' }, url: 'http://127.0.0.1:{port}/mcp' },
+        worker: { command: ['node', 'w.mjs'], env: { TOOLS_URL: '{tools_url}' } },
+        relay: { command: ['node', 'r.mjs'], dedup_key: { body: 'dedup_key' } },
+      }),
+      'p.json',
+    );
+    expect(profile.processes?.relay?.dedup_key).toEqual({ body: 'dedup_key' });
+    expect(profile.processes?.tool_server?.tools).toEqual({});
+  });
+
+  it('a placeholder the drills do not fill is refused, naming the key', () => {
+    expect(() => parseProfile(withProcesses({ worker: { command: ['node', 'w.mjs'], env: { TOOLS: '{tool_url}' } } }), 'p.json')).toThrow(
+      new ProfileError(
+        'profile p.json: processes.worker.env.TOOLS uses {tool_url}, which the drills do not fill (they fill {database_url}, {port}, {token}, {tools_url}, {tenant}, {worker}, {turns}, {claim_hold_ms}, {email_url})',
+      ),
+    );
+  });
+
+  it('an empty command and a URL that is not HTTP are refused by key', () => {
+    expect(() => parseProfile(withProcesses({ worker: { command: [] } }), 'p.json')).toThrow(/processes\.worker\.command must name a program/);
+    expect(() =>
+      parseProfile(withProcesses({ tool_server: { command: ['x'], url: 'stdio' } }), 'p.json'),
+    ).toThrow(/processes\.tool_server\.url must be the Streamable HTTP URL/);
+  });
+});
