@@ -115,11 +115,31 @@ export async function startOperatorToolServer(
 export async function startOperatorWorker(
   sup: Supervisor,
   profile: ProfileInUse,
-  options: { name: string; processName?: string; tenant: string; tools: { url: string; token: string }; turns: number; extraEnv?: Record<string, string> },
+  options: {
+    name: string;
+    processName?: string;
+    tenant: string;
+    tools: { url: string; token: string };
+    turns: number;
+    extraEnv?: Record<string, string>;
+    /**
+     * Filled in only when the profile hands the Worker {database_url} (a mistake of theirs):
+     * then it really gets one, so the boundary drill sees the leak instead of an empty value.
+     */
+    databaseUrl?: () => Promise<string>;
+  },
 ): Promise<void> {
   const spec = profile.profile.processes?.worker;
   if (!spec) throw new Error('internal: the profile declares no Worker');
-  const values: EnvValues = { tools_url: options.tools.url, token: options.tools.token, tenant: options.tenant, worker: options.name, turns: options.turns };
+  const leaks = Object.values(spec.env).some((template) => template.includes('{database_url}'));
+  const values: EnvValues = {
+    tools_url: options.tools.url,
+    token: options.tools.token,
+    tenant: options.tenant,
+    worker: options.name,
+    turns: options.turns,
+    database_url: leaks && options.databaseUrl ? await options.databaseUrl() : undefined,
+  };
   await sup.start({
     name: options.processName ?? options.name,
     ...commandOf(profile, spec.command),
