@@ -13,21 +13,31 @@
 // Every relay it starts claims only the drill tenant's rows: the target's own pending
 // emails are never sent to the loopback email service nor marked dispatched, and no
 // row left due by an earlier run can take the blip meant for the drill's row.
+// When the profile declares the operator's own relay (processes.relay), the blip,
+// kill and restart steps drill theirs instead (operator-relay.ts), watched from the
+// database and the email stand-in only, and judged by operator-verdict.ts.
 import { randomUUID } from 'node:crypto';
 import { startRelay } from '../../reconciler/launch.js';
 import { drillTenantStep } from '../common-steps.js';
 import { oracleSatisfied } from '../evidence.js';
 import { callTool, journalArgs, withToolsClient } from '../mcp.js';
+import { hasOperator } from '../operator-side.js';
 import { CouldNotDetermine } from '../runner.js';
 import { shownSql } from '../sql.js';
+import type { ProfileNames } from '../../postgres/profile/index.js';
 import { need, type Drill } from '../types.js';
 import { emailCountsFor } from './email-deliveries.js';
-import { openEpisode } from './episode.js';
+import { openRelayEpisode } from './episode.js';
+import { operatorBlip, operatorKill, operatorRestart } from './operator-relay.js';
+import { operatorOutboxVerdict } from './operator-verdict.js';
 import { readRow, rowSql, showRow } from './outbox-row.js';
-import { claimSql, dispatchedSql, failedSql, queueSql } from './shown-sql.js';
+import { claimSql, dispatchedSql, failedSql, queueSql, sessionsSql } from './shown-sql.js';
 import { killWindowMs, relay, relayCounts, relayLines, relayOptions, waitRelay } from './relay.js';
 import type { State } from './state.js';
 import { outboxVerdict } from './verdict.js';
+
+/** Whether the drill runs the operator's relay: the profile declares one (processes.relay). */
+const operatorRelay = (n: ProfileNames) => Boolean(n.profile.processes?.relay);
 
 export const outboxRelayRetryTest: Drill<State> = {
   number: 5,
@@ -54,7 +64,9 @@ export const outboxRelayRetryTest: Drill<State> = {
       title: 'Start the email service',
       why: 'A transactional email API on loopback: one delivery per idempotency key, and it can be told to drop the next request (a network blip).',
       async run(ctx, state) {
-        const email = await ctx.system.emailService();
+        // The operator's relay puts the dedup key where its profile says; the reference relay sends the header.
+        const relaySpec = ctx.profile.profile.processes?.relay;
+        const email = relaySpec ? await ctx.system.emailService({ dedupKey: relaySpec.dedup_key }) : await ctx.system.emailService();
         ctx.defer(() => ctx.system.stop(email.name));
         state.email = email;
         ctx.observe('email_service', email.url);
@@ -101,25 +113,16 @@ export const outboxRelayRetryTest: Drill<State> = {
       why:
         'The email service drops the connection of the next request. The relay must record the failure (attempts, last_error, ' +
         'next_attempt_at) and leave the row pending for a retry, never drop it or mark it sent.',
-      sql: (n) => [claimSql(n), failedSql(n), rowSql(n)].map(shownSql),
+      sql: (n) => (operatorRelay(n) ? [rowSql(n)] : [claimSql(n), failedSql(n), rowSql(n)]).map(shownSql),
       async run(ctx, state) {
+        if (hasOperator(ctx.profile, 'relay')) return operatorBlip(ctx, state);
         const { id, dedupKey } = need(state.queued, 'the queued outbox row');
         const tenant = need(state.tenant, 'the drill tenant');
         const email = need(state.email, 'the email service');
         const sup = ctx.system.supervisor();
         const n = ctx.profile.names;
         const o = n.outbox;
-        const table = o.tableName;
-        const status = o.status.name;
-        const episode = await openEpisode(ctx, {
-          label: `relay outbox row ${id} through a blip, a kill between send and commit, and a restart`,
-          tables: [{ name: table, filter: { [o.dedup_key.name]: dedupKey }, key: [o.dedup_key.name] }],
-          expect: [
-            `${table}:~{${o.dedup_key.name}="${dedupKey}",${status}="${o.values.pending}"}->{${status}="${o.values.dispatched}"}`,
-            `${table}:+0`,
-          ],
-          volatiles: [o.next_attempt_at, o.dispatched_at].flatMap((column) => (column ? [column.name] : [])),
-        });
+        const episode = await openRelayEpisode(ctx, id, dedupKey);
         state.episode = episode;
         await email.failNext(1, 'reset');
         episode.log('email service: the next request will have its connection reset');
@@ -148,8 +151,9 @@ export const outboxRelayRetryTest: Drill<State> = {
         'A relay can die after the email went out and before it recorded that: the row must still read pending (a relay that ' +
         'marks dispatched before it sends would lose the email on a crash), so the next relay sends it again.',
       operator: 'kill',
-      sql: (n) => [shownSql(rowSql(n))],
+      sql: (n) => [shownSql(rowSql(n)), ...(operatorRelay(n) ? [shownSql(sessionsSql)] : [])],
       async run(ctx, state) {
+        if (hasOperator(ctx.profile, 'relay')) return operatorKill(ctx, state);
         const { id, dedupKey } = need(state.queued, 'the queued outbox row');
         const email = need(state.email, 'the email service');
         const episode = need(state.episode, 'the relay episode');
@@ -192,8 +196,9 @@ export const outboxRelayRetryTest: Drill<State> = {
         'The new relay finds the row pending and sends it again. The email service already delivered it once; the dedup_key, ' +
         'sent as the idempotency key, must keep that re-send from being a second email.',
       operator: 'restart',
-      sql: (n) => [dispatchedSql(n), rowSql(n)].map(shownSql),
+      sql: (n) => (operatorRelay(n) ? [rowSql(n)] : [dispatchedSql(n), rowSql(n)]).map(shownSql),
       async run(ctx, state) {
+        if (hasOperator(ctx.profile, 'relay')) return operatorRestart(ctx, state);
         const { id, dedupKey } = need(state.queued, 'the queued outbox row');
         const tenant = need(state.tenant, 'the drill tenant');
         const email = need(state.email, 'the email service');
@@ -236,5 +241,5 @@ export const outboxRelayRetryTest: Drill<State> = {
       },
     },
   ],
-  verdict: outboxVerdict,
+  verdict: (ctx, state) => (hasOperator(ctx.profile, 'relay') ? operatorOutboxVerdict(ctx, state) : outboxVerdict(ctx, state)),
 };

@@ -47,3 +47,19 @@ export async function openEpisode(ctx: DrillContext, spec: EvidenceSpec): Promis
     },
   };
 }
+
+/**
+ * The relay episode of the drill's own row: the row moves from pending to dispatched
+ * and no row is added, whichever relay (the reference one or the operator's) sends it.
+ */
+export function openRelayEpisode(ctx: DrillContext, id: string, dedupKey: string): Promise<Episode> {
+  const o = ctx.profile.names.outbox;
+  const table = o.tableName;
+  const status = o.status.name;
+  return openEpisode(ctx, {
+    label: `relay outbox row ${id} through a blip, a kill between send and commit, and a restart`,
+    tables: [{ name: table, filter: { [o.dedup_key.name]: dedupKey }, key: [o.dedup_key.name] }],
+    expect: [`${table}:~{${o.dedup_key.name}="${dedupKey}",${status}="${o.values.pending}"}->{${status}="${o.values.dispatched}"}`, `${table}:+0`],
+    volatiles: [o.next_attempt_at, o.dispatched_at].flatMap((column) => (column ? [column.name] : [])),
+  });
+}

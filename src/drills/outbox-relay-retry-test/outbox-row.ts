@@ -3,9 +3,13 @@
 // with Date.parse and show the same way everywhere. The retry bookkeeping
 // (attempts, last_error, next_attempt_at, dispatched_at) is read only where the
 // profile maps it: an unmapped one reads null and the verdict says less.
+// watchRow polls it on one connection (the operator's relay is watched from the
+// database, not from its output).
 import type { ProfileNames } from '../../postgres/profile/index.js';
 import { type Identifier, identifier, type Sql, sql } from '../../postgres/sql.js';
-import { query } from '../sql.js';
+import { withPgClient } from '../../postgres/pg.js';
+import { waitFor, WaitTimeout } from '../../util/wait.js';
+import { query, shownSql } from '../sql.js';
 import type { DrillContext } from '../types.js';
 
 export interface OutboxRow {
@@ -41,16 +45,57 @@ function timeColumn(column: Identifier | undefined, alias: string): Sql {
     : sql`null::text as ${identifier(alias)}`;
 }
 
-export async function readRow(ctx: DrillContext, dedupKey: string): Promise<OutboxRow | undefined> {
-  const o = ctx.profile.names.outbox;
-  const q = sql`select ${o.key}::text as id, ${o.status}::text as status,
+function rowQuery(o: ProfileNames['outbox'], dedupKey: string): Sql {
+  return sql`select ${o.key}::text as id, ${o.status}::text as status,
             ${o.attempts ? sql`${o.attempts}::int` : sql`null::int`} as attempts,
             ${o.last_error ? sql`${o.last_error}::text` : sql`null::text`} as last_error,
             ${timeColumn(o.next_attempt_at, 'next_attempt_at')},
             ${timeColumn(o.dispatched_at, 'dispatched_at')}
        from ${o.table} where ${o.dedup_key} = ${dedupKey}`;
-  const rows = await query<OutboxRow>(ctx, q);
+}
+
+export async function readRow(ctx: DrillContext, dedupKey: string): Promise<OutboxRow | undefined> {
+  const rows = await query<OutboxRow>(ctx, rowQuery(ctx.profile.names.outbox, dedupKey));
   return rows[0];
+}
+
+/** What watchRow saw: the last reading, and whether `until` held for it before the deadline. */
+export interface Watched {
+  row: OutboxRow | undefined;
+  met: boolean;
+}
+
+/**
+ * Reads the row on one connection (shown once) until `until` holds for a reading,
+ * or the deadline passes: then `met` is false and `row` is the last reading. What
+ * `until` throws (a process gone) ends the watch.
+ */
+export async function watchRow(
+  ctx: DrillContext,
+  dedupKey: string,
+  what: string,
+  until: (row: OutboxRow | undefined) => boolean | Promise<boolean>,
+  timeoutMs: number,
+): Promise<Watched> {
+  const q = rowQuery(ctx.profile.names.outbox, dedupKey);
+  ctx.showSql(shownSql(q));
+  return withPgClient(ctx.url, async (client) => {
+    let row: OutboxRow | undefined;
+    try {
+      await waitFor(
+        what,
+        async () => {
+          row = (await client.query<OutboxRow>(q)).rows[0];
+          return until(row);
+        },
+        { timeoutMs, intervalMs: 50, signal: ctx.signal },
+      );
+      return { row, met: true };
+    } catch (error) {
+      if (error instanceof WaitTimeout) return { row, met: false };
+      throw error;
+    }
+  });
 }
 
 export function showRow(row: OutboxRow | undefined, n: ProfileNames): string {

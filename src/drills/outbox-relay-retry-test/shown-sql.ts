@@ -60,3 +60,6 @@ export function dispatchedSql(n: ProfileNames): string {
   ];
   return `update ${o.table} set ${set.join(', ')} where ${o.key} = $1`;
 }
+
+/** The wait for the killed operator relay's sessions (tagged by their application_name) to end. */
+export const sessionsSql = 'select count(*)::int as sessions from pg_stat_activity where application_name = $1';

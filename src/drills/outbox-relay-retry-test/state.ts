@@ -12,6 +12,21 @@ export interface Queued {
   dedupKey: string;
 }
 
+/**
+ * The episode on the operator's own relay (operator-relay.ts), as the database and
+ * the email stand-in showed it: their relay's output is never read.
+ */
+export interface OperatorRelayRun {
+  /** The evidence's name for it: "the operator's relay `node relay.mjs`". */
+  whose: string;
+  /** Whether the stand-in held its answer to a retry: the kill point was reached. */
+  retryHeld: boolean;
+  /** Why no retry was held, as observed (the row no longer pending, none sent in time). */
+  noRetry?: string;
+  /** Set when the restarted relay had not marked the row dispatched by the deadline. */
+  notDispatched?: string;
+}
+
 export interface State extends TenantState {
   /** The email service (its report is the count of deliveries). */
   email?: EmailService;
@@ -35,6 +50,8 @@ export interface State extends TenantState {
   emailFinal?: EmailCounts;
   /** What the relay reported about the row, over all its starts. */
   counts?: RelayCounts;
+  /** Set when the profile declares the operator's relay and the drill started it. */
+  operatorRelay?: OperatorRelayRun;
   /** Whether every oracle expectation of the episode held. */
   oracleOk: boolean;
   /** The oracle's expectations with their verdicts, one `predicate: verdict` each. */

@@ -4,6 +4,7 @@
 // Status words are the target's own (profile outbox.status.values); the retry
 // bookkeeping (attempts, last_error, next_attempt_at, dispatched_at) is judged only
 // where the profile maps it, and the evidence names what was not recorded.
+// The operator's relay is judged in operator-verdict.ts, with the words below.
 import type { ProfileNames } from '../../postgres/profile/index.js';
 import { countWord } from '../sql.js';
 import type { DrillContext, VerdictResult } from '../types.js';
@@ -11,19 +12,19 @@ import type { OutboxRow } from './outbox-row.js';
 import type { RelayCounts } from './relay.js';
 import type { State } from './state.js';
 
-function times(count: number): string {
+export function times(count: number): string {
   if (count === 1) return 'once';
   if (count === 2) return 'twice';
   return `${countWord(count)} times`;
 }
 
 /** Whether the failed send moved next_attempt_at later (false when the profile does not map it). */
-function movedLater(before: OutboxRow, blip: OutboxRow): boolean {
+export function movedLater(before: OutboxRow, blip: OutboxRow): boolean {
   return Date.parse(blip.next_attempt_at ?? '') > Date.parse(before.next_attempt_at ?? '');
 }
 
 /** Which retry fields the failed send left set, read from the row before and after it. */
-function retryFieldsSet(o: ProfileNames['outbox'], before: OutboxRow, blip: OutboxRow): string {
+export function retryFieldsSet(o: ProfileNames['outbox'], before: OutboxRow, blip: OutboxRow): string {
   if (!o.last_error && !o.next_attempt_at) return 'retry fields not recorded';
   const set = [
     ...(o.last_error && blip.last_error !== null ? [o.last_error.name] : []),
@@ -33,7 +34,7 @@ function retryFieldsSet(o: ProfileNames['outbox'], before: OutboxRow, blip: Outb
 }
 
 /** `with attempts 1`, or that the target does not count attempts. */
-function attemptsOf(o: ProfileNames['outbox'], row: OutboxRow): string {
+export function attemptsOf(o: ProfileNames['outbox'], row: OutboxRow): string {
   return o.attempts ? `${o.attempts.name} ${row.attempts}` : 'attempts not recorded';
 }
 
