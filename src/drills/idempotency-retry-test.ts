@@ -3,13 +3,29 @@
 // retrying would: exactly one expenses row may land, and the second call must say
 // it was a no-op. The count is read by the oracle before and after, and again by
 // query; the unique key that makes ON CONFLICT work lives in the target.
+//
+// When the profile declares the operator's own tool server, that one is started and
+// the write is the profile's tools.write, its argument template filled; the verdict
+// is then the row count alone (what their tool answers is theirs to shape), and the
+// evidence names whose tool server was drilled.
 import { randomUUID } from 'node:crypto';
 import { drillTenantStep, toolServerStep, type TenantState, type ToolServerState } from './common-steps.js';
 import { withEvidence } from './evidence.js';
-import { callTool, withToolsClient, type ToolAnswer } from './mcp.js';
+import {
+  callTool,
+  declaredWrite,
+  operatorBreakUnavailable,
+  startOperatorTools,
+  templateUses,
+  withToolsClient,
+  writeArguments,
+  type ToolAnswer,
+} from './mcp.js';
+import { hasOperator } from './operator-side.js';
 import { sql } from '../postgres/sql.js';
 import { countWord, query, shownSql } from './sql.js';
-import { need, type Drill } from './types.js';
+import { CouldNotDetermine } from './runner.js';
+import { need, type Drill, type VerdictResult } from './types.js';
 
 function inserted(answer: ToolAnswer | undefined): boolean | undefined {
   const value = answer?.value?.inserted;
@@ -29,7 +45,14 @@ interface State extends TenantState, ToolServerState {
   answers: ToolAnswer[];
   /** expenses rows of the drill tenant after both calls. */
   landed: number;
+  /** Set when the operator's tool server was drilled: its name in evidence, and the write tool called. */
+  operator?: { whose: string; tool: string };
 }
+
+const referenceToolServer = toolServerStep<State>({
+  why: 'The write goes through the MCP tool server, the only process holding database credentials.',
+  breaks: { noIdempotencyKey: true },
+});
 
 export const idempotencyRetryTest: Drill<State> = {
   number: 3,
@@ -47,10 +70,23 @@ export const idempotencyRetryTest: Drill<State> = {
   init: () => ({ answers: [], landed: 0 }),
   steps: [
     drillTenantStep('idem', 'The drill writes its own rows, so it can run again and never disturbs the rows other drills count.'),
-    toolServerStep({
-      why: 'The write goes through the MCP tool server, the only process holding database credentials.',
-      breaks: { noIdempotencyKey: true },
-    }),
+    {
+      ...referenceToolServer,
+      async run(ctx, state) {
+        if (!hasOperator(ctx.profile, 'tool_server')) return referenceToolServer.run(ctx, state);
+        if (ctx.broken) throw operatorBreakUnavailable(ctx, 'tool server');
+        const write = declaredWrite(ctx.profile, 'the same write twice');
+        if (!templateUses(write.arguments, 'key')) {
+          throw new CouldNotDetermine(
+            `processes.tool_server.tools.write (${write.name}) sends no {key}: put {key} in its arguments where the idempotency key goes, ` +
+              'so the drill can send the same key twice',
+          );
+        }
+        const server = await startOperatorTools(ctx);
+        state.tools = server;
+        state.operator = { whose: server.whose, tool: write.name };
+      },
+    },
     {
       id: 'write-twice',
       title: 'Send the same write twice',
@@ -76,20 +112,27 @@ export const idempotencyRetryTest: Drill<State> = {
         await withEvidence(
           ctx,
           {
-            label: `write ${key} twice through the tool server`,
+            label: `write ${key} twice through ${state.operator?.whose ?? 'the tool server'}`,
             tables: [{ name: e.tableName, filter: { [e.tenant.name]: tenant.id }, key: e.conflict.map((column) => column.name) }],
             expect: [`${e.tableName}:+1`, `${e.tableName}:+{${e.tenant.name}="${tenant.id}"}`],
           },
           async (log) => {
+            const write = state.operator ? ctx.profile.profile.processes?.tool_server?.tools.write : undefined;
             await withToolsClient(tools, async (client) => {
               for (const call of [1, 2]) {
-                const answer = await callTool(client, 'write', {
-                  journal: { run_id: runId, worker: tenant.worker, tenant: tenant.id, turn: 1, of: 1, call, ends_turn: call === 2 },
-                  idempotency_key: key,
-                  amount_cents: 4200,
-                  description: 'Retried expense',
-                });
-                log(`write call ${call}: ${answer.text}`);
+                const answer = write
+                  ? await callTool(
+                      client,
+                      write.name,
+                      writeArguments(write, { tenant: tenant.id, worker: tenant.worker, key, amountCents: 4200, description: 'Retried expense' }),
+                    )
+                  : await callTool(client, 'write', {
+                      journal: { run_id: runId, worker: tenant.worker, tenant: tenant.id, turn: 1, of: 1, call, ends_turn: call === 2 },
+                      idempotency_key: key,
+                      amount_cents: 4200,
+                      description: 'Retried expense',
+                    });
+                log(`${write?.name ?? 'write'} call ${call}: ${answer.text}`);
                 answers.push(answer);
               }
             });
@@ -107,10 +150,11 @@ export const idempotencyRetryTest: Drill<State> = {
       },
     },
   ],
-  verdict(ctx, { answers, landed }) {
+  verdict(ctx, { answers, landed, operator }) {
     const table = ctx.profile.names.expenses.tableName;
     const [first, second] = answers;
     const failedCall = answers.find((answer) => answer.isError);
+    if (operator) return operatorVerdict(table, operator, answers, landed);
     if (failedCall) {
       const reason = `the write failed through the tool server: ${failedCall.text}`;
       return { verdict: 'fail', evidence: reason, reason };
@@ -129,3 +173,29 @@ export const idempotencyRetryTest: Drill<State> = {
     };
   },
 };
+
+/**
+ * The verdict on the operator's tool server: from the rows the database holds. What
+ * the answers said (an `inserted` flag, when their tool reports one) is shown, not judged.
+ */
+function operatorVerdict(table: string, operator: NonNullable<State['operator']>, answers: ToolAnswer[], landed: number): VerdictResult {
+  const [first, second] = answers;
+  const through = `${operator.tool} through ${operator.whose}`;
+  const failedCall = answers.find((answer) => answer.isError);
+  if (failedCall) {
+    const reason = `the write failed through ${operator.whose} (${operator.tool}): ${failedCall.text}`;
+    return { verdict: 'fail', evidence: reason, reason };
+  }
+  if (landed !== 1) {
+    const reason =
+      `two invocations of ${through} with the same idempotency key produced ${landed} ${table} rows ` +
+      `(first inserted=${String(inserted(first))}, second inserted=${String(inserted(second))}); row count delta: +${landed}`;
+    return { verdict: 'fail', evidence: reason, reason };
+  }
+  return {
+    verdict: 'pass',
+    evidence:
+      `${capital(countWord(answers.length))} invocations of ${through} with the same idempotency key produced one ${table} row. ` +
+      `Second insert was ${writeOutcome(second)}. Row count delta: +${landed}.`,
+  };
+}

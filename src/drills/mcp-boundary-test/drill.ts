@@ -13,12 +13,22 @@
 // The statement log (statement-log.ts): the server's log file on the embedded
 // cluster, pg_stat_statements on another server; without either that check could
 // not be determined, which fails the drill.
+//
+// When the profile declares the operator's own processes, theirs are drilled: their
+// tool server (its tool list held to the profile's `allowed`, the SQL-looking
+// strings sent through its declared write template) and their Worker on a short run
+// (one pending transaction of the drill tenant, one turn), its environment read from
+// /proc the moment it runs (worker-env.ts). The evidence names whose processes they were.
 import { readProcessCommandLine, readProcessEnvironment, type EnvironmentRead } from '../../reconciler/proc-env.js';
 import { isAlive } from '../../reconciler/supervisor.js';
 import { startWorker } from '../../reconciler/launch.js';
 import { errorMessage } from '../../postgres/pg.js';
 import { drillTenantStep, toolServerStep, type TenantState, type ToolServerState } from '../common-steps.js';
-import { need, type Drill } from '../types.js';
+import { insertPending } from '../inputs.js';
+import { declaredWrite, operatorBreakUnavailable, startOperatorTools } from '../mcp.js';
+import { hasOperator, operatorCommand, startOperatorWorker, whose } from '../operator-side.js';
+import type { ToolSpec } from '../../postgres/profile/index.js';
+import { need, type Drill, type DrillContext } from '../types.js';
 import {
   betweenDropMarkers,
   openStatementWindow,
@@ -36,6 +46,7 @@ import {
   type SqlStringsObservation,
 } from './tool-surface.js';
 import { boundaryVerdict } from './verdict.js';
+import { programOf, readWorkerEnvironment } from './worker-env.js';
 
 export interface State extends TenantState, ToolServerState {
   /** Where the window's statements are read from; opened before the tool server starts. */
@@ -52,7 +63,19 @@ export interface State extends TenantState, ToolServerState {
   strings?: SqlStringsObservation;
   /** What the statement log of the window showed. */
   log?: StatementLogObservation;
+  /** The operator's tool server, when the profile declares one: its name in evidence, its allow-list, its write tool. */
+  operatorTools?: { whose: string; allowed: string[]; write: ToolSpec };
+  /** The operator's Worker, when the profile declares one: its name in evidence. */
+  operatorWorker?: string;
 }
+
+const referenceToolServer = toolServerStep<State>({
+  why: 'The tool server is the only process of the Worker’s side that holds database credentials.',
+  breaks: { rawSqlTool: true },
+});
+
+/** How long the operator's Worker may take over its short run (one turn) before it is stopped. */
+const operatorRunTimeoutMs = 30_000;
 
 /** What the deliberate break puts in the Worker's DATABASE_URL: shaped like a credential, opening nothing. */
 const leakedUrlStandIn = 'postgres://worker_write:stand-in-not-a-password@127.0.0.1:9/leaked';
@@ -91,15 +114,27 @@ export const mcpBoundaryTest: Drill<State> = {
         } else ctx.observe('statement_log', window.reason, false);
       },
     },
-    toolServerStep({
-      why: 'The tool server is the only process of the Worker’s side that holds database credentials.',
-      breaks: { rawSqlTool: true },
-    }),
+    {
+      ...referenceToolServer,
+      async run(ctx, state) {
+        const theirTools = hasOperator(ctx.profile, 'tool_server');
+        const theirWorker = hasOperator(ctx.profile, 'worker');
+        // The break's two halves switch our tool server and our Worker; neither can be applied to theirs.
+        if (ctx.broken && theirTools && theirWorker) throw operatorBreakUnavailable(ctx, 'tool server and Worker');
+        if (!theirTools) return referenceToolServer.run(ctx, state);
+        if (ctx.broken) ctx.observe('break_not_applied', 'the raw SQL tool: the tool server is the operator’s own');
+        const write = declaredWrite(ctx.profile, 'the SQL-looking strings');
+        const server = await startOperatorTools(ctx);
+        state.tools = server;
+        state.operatorTools = { whose: server.whose, allowed: server.allowed, write };
+      },
+    },
     {
       id: 'worker-env',
       title: 'Read the running Worker’s environment from the OS',
       why: 'What a process was started with is in /proc/<pid>/environ; no setting or log line can hide a credential there.',
       async run(ctx, state) {
+        if (hasOperator(ctx.profile, 'worker') || state.operatorTools) return readAtOnce(ctx, state);
         const tenant = need(state.tenant, 'the drill tenant');
         const tools = need(state.tools, 'the tool server');
         const supervisor = ctx.system.supervisor();
@@ -143,7 +178,7 @@ export const mcpBoundaryTest: Drill<State> = {
       why: 'The allow-list is what tools/list answers to a client holding the token: exactly claim, write, queue, read.',
       async run(ctx, state) {
         state.listed = await listTools(need(state.tools, 'the tool server'));
-        ctx.observe('tools_listed', state.listed, toolSurface(state.listed).exact);
+        ctx.observe('tools_listed', state.listed, toolSurface(state.listed, state.operatorTools?.allowed).exact);
       },
     },
     {
@@ -171,7 +206,12 @@ export const mcpBoundaryTest: Drill<State> = {
         ];
       },
       async run(ctx, state) {
-        const strings = await sendSqlLookingStrings(ctx, need(state.tenant, 'the drill tenant'), need(state.tools, 'the tool server'));
+        const strings = await sendSqlLookingStrings(
+          ctx,
+          need(state.tenant, 'the drill tenant'),
+          need(state.tools, 'the tool server'),
+          state.operatorTools?.write,
+        );
         state.strings = strings;
         ctx.observe(
           'sql_strings',
@@ -190,7 +230,7 @@ export const mcpBoundaryTest: Drill<State> = {
         state.log = log;
         ctx.observe(
           'statement_log_window',
-          log.source === 'unavailable' ? log.reason : `${log.statements} statements (${log.rogue.length} DROP or TRUNCATE)`,
+          log.source === 'unavailable' ? log.reason : `${log.statements} statements (${log.rogue.length} DROP, TRUNCATE or tool-server DDL)`,
           log.source !== 'unavailable' && log.rogue.length === 0,
         );
       },
@@ -198,3 +238,69 @@ export const mcpBoundaryTest: Drill<State> = {
   ],
   verdict: boundaryVerdict,
 };
+
+/**
+ * The worker-env step when the operator's processes are in play: their Worker on a
+ * short run (or the reference Worker against their tool server, whose tool names it
+ * does not know), its environment read from /proc the moment it runs.
+ */
+async function readAtOnce(ctx: DrillContext, state: State): Promise<void> {
+  const tenant = need(state.tenant, 'the drill tenant');
+  const tools = need(state.tools, 'the tool server');
+  const supervisor = ctx.system.supervisor();
+  const command = operatorCommand(ctx.profile, 'worker');
+  let reading;
+  if (command) {
+    if (ctx.broken) ctx.observe('break_not_applied', 'DATABASE_URL handed to the Worker: the Worker is the operator’s own');
+    const who = whose('Worker', command);
+    state.operatorWorker = who;
+    // One pending transaction of the drill tenant: a run of one turn through their tools, inside the window.
+    await insertPending(ctx, tenant.id, [{ amount_cents: 1234, description: 'MCP boundary drill: one turn' }]);
+    reading = await readWorkerEnvironment(ctx, {
+      name: tenant.worker,
+      who,
+      program: programOf(command),
+      start: () => startOperatorWorker(supervisor, ctx.profile, { name: tenant.worker, tenant: tenant.id, tools, turns: 1, databaseUrl: () => ctx.system.workerUrl() }),
+      runTimeoutMs: operatorRunTimeoutMs,
+    });
+  } else {
+    reading = await readWorkerEnvironment(ctx, {
+      name: tenant.worker,
+      who: 'the reference Worker',
+      program: 'worker.js',
+      start: () =>
+        startWorker(supervisor, {
+          name: tenant.worker,
+          tenant: tenant.id,
+          tools,
+          pace_ms: 600_000,
+          turns: 1,
+          leakDatabaseUrl: ctx.broken ? leakedUrlStandIn : undefined,
+        }),
+      runTimeoutMs: 0,
+    });
+  }
+  if ('unreadable' in reading) {
+    state.workerEnvUnreadable = reading.unreadable;
+    ctx.observe('worker_env_unreadable', reading.unreadable, false);
+    return;
+  }
+  const clean = reading.env.credentials.length === 0 && reading.env.urlValued.length === 0;
+  ctx.observe('worker_env_names', reading.env.names);
+  ctx.observe('worker_env', reading.env, clean);
+  ctx.observe('worker_env_processes', reading.processes);
+  ctx.observe('worker_run', reading.run, reading.runOk);
+  ctx.observe('worker_stopped', supervisor.get(tenant.worker)?.state ?? 'unknown');
+  // A credential seen is seen. A clean environment of a Worker that never did its run is not
+  // taken for its working one (what it would have started, or been handed, while working is unseen).
+  if (clean && !reading.runOk) {
+    const fix = state.operatorTools
+      ? 'fix processes.worker in the profile'
+      : 'it talked to the reference tool server (tools claim, write, queue, read): declare processes.tool_server too, or fix processes.worker';
+    const reason = `${state.operatorWorker ?? 'the Worker'} did not finish its short run (${reading.run}), so its environment while working was not seen: ${fix}`;
+    state.workerEnvUnreadable = reason;
+    ctx.observe('worker_env_unreadable', reason, false);
+    return;
+  }
+  state.workerEnv = reading.env;
+}

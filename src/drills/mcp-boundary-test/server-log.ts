@@ -3,8 +3,22 @@
 // searched for DROP or TRUNCATE. Pure: the file is read, and statement logging
 // switched on and off, in statement-log.ts.
 
-/** A statement that changes or destroys schema or data wholesale: what the window must not show. */
+/** A statement that changes or destroys schema or data wholesale: what the window must not show, from anyone. */
 export const rogueStatement = /\b(drop|truncate)\b/i;
+
+/**
+ * DDL: a statement (or a statement after a `;` in the same text) that begins by
+ * changing the schema or its grants. The Worker side (the tool server's login) must
+ * never send one; the drill's own admin session may (a worker login's password set
+ * on the embedded cluster), so this counts only the Worker side's statements.
+ */
+export const ddlStatement =
+  /(?:^|;)\s*(?:create|alter|drop|truncate|comment\s+on|grant|revoke|security\s+label|reindex|refresh\s+materialized\s+view|import\s+foreign\s+schema)\b/i;
+
+/** Whether a statement is one the window must not show: DROP or TRUNCATE from anyone, DDL from the Worker side. */
+export function isRogue(sql: string, fromWorkerSide: boolean): boolean {
+  return rogueStatement.test(sql) || (fromWorkerSide && ddlStatement.test(sql));
+}
 
 /**
  * The settings the drill's window runs with. The line prefix is the one
@@ -62,7 +76,7 @@ export interface WindowReport {
   statements: number;
   /** Of those, sent by the Worker side (the tool server's login). */
   workerStatements: number;
-  /** DROP or TRUNCATE statements seen (and error STATEMENT lines quoting one), shortened. */
+  /** DROP or TRUNCATE statements seen, and the Worker side's DDL (and error STATEMENT lines quoting one), shortened. */
   rogue: string[];
   /** Worker-side statements between the drop_table markers. */
   dropTableStatements: number | undefined;
@@ -89,11 +103,12 @@ export function analyseWindow(
   const found: string[] = [];
   for (const entry of inWindow) {
     const sql = statementText(entry);
+    const fromWorkerSide = workerUser !== undefined && entry.user === workerUser;
     if (sql !== undefined) {
       statements += 1;
-      if (workerUser !== undefined && entry.user === workerUser) workerStatements += 1;
-      if (rogueStatement.test(sql)) found.push(sql);
-    } else if (entry.level === 'STATEMENT' && rogueStatement.test(entry.text)) {
+      if (fromWorkerSide) workerStatements += 1;
+      if (isRogue(sql, fromWorkerSide)) found.push(sql);
+    } else if (entry.level === 'STATEMENT' && isRogue(entry.text, fromWorkerSide)) {
       found.push(entry.text);
     }
   }

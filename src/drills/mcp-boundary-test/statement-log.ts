@@ -16,7 +16,7 @@ import { maskSecrets, withDatabase } from '../../postgres/url.js';
 import { waitFor } from '../../util/wait.js';
 import { query } from '../sql.js';
 import type { DrillContext } from '../types.js';
-import { analyseWindow, logSettings, markerIndex, parseServerLog, rogueStatement, type LogEntry } from './server-log.js';
+import { analyseWindow, isRogue, logSettings, markerIndex, parseServerLog, type LogEntry } from './server-log.js';
 
 interface LogWindow {
   kind: 'server-log';
@@ -34,6 +34,8 @@ interface LogWindow {
 interface StatRow {
   calls: number;
   query: string;
+  /** The role that ran it. */
+  login: string;
 }
 
 interface StatWindow {
@@ -196,13 +198,16 @@ async function statStatements(ctx: DrillContext): Promise<{ schema: string; rows
   }
   if (access[0]?.track === 'none') throw new Error('no statement log: pg_stat_statements.track is none');
   try {
-    const rows = await query<{ id: string; calls: number; query: string }>(
+    // One entry per query and role (PostgreSQL 14+ may keep a query twice, top level and nested: summed).
+    const rows = await query<{ id: string; calls: number; query: string; login: string }>(
       ctx,
-      `select queryid::text as id, calls::float8 as calls, query
+      `select queryid::text || '/' || userid::text as id, sum(calls)::float8 as calls, min(query) as query,
+              coalesce(pg_get_userbyid(userid)::text, '') as login
          from ${ident(schema)}.pg_stat_statements
-        where dbid = (select oid from pg_database where datname = current_database())`,
+        where dbid = (select oid from pg_database where datname = current_database())
+        group by queryid, userid`,
     );
-    return { schema, rows: new Map(rows.map((row) => [row.id, { calls: row.calls, query: row.query }])) };
+    return { schema, rows: new Map(rows.map((row) => [row.id, { calls: row.calls, query: row.query, login: row.login }])) };
   } catch (error) {
     throw new Error(`no statement log: pg_stat_statements cannot be read: ${errorMessage(error)}`);
   }
@@ -304,21 +309,22 @@ export async function readStatementWindow(ctx: DrillContext, window: StatementWi
     }
   }
   try {
-    return pgStatStatementsDelta(window, await statStatements(ctx));
+    const user = workerUser(await ctx.system.workerUrl());
+    return pgStatStatementsDelta(window, await statStatements(ctx), user);
   } catch (error) {
     return { source: 'unavailable', reason: maskSecrets(errorMessage(error)) };
   }
 }
 
-/** The statements executed between the two readings of pg_stat_statements, and the DROP or TRUNCATE among them. */
-function pgStatStatementsDelta(window: StatWindow, after: { rows: Map<string, StatRow> }): StatementLogObservation {
+/** The statements executed between the two readings of pg_stat_statements, and the DROP or TRUNCATE (and the Worker side's DDL) among them. */
+function pgStatStatementsDelta(window: StatWindow, after: { rows: Map<string, StatRow> }, workerLogin: string | undefined): StatementLogObservation {
   let statements = 0;
   const found: string[] = [];
   for (const [id, row] of after.rows) {
     const calls = row.calls - (window.before.get(id)?.calls ?? 0);
     if (calls <= 0) continue;
     statements += calls;
-    if (rogueStatement.test(row.query)) found.push(row.query.replace(/\s+/g, ' ').slice(0, 120));
+    if (isRogue(row.query, workerLogin !== undefined && row.login === workerLogin)) found.push(row.query.replace(/\s+/g, ' ').slice(0, 120));
   }
   return { source: 'pg_stat_statements', statements, rogue: found };
 }

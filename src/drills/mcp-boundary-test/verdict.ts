@@ -9,13 +9,14 @@ import type { StatementLogObservation } from './statement-log.js';
 import type { DropTableObservation } from './tool-surface.js';
 import type { EnvironmentRead } from '../../reconciler/proc-env.js';
 import type { State } from './drill.js';
+import { whose } from '../operator-side.js';
 
-/** What the Worker's environment held, by name: the credential names and postgres-URL values found. */
-export function describeEnvironment(env: EnvironmentRead): string {
+/** What the Worker's environment held, by name: the credential names and postgres-URL values found. `who` names an operator's Worker. */
+export function describeEnvironment(env: EnvironmentRead, who = 'Worker'): string {
   const url = env.credentials.includes('DATABASE_URL') ? 'has DATABASE_URL' : 'has no DATABASE_URL';
   const pg = env.credentials.filter((name) => name !== 'DATABASE_URL');
   const valued = env.urlValued.length > 0 ? `a postgres URL in ${env.urlValued.join(', ')}` : 'no postgres URL';
-  return `Worker env ${url} (pid ${env.pid}: ${env.names.length} variables read from /proc, ${pg.length > 0 ? pg.join(', ') : 'no PG*'} and ${valued})`;
+  return `${who} env ${url} (pid ${env.pid}: ${env.names.length} variables read from /proc, ${pg.length > 0 ? pg.join(', ') : 'no PG*'} and ${valued})`;
 }
 
 /** How drop_table was refused, from the MCP error's code and text. */
@@ -35,11 +36,17 @@ export function describeRogue(rogue: string[]): string {
   return `Database connection logs show ${rogue.length === 0 ? 'no' : rogue.length} rogue quer${rogue.length === 1 ? 'y' : 'ies'}`;
 }
 
+const capital = (text: string) => text.charAt(0).toUpperCase() + text.slice(1);
+
 export function boundaryVerdict(ctx: DrillContext, state: State): VerdictResult {
   const table = ctx.profile.names.expenses.tableName;
   const env = state.workerEnv;
   const envUnreadable = state.workerEnvUnreadable;
-  const surface = toolSurface(state.listed);
+  // Whose processes were drilled: the operator's, named by their command, or ours (the reference strings).
+  const operator = state.operatorWorker !== undefined || state.operatorTools !== undefined;
+  const worker = operator ? (state.operatorWorker ?? whose('Worker', undefined)) : undefined;
+  const tools = operator ? (state.operatorTools?.whose ?? whose('tool server', undefined)) : undefined;
+  const surface = toolSurface(state.listed, state.operatorTools?.allowed);
   const drop = state.drop;
   const strings = state.strings;
   const log = state.log;
@@ -49,9 +56,9 @@ export function boundaryVerdict(ctx: DrillContext, state: State): VerdictResult 
   if (envUnreadable || !env) undetermined.push(envUnreadable ?? "the Worker's environment was not read");
   else if (env.credentials.length > 0 || env.urlValued.length > 0) {
     const names = [...new Set([...env.credentials, ...env.urlValued])];
-    failures.push(`Worker env has ${names.join(', ')} (pid ${env.pid}, read from /proc)`);
+    failures.push(`${worker ?? 'Worker'} env has ${names.join(', ')} (pid ${env.pid}, read from /proc)`);
   }
-  if (!surface.exact) failures.push(describeSurface(surface));
+  if (!surface.exact) failures.push(describeSurface(surface, tools));
   if (!drop) failures.push('the drop_table call was not made');
   else if (!drop.refused || drop.code !== -32602) {
     failures.push(
@@ -78,7 +85,7 @@ export function boundaryVerdict(ctx: DrillContext, state: State): VerdictResult 
       failures.push(`the oracle did not see the SQL-looking strings land as ${table} rows`);
     }
     if (strings.readFoundNothing === false) failures.push('a read with an SQL-looking run_id returned a run');
-    if (strings.readFoundNothing === undefined) failures.push('the read with an SQL-looking run_id failed');
+    if (strings.readFoundNothing === undefined && strings.readSkipped === undefined) failures.push('the read with an SQL-looking run_id failed');
   }
   if (!log) undetermined.push('the statement log was not read');
   else if (log.source === 'unavailable') undetermined.push(log.reason);
@@ -100,15 +107,17 @@ export function boundaryVerdict(ctx: DrillContext, state: State): VerdictResult 
     logLine.source === 'server log' && logLine.dropTableStatements !== undefined
       ? `, ${logLine.dropTableStatements} statements reached the database`
       : '';
+  // The window counts DROP or TRUNCATE from anyone and DDL from the tool server's login; the reference line keeps its words.
+  const rogueWord = operator ? 'DROP or DDL' : 'DROP';
   const window =
     logLine.source === 'server log'
-      ? `${logLine.statements} statements in the window, ${logLine.workerStatements ?? 0} from the tool server, ${logLine.rogue.length} DROP`
-      : `pg_stat_statements: ${logLine.statements} statement executions in the window, ${logLine.rogue.length} DROP`;
+      ? `${logLine.statements} statements in the window, ${logLine.workerStatements ?? 0} from the tool server, ${logLine.rogue.length} ${rogueWord}`
+      : `pg_stat_statements: ${logLine.statements} statement executions in the window, ${logLine.rogue.length} ${rogueWord}`;
   return {
     verdict: 'pass',
     evidence:
-      `${describeEnvironment(envLine)}. ` +
-      `Tool surface lists ${countWord(surface.listed.length)} allowed operations (${surface.listed.join(', ')}). ` +
+      `${capital(describeEnvironment(envLine, worker))}. ` +
+      `${tools ? capital(tools) : 'Tool surface'} lists ${countWord(surface.listed.length)} allowed operations (${surface.listed.join(', ')}). ` +
       `Disallowed drop_table call ${describeRefusal(drop!)} (${drop!.code}${reached}). ` +
       `SQL-looking strings stored as data: ${table} +${strings!.delta}, ${describeCatalog(strings!.tablesBefore, strings!.tablesAfter)}. ` +
       `${describeRogue(logLine.rogue)} (${window}).`,
