@@ -56,7 +56,8 @@ function commandOf(profile: ProfileInUse, command: readonly string[]): { command
   return { command: program!, args, cwd: profile.baseDir };
 }
 
-async function portOpen(port: number): Promise<boolean> {
+/** Whether a TCP connection to 127.0.0.1:port is accepted now. */
+export async function portOpen(port: number): Promise<boolean> {
   return new Promise((resolve) => {
     const socket = connectTcp({ host: '127.0.0.1', port });
     socket.once('connect', () => {
