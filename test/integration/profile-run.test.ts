@@ -13,7 +13,7 @@ import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runCli } from '../helpers/cli.js';
-import { installOtherReconciler, otherProfile, otherRoles } from '../helpers/other-reconciler.js';
+import { exampleDir, exampleProfile, installOtherReconciler, otherProfile, otherRoles } from '../helpers/other-reconciler.js';
 import { scratchDir } from '../helpers/scratch.js';
 import { parseBundle } from '../../src/drills/bundle.js';
 import { bundleKeys } from '../../src/drills/types.js';
@@ -112,6 +112,25 @@ describe("a learner's own Reconciler, drafted and drilled", () => {
         client.query('alter table expenses add constraint expenses_idempotency_key_key unique (idempotency_key)'),
       );
     }
+  });
+
+  it("with the example's own Worker side named in the profile, all nine pass, each naming whose process was drilled", async () => {
+    const example = await exampleProfile(roles);
+    // Written beside the drafted one, so its commands are made absolute.
+    const processes = structuredClone(example.processes!);
+    for (const spec of [processes.tool_server, processes.worker, processes.relay]) {
+      if (spec) spec.command = spec.command.map((part) => (part.endsWith('.mjs') ? path.join(exampleDir, part) : part));
+    }
+    const file = path.join(dir, 'example-profile.json');
+    await import('node:fs/promises').then((fs) => fs.writeFile(file, JSON.stringify({ ...example, processes })));
+    const result = await run(['--profile', file]);
+    const verdicts = Object.fromEntries(bundleKeys.map((key) => [key, result.bundle[key]]));
+    expect(result.exitCode, `${result.stderr}\n${JSON.stringify(verdicts, null, 1)}`).toBe(0);
+    for (const key of ['run_journal_resume_drill', 'idempotency_retry_test', 'concurrency_claim_test', 'mcp_boundary_test']) {
+      expect(result.stderr, key).toMatch(new RegExp(`= PASS: .*the operator's (Worker|tool server) \`node ${exampleDir}/`));
+    }
+    expect(result.stderr).toMatch(/= PASS: The operator's relay `node /);
+    expect(await logIn(roles.worker_write, workerPassword)).toBe(`logged in as ${roles.worker_write}`);
   });
 
   it('a profile that does not fit is refused before any drill, naming the key (exit 2)', async () => {
