@@ -26,7 +26,7 @@ import { waitFor, WaitTimeout } from '../util/wait.js';
 import { toolServerStep, type TenantState, type ToolServerState } from './common-steps.js';
 import { withEvidence } from './evidence.js';
 import { createDrillTenant, insertPending, sampleTransactions } from './inputs.js';
-import { hasOperator, operatorCommand, sessionTag, startOperatorToolServer, startOperatorWorker, whose } from './operator-side.js';
+import { drivesTheirWorker, hasOperator, operatorCommand, sessionTag, startOperatorToolServer, startOperatorWorker, whose } from './operator-side.js';
 import { CouldNotDetermine } from './runner.js';
 import { empty, identifier, type Identifier, type Sql, sql } from '../postgres/sql.js';
 import { query, shownSql } from './sql.js';
@@ -272,21 +272,8 @@ interface OperatorRace {
  * the profile declares their Worker (through their tool server when declared too).
  */
 function operatorRace(ctx: DrillContext): OperatorRace | undefined {
-  const theirWorker = hasOperator(ctx.profile, 'worker');
+  if (!drivesTheirWorker(ctx, { drive: 'claim through', breakName: 'claims without SKIP LOCKED', breakOf: 'reference tool server' })) return undefined;
   const theirToolServer = hasOperator(ctx.profile, 'tool_server');
-  if (!theirWorker && !theirToolServer) return undefined;
-  if (!theirWorker) {
-    throw new CouldNotDetermine(
-      'the profile declares processes.tool_server but no processes.worker: the reference Worker speaks only the reference tools ' +
-        '(claim, write, queue, read), so it cannot claim through that tool server; declare processes.worker, the Worker that calls its tools',
-    );
-  }
-  if (ctx.broken) {
-    throw new CouldNotDetermine(
-      "the deliberate break (claims without SKIP LOCKED) is a switch of the reference tool server, and the operator's Worker side has none: " +
-        'run this drill without the break on their Worker side',
-    );
-  }
   if (!ctx.profile.names.runs.worker) {
     throw new CouldNotDetermine('the race cannot be read without runs.worker (the run\u2019s Worker name: which claim is A\u2019s and which B\u2019s): add it to the profile');
   }

@@ -11,6 +11,8 @@
 import { randomBytes } from 'node:crypto';
 import { connect as connectTcp } from 'node:net';
 import type { ProfileInUse, ToolSpec } from '../postgres/profile/index.js';
+import { CouldNotDetermine } from './runner.js';
+import type { DrillContext } from './types.js';
 import { formatUrl, parseConnectionString } from '../postgres/connection-string.js';
 import { freePort } from '../postgres/embedded.js';
 import { allowListEnv } from '../reconciler/env.js';
@@ -190,4 +192,27 @@ export function hasOperator(profile: ProfileInUse, kind: keyof Processes): boole
 /** The command line, for evidence, of a declared process. */
 export function operatorCommand(profile: ProfileInUse, kind: keyof Processes): string[] | undefined {
   return profile.profile.processes?.[kind]?.command;
+}
+
+/**
+ * Whether a drill that drives a Worker (the crash and race drills) runs the operator's
+ * Worker side: false for the reference one. Their tool server without their Worker, or the
+ * drill's deliberate break (a switch of the reference processes only), cannot be judged.
+ */
+export function drivesTheirWorker(ctx: DrillContext, what: { drive: string; breakName: string; breakOf: string }): boolean {
+  const theirWorker = hasOperator(ctx.profile, 'worker');
+  if (!theirWorker && !hasOperator(ctx.profile, 'tool_server')) return false;
+  if (!theirWorker) {
+    throw new CouldNotDetermine(
+      'the profile declares processes.tool_server but no processes.worker: the reference Worker speaks only the reference tools ' +
+        `(claim, write, queue, read), so it cannot ${what.drive} that tool server; declare processes.worker, the Worker that calls its tools`,
+    );
+  }
+  if (ctx.broken) {
+    throw new CouldNotDetermine(
+      `the deliberate break (${what.breakName}) is a switch of the ${what.breakOf}, and the operator's Worker side has none: ` +
+        'run this drill without the break on their Worker side',
+    );
+  }
+  return true;
 }

@@ -23,7 +23,7 @@ import { toolServerStep, type TenantState, type ToolServerState } from './common
 import { withEvidence } from './evidence.js';
 import { createDrillTenant, insertPending, sampleTransactions } from './inputs.js';
 import { afterTheKill, describeDrive, driveToMidTurn, JournalGate, killWorkerSide } from './journal-gate.js';
-import { hasOperator, operatorCommand, portOpen, sessionTag, startOperatorToolServer, startOperatorWorker, whose } from './operator-side.js';
+import { drivesTheirWorker, hasOperator, operatorCommand, portOpen, sessionTag, startOperatorToolServer, startOperatorWorker, whose } from './operator-side.js';
 import { CouldNotDetermine } from './runner.js';
 import { countWord, query, shownSql } from './sql.js';
 import { need, type Drill, type DrillContext } from './types.js';
@@ -170,21 +170,8 @@ interface OperatorSide {
  * Worker when the profile declares one (with their tool server when declared too).
  */
 function operatorSide(ctx: DrillContext): OperatorSide | undefined {
-  const theirWorker = hasOperator(ctx.profile, 'worker');
+  if (!drivesTheirWorker(ctx, { drive: 'drive', breakName: 'resume off', breakOf: 'reference Worker' })) return undefined;
   const theirToolServer = hasOperator(ctx.profile, 'tool_server');
-  if (!theirWorker && !theirToolServer) return undefined;
-  if (!theirWorker) {
-    throw new CouldNotDetermine(
-      'the profile declares processes.tool_server but no processes.worker: the reference Worker speaks only the reference tools ' +
-        '(claim, write, queue, read), so it cannot drive that tool server; declare processes.worker, the Worker that calls its tools',
-    );
-  }
-  if (ctx.broken) {
-    throw new CouldNotDetermine(
-      "the deliberate break (resume off) is a switch of the reference Worker, and the operator's Worker has none: " +
-        'run this drill without the break on their Worker side',
-    );
-  }
   return {
     worker: whose('Worker', operatorCommand(ctx.profile, 'worker')),
     toolServer: whose('tool server', operatorCommand(ctx.profile, 'tool_server')),

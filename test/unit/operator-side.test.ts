@@ -2,7 +2,7 @@
 // environment of the allow-list and the declared variables only, tool arguments
 // typed, and a profile naming a placeholder the drills do not fill refused by key.
 import { describe, expect, it } from 'vitest';
-import { fillArguments, fillTemplate, operatorEnv, sessionTag, taggedUrl, whose } from '../../src/drills/operator-side.js';
+import { drivesTheirWorker, fillArguments, fillTemplate, operatorEnv, sessionTag, taggedUrl, whose } from '../../src/drills/operator-side.js';
 import { parseProfile, ProfileError, referenceProfile } from '../../src/postgres/profile/index.js';
 
 describe('placeholders', () => {
@@ -71,5 +71,33 @@ describe('the processes part of a profile', () => {
     expect(() =>
       parseProfile(withProcesses({ tool_server: { command: ['x'], url: 'stdio' } }), 'p.json'),
     ).toThrow(/processes\.tool_server\.url must be the Streamable HTTP URL/);
+  });
+});
+
+describe('a drill that drives a Worker', () => {
+  const ctxWith = async (processes: Record<string, unknown> | undefined, broken = false) => {
+    const { profileNames } = await import('../../src/postgres/profile/index.js');
+    const profile = { ...referenceProfile, processes } as typeof referenceProfile;
+    return { broken, profile: { profile, names: profileNames(profile) } } as unknown as Parameters<typeof drivesTheirWorker>[0];
+  };
+  const what = { drive: 'drive', breakName: 'resume off', breakOf: 'reference Worker' };
+  const ts = { command: ['node', 't.mjs'], env: {}, url: 'http://127.0.0.1:{port}/mcp', tools: {} };
+  const worker = { command: ['node', 'w.mjs'], env: {} };
+
+  it('runs the reference Worker side when the profile names none of theirs', async () => {
+    expect(drivesTheirWorker(await ctxWith(undefined), what)).toBe(false);
+  });
+
+  it('runs theirs when their Worker is named', async () => {
+    expect(drivesTheirWorker(await ctxWith({ worker, tool_server: ts }), what)).toBe(true);
+  });
+
+  it('cannot judge their tool server with the reference Worker, nor the reference break on their side', async () => {
+    await expect(ctxWith({ tool_server: ts }).then((ctx) => drivesTheirWorker(ctx, what))).rejects.toThrow(
+      /declares processes\.tool_server but no processes\.worker: .* cannot drive that tool server/,
+    );
+    await expect(ctxWith({ worker }, true).then((ctx) => drivesTheirWorker(ctx, what))).rejects.toThrow(
+      /the deliberate break \(resume off\) is a switch of the reference Worker/,
+    );
   });
 });
