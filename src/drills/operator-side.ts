@@ -10,7 +10,7 @@
 // race drill's lock waits, the crash drill's in-flight writes).
 import { randomBytes } from 'node:crypto';
 import { connect as connectTcp } from 'node:net';
-import type { ProfileInUse, ToolSpec } from '../postgres/profile/index.js';
+import type { Processes, ProfileInUse, ToolSpec } from '../postgres/profile/index.js';
 import { CouldNotDetermine } from './runner.js';
 import type { DrillContext } from './types.js';
 import { formatUrl, parseConnectionString } from '../postgres/connection-string.js';
@@ -20,7 +20,6 @@ import type { Supervisor } from '../reconciler/supervisor.js';
 import type { ToolServer } from '../reconciler/launch.js';
 import { waitFor } from '../util/wait.js';
 
-export type Processes = NonNullable<ProfileInUse['profile']['processes']>;
 
 /** The values the placeholders of a process's env take; unset ones are left empty. */
 export type EnvValues = Partial<Record<'database_url' | 'port' | 'token' | 'tools_url' | 'tenant' | 'worker' | 'turns' | 'claim_hold_ms' | 'email_url', string | number>>;
@@ -180,9 +179,6 @@ export function fillArguments(
   };
   return fill(template) as Record<string, unknown>;
 }
-
-/** The reference tool names (the seed's four). */
-export const referenceTools = ['claim', 'write', 'queue', 'read'] as const;
 
 /** Whether the profile declares the operator's process of this kind. */
 export function hasOperator(profile: ProfileInUse, kind: keyof Processes): boolean {
