@@ -34,7 +34,12 @@ describe('the console in a terminal', () => {
     terminal = launch({ args: [], columns: 120, rows: 40 });
     const first = await terminal.waitFor((screen) => screen.includes('sor-drills'), 'the first frame', 20_000);
     expect(first).toMatch(/Target|Nine drills/);
-    const list = await terminal.waitFor((screen) => /drills, in order ·/.test(screen), 'the drill list', 90_000);
+    // The whole list and its footer: a frame caught mid-draw (a loaded runner) holds only its first rows.
+    const list = await terminal.waitFor(
+      (screen) => /drills, in order ·/.test(screen) && screen.includes('forensics_drill') && /q quit/.test(screen),
+      'the drill list with its footer',
+      90_000,
+    );
     expect(list).toContain('Nine drills, in order');
     for (const key of bundleKeys) expect(list).toContain(key);
     expect(list).toMatch(/enter open drill 1/);
