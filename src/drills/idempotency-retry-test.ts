@@ -92,6 +92,11 @@ export const idempotencyRetryTest: Drill<State> = {
       title: 'Send the same write twice',
       why: 'A retry after a timeout sends the same call again; with the same key the second must be a no-op, not a second row.',
       sql: (n) => {
+        // Their tool server's SQL is theirs: what the drill sends is the declared call.
+        const theirs = n.profile.processes?.tool_server?.tools.write;
+        if (n.profile.processes?.tool_server) {
+          return [theirs ? `call ${theirs.name} ${JSON.stringify(theirs.arguments)} twice, with the same {key}` : 'processes.tool_server.tools.write is not declared'];
+        }
         const e = n.expenses;
         const columns = [e.tenant, e.idempotencyKey, e.transaction, e.amount, e.description].filter((column) => column !== undefined);
         const values = columns.map((_, index) => `$${index + 1}`);

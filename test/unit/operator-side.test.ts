@@ -101,3 +101,19 @@ describe('a drill that drives a Worker', () => {
     );
   });
 });
+
+describe("a step's statements on the operator's tool server", () => {
+  it('the idempotency drill shows the declared call it sends, not the reference INSERT', async () => {
+    const { profileNames } = await import('../../src/postgres/profile/index.js');
+    const { idempotencyRetryTest } = await import('../../src/drills/idempotency-retry-test.js');
+    const { stepSql } = await import('../../src/drills/types.js');
+    const step = idempotencyRetryTest.steps.find((candidate) => candidate.id === 'write-twice')!;
+    const write = { name: 'record_expense', arguments: { idempotency_key: '{key}' } };
+    const theirs = profileNames({
+      ...referenceProfile,
+      processes: { tool_server: { command: ['node', 't.mjs'], env: {}, url: 'http://127.0.0.1:{port}/mcp', tools: { write } } },
+    });
+    expect(stepSql(step, theirs)).toEqual(['call record_expense {"idempotency_key":"{key}"} twice, with the same {key}']);
+    expect(stepSql(step, profileNames(referenceProfile))[0]).toMatch(/^insert into expenses /);
+  });
+});
