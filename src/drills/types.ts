@@ -123,6 +123,41 @@ export interface StepSummary {
   sql: string[];
   /** Set when the operator must act on this step. */
   operator?: OperatorAsk['kind'];
+  hint?: StepHint;
+}
+
+/**
+ * What the console's `h` shows for a step, written for a learner: what to look for in
+ * what the step shows, and the mistake people make at this point. (The lesson's habit
+ * comes from the drill.) A sentence or two each: the hint fits one screen.
+ */
+export interface StepHint {
+  look: string;
+  mistake: string;
+}
+
+/**
+ * A proposal a drill reviews, shown before the drill runs (drill 1: the migration's up and
+ * down sections), each statement marked with what the parser found on it.
+ */
+export interface Proposal {
+  /** The file, relative to the working directory. */
+  file: string;
+  sections: ProposalSection[];
+  /** One line when the file could not be read or parsed (the drill says the same when it runs). */
+  error?: string;
+}
+
+export interface ProposalSection {
+  direction: 'up' | 'down';
+  /** False when the file has no such section (a missing down). */
+  present: boolean;
+  statements: Array<{ text: string; marks: ProposalMark[] }>;
+}
+
+export interface ProposalMark {
+  kind: 'destructive' | 'other-table' | 'opaque' | 'guarded';
+  text: string;
 }
 
 export interface DrillOptions {
@@ -194,6 +229,7 @@ export interface Step<S = unknown> {
   /** The statements the step shows before it runs: written once, through the profile's names. */
   sql?: readonly string[] | ((n: ProfileNames) => readonly string[]);
   operator?: OperatorAsk['kind'];
+  hint?: StepHint;
   run(ctx: DrillContext, state: S): Promise<void>;
 }
 
@@ -215,6 +251,11 @@ export interface Drill<S = unknown> extends DrillSummary {
    * without one of them makes the drill could-not-determine, never a fail.
    */
   needs?: readonly Need[];
+  /**
+   * What the drill reviews, read before it runs (no database): the console shows it on
+   * the drill's first screen. Only drill 1 has one (the proposed migration).
+   */
+  proposal?(options: DrillOptions, broken: boolean): Promise<Proposal>;
   /** A fresh state for one run of the drill. */
   init(): S;
   steps: Step<S>[];
