@@ -1,7 +1,7 @@
 // The nine drills, in the capstone's order. Drills run in this order and none
 // can be skipped.
 import { appendOnlyEventTest } from './append-only-event-test.js';
-import { concurrencyClaimTest } from './concurrency-claim-test.js';
+import { concurrencyClaimTest } from './concurrency-claim-test/index.js';
 import { forensicsDrill } from './forensics-drill/index.js';
 import { idempotencyRetryTest } from './idempotency-retry-test.js';
 import { mcpBoundaryTest } from './mcp-boundary-test/index.js';

@@ -6,7 +6,7 @@ import type { TestDatabase } from '../helpers/db.js';
 import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import { idempotencyRetryTest, writeOutcome } from '../../src/drills/idempotency-retry-test.js';
 import { runJournalResumeDrill, timeline } from '../../src/drills/run-journal-resume-drill.js';
-import { concurrencyClaimTest, duplicateProcessing, lockErrors } from '../../src/drills/concurrency-claim-test.js';
+import { concurrencyClaimTest, duplicateProcessing, lockErrors } from '../../src/drills/concurrency-claim-test/index.js';
 import { connect, withPgClient } from '../../src/postgres/pg.js';
 import { waitFor } from '../../src/util/wait.js';
 import type { DrillContext, RunnerEvent } from '../../src/drills/types.js';

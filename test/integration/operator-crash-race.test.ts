@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { runOne, testSystem, type TestSystem } from '../helpers/drills.js';
 import { dropOtherRoles, exampleProfile, installOtherReconciler, otherRoles, resolveExample } from '../helpers/other-reconciler.js';
-import { concurrencyClaimTest } from '../../src/drills/concurrency-claim-test.js';
+import { concurrencyClaimTest } from '../../src/drills/concurrency-claim-test/index.js';
 import { type Journal, journalChanges, JournalGate, stopMidTurn, turnState, type MidTurnStop } from '../../src/drills/journal-gate.js';
 import { sessionTag, startOperatorToolServer, startOperatorWorker, taggedUrl } from '../../src/drills/operator-side.js';
 import { runJournalResumeDrill } from '../../src/drills/run-journal-resume-drill.js';

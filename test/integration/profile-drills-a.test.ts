@@ -8,7 +8,7 @@ import type { TestDatabase } from '../helpers/db.js';
 import { runOne, type TestSystem } from '../helpers/drills.js';
 import { useOtherTarget, type OtherRoles } from '../helpers/other-reconciler.js';
 import { idempotencyRetryTest } from '../../src/drills/idempotency-retry-test.js';
-import { concurrencyClaimTest } from '../../src/drills/concurrency-claim-test.js';
+import { concurrencyClaimTest } from '../../src/drills/concurrency-claim-test/index.js';
 import { outboxRelayRetryTest } from '../../src/drills/outbox-relay-retry-test/index.js';
 import { ident, withPgClient } from '../../src/postgres/pg.js';
 import type { ProfileInUse } from '../../src/postgres/profile/index.js';

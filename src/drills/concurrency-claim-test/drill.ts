@@ -1,0 +1,109 @@
+// Drill 4, concurrency_claim_test (Lesson 4, claims). Two Worker processes race
+// for the same pending transactions. Worker A claims first and holds its row lock;
+// while A still holds it, Worker B claims: with FOR UPDATE SKIP LOCKED, B must
+// skip A's row and take the next one at once. Observed: who claimed what, when
+// each got its lock (clock_timestamp inside the claim transaction), the lock waits
+// Postgres itself reported while the race ran, and any 55P03 / 40P01 errors.
+//
+// The tool server holds every claimed row until the drill releases it (SIGUSR2,
+// launch.ts releaseHolds), and the drill releases A's only once it has seen B lock
+// a row of its own or wait for one (and at least the visible claim hold has passed):
+// the race is observed however slowly the second Worker starts, never timed.
+//
+// When the profile declares the operator's own Worker (processes.worker), two of
+// theirs race instead, through their tool server when declared (else the reference
+// one), which is asked for a visible hold ({claim_hold_ms}): their code has no
+// release signal, so each claim holds its row lock that long. Observed: the tool
+// server's sessions waiting on a lock another of its sessions holds (pg_stat_activity
+// and pg_blocking_pids, sampled while they run), each pending row processed once
+// (its status, one expense per transaction), 55P03 / 40P01 in the journal or in the
+// processes' logs, and whether the two Workers' claims overlapped (the journal's
+// call timing through runs.worker): claims that never overlapped raced nothing.
+import { sql } from '../../postgres/sql.js';
+import { createDrillTenant, insertPending, sampleTransactions } from '../inputs.js';
+import { query, shownSql } from '../sql.js';
+import type { Drill } from '../types.js';
+import { requireClaimColumns } from './claims.js';
+import { checkTheirRows, operatorRace, raceTheirWorkers, startRaceToolServer } from './operator-race.js';
+import { raceReferenceWorkers, referenceToolServer } from './reference-race.js';
+import type { State } from './state.js';
+import { referenceVerdict, theirVerdict } from './verdict.js';
+
+export const concurrencyClaimTest: Drill<State> = {
+  number: 4,
+  key: 'concurrency_claim_test',
+  title: 'SKIP LOCKED claims',
+  lesson: 4,
+  habit: 'claims with FOR UPDATE SKIP LOCKED',
+  tables: ['pending_transactions', 'tool_calls'],
+  needs: ['tenants', 'pending_transactions', 'runs', 'turns', 'tool_calls', 'agent_events'],
+  breakDescription: 'claims without SKIP LOCKED (plain FOR UPDATE): B waits for A\u2019s lock',
+  fix: 'claim with SELECT ... FOR UPDATE SKIP LOCKED (with a lease) so a second Worker skips a locked row instead of waiting for it',
+  init: () => ({ pending: [], workerNames: [], claims: [], lockWaits: 0 }),
+  steps: [
+    {
+      id: 'inputs',
+      title: 'Make a tenant with two pending transactions',
+      why: 'The race needs two rows of its own: a tenant no other drill touches, so the target\u2019s own rows are never claimed.',
+      async run(ctx, state) {
+        state.operator = operatorRace(ctx);
+        if (!state.operator) requireClaimColumns(ctx);
+        state.tenant = await createDrillTenant(ctx, 'race');
+        state.pending = await insertPending(ctx, state.tenant.id, sampleTransactions.slice(0, 2));
+        ctx.observe('pending', state.pending);
+      },
+    },
+    {
+      ...referenceToolServer,
+      async run(ctx, state) {
+        if (state.operator) return startRaceToolServer(ctx, state, state.operator);
+        return referenceToolServer.run(ctx, state);
+      },
+    },
+    {
+      id: 'race',
+      title: 'Start Workers A and B together',
+      why: 'Both claim at once: the first to lock (A) holds its row; the other (B) arrives while A holds it. SKIP LOCKED lets B take the next row without waiting.',
+      operator: 'start',
+      sql: (n) => {
+        const p = n.pending_transactions;
+        return [
+          shownSql(`select ${p.key} from ${p.table} where ${p.tenant} = $1 and ${p.status} = $2 order by ${p.key} limit 1 for update skip locked`),
+          `select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database() and application_name = 'sor-tool-server'`,
+        ];
+      },
+      async run(ctx, state) {
+        if (state.operator) return raceTheirWorkers(ctx, state, state.operator);
+        return raceReferenceWorkers(ctx, state);
+      },
+    },
+    {
+      id: 'processed-once',
+      title: 'Check each row was claimed once',
+      why: 'The whole point: no transaction is processed by two Workers.',
+      sql: (n) => {
+        const p = n.pending_transactions;
+        return [shownSql(`select ${p.key}${p.claimed_by ? `, ${p.claimed_by}` : ''} from ${p.table} where ${p.key}::text = any($1::text[])`)];
+      },
+      async run(ctx, state) {
+        if (state.operator) return checkTheirRows(ctx, state, state.operator);
+        const p = ctx.profile.names.pending_transactions;
+        const claims = state.claims;
+        const ids = claims.map((claim) => claim.transaction_id).filter((id): id is string => id !== null);
+        if (p.claimed_by) {
+          const q = sql`select ${p.key}::text as id, ${p.claimed_by}::text as claimed_by from ${p.table}
+                         where ${p.key}::text = any(${ids}::text[]) order by ${p.table}.${p.key}`;
+          const rows = await query<{ id: string; claimed_by: string | null }>(ctx, q);
+          ctx.observe('claimed_by', rows.map((row) => `${row.id}: ${row.claimed_by ?? 'nobody'}`));
+        } else {
+          ctx.observe('claimed_by', 'not recorded (pending_transactions.claimed_by is not in the profile)');
+        }
+        ctx.observe('distinct_rows', new Set(ids).size, new Set(ids).size === ids.length);
+      },
+    },
+  ],
+  verdict(ctx, state) {
+    if (state.operator) return theirVerdict(ctx, state, state.operator);
+    return referenceVerdict(state);
+  },
+};
