@@ -74,6 +74,7 @@ export async function startRaceToolServer(ctx: DrillContext, state: State, side:
   await checkClaimable(ctx, state);
 }
 
+/** The most of the tool server's sessions seen at once waiting on a lock another of its sessions holds. */
 function sampleLockWaits(ctx: DrillContext, tag: string): { stop: () => Promise<number> } {
   let most = 0;
   let polling = true;
@@ -196,7 +197,7 @@ export async function raceTheirWorkers(ctx: DrillContext, state: State, side: Op
     lockErrorCodes.filter((code) => (sup.get(process)?.recentLines ?? []).some((line) => line.includes(code))).map((code) => `${code} in ${process}'s log`),
   );
   side.logLockErrors = logged;
-
+  ctx.observe('lock_errors_in_logs', logged, logged.length === 0);
 }
 
 /** Each drill row after the race: its status, who claimed it, how many expenses name it (read in the tenant's setting). */
