@@ -27,12 +27,18 @@ async function syncDirectory(dir: string): Promise<void> {
   }
 }
 
-export async function writeFileAtomic(file: string, data: FileContent): Promise<void> {
+export interface WriteOptions {
+  /** The file's mode (as created, before the umask): 0o600 for a file only its owner may read. */
+  mode?: number;
+}
+
+export async function writeFileAtomic(file: string, data: FileContent, options: WriteOptions = {}): Promise<void> {
   const dir = path.dirname(file);
   await mkdir(dir, { recursive: true });
   const temporary = `${file}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    const handle = await open(temporary, 'wx');
+    // The temporary file is made with the mode, so the content is never readable by more.
+    const handle = await open(temporary, 'wx', options.mode ?? 0o666);
     try {
       await writeFile(handle, data);
       await handle.sync();
