@@ -310,6 +310,10 @@ export const appendOnlyEventTest: Drill<State> = {
         'The attempts need an event row that exists, and the replay a run told by its events. ' +
         'The run is one the target holds (the finished run with the most events); when the table holds no row, ' +
         'or no finished run has events, the drill first makes one with the reference Worker in a tenant of its own.',
+      hint: {
+        look: "replay_run names the run to rebuild and where it came from: the seed's R-44, a finished run already in the target, or one the drill just made with the reference Worker (then pending and worker_exit show it).",
+        mistake: 'Replaying a run that is still running or was cut short. Its events stop half-way, so a gap in the story says nothing about the log; a finished run should be told from its start to its end.',
+      },
       sql: (n) => [shownSql(finishedRunWithEvents(n))],
       async run(ctx, state) {
         const e = ctx.profile.names.events;
@@ -328,6 +332,10 @@ export const appendOnlyEventTest: Drill<State> = {
       id: 'target-row',
       title: 'Pick an event row that exists',
       why: 'An UPDATE that matches no row raises nothing even on a writable table, so the attempt must aim at a real row: one of the run to replay when it has one.',
+      hint: {
+        look: 'target_id is a real event row that every UPDATE and DELETE will aim at, and triggers lists the triggers on the events table: expect one for UPDATE and DELETE and a separate one for TRUNCATE.',
+        mistake: 'Testing on an empty table or with WHERE id = -1. An UPDATE that matches no row succeeds with 0 rows even on a fully writable table, so it looks refused when nothing was tried.',
+      },
       sql: (n) => [shownSql(firstEventRow(n, raw('$1')))],
       async run(ctx, state) {
         const n = ctx.profile.names;
@@ -362,6 +370,10 @@ export const appendOnlyEventTest: Drill<State> = {
       id: 'catalog',
       title: "Read the Worker role's privileges and the triggers of the events table",
       why: 'One row tried as two roles cannot show a column grant, or a trigger whose WHEN condition or column list spares other roles, rows or columns.',
+      hint: {
+        look: 'worker_privileges must show update, delete and truncate false and no updateColumns. trigger_covers_update, _delete and _truncate must each say yes: an enabled BEFORE trigger with no WHEN condition and no column list.',
+        mistake: 'Counting on a row trigger to stop TRUNCATE. TRUNCATE fires no row-level triggers, so a BEFORE UPDATE OR DELETE FOR EACH ROW trigger lets it empty the table; it needs its own BEFORE TRUNCATE statement trigger.',
+      },
       async run(ctx, state) {
         const n = ctx.profile.names;
         const table = n.events.tableName;
@@ -404,6 +416,10 @@ export const appendOnlyEventTest: Drill<State> = {
       id: 'as-worker',
       title: 'Try UPDATE, DELETE and TRUNCATE as the Worker role',
       why: 'The Worker role must be refused by its grants: it was never given UPDATE, DELETE or TRUNCATE on the events table.',
+      hint: {
+        look: "worker_update, worker_delete and worker_truncate should each fail with 42501, permission denied: the grant refuses before any trigger runs. The oracle's diff of the events table must show no change.",
+        mistake: 'Revoking UPDATE and DELETE but leaving TRUNCATE, or granting ALL to the Worker role out of habit. TRUNCATE is a privilege of its own and must be withheld too; so must a column-level UPDATE grant.',
+      },
       async run(ctx, state) {
         const n = ctx.profile.names;
         const e = n.events;
@@ -434,6 +450,10 @@ export const appendOnlyEventTest: Drill<State> = {
       id: 'as-owner',
       title: 'Try the same as the table owner',
       why: 'Grants do not bind the owner; only a trigger refuses the owner too (TRUNCATE needs its own statement trigger).',
+      hint: {
+        look: 'owner_role names who owns the table. Each attempt here should fail with P0001, the exception the trigger raises, since grants never bind the owner; TRUNCATE must fail too, from its statement trigger.',
+        mistake: 'Stopping at the grant test. Grants never bind the table owner, which migrations and admin scripts often run as; only the triggers refuse it. A superuser can still skip ordinary triggers with session_replication_role = replica.',
+      },
       async run(ctx, state) {
         const n = ctx.profile.names;
         const id = need(state.targetId, 'the target event row');
@@ -459,6 +479,10 @@ export const appendOnlyEventTest: Drill<State> = {
       why:
         'An append-only log is only worth keeping if a run can be told from it, in order, without any other table. ' +
         'The run is the one the first step found in the target or made with the reference Worker.',
+      hint: {
+        look: "replay_events counts the run's event rows (six for the seed's R-44), and narrative tells the run in plain English, in id order. Every sentence must come from an event row: its type, turn and detail.",
+        mistake: 'Ordering events by created_at: a default of now() is the same for every row of one transaction, so ties come back in any order; order by the id. And never fill a gap in the story from another table: the gap is the finding.',
+      },
       sql: (n) => [shownSql(eventsOf(n, raw('$1')))],
       async run(ctx, state) {
         const n = ctx.profile.names;

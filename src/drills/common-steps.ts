@@ -3,7 +3,7 @@
 // state under a fixed field, so a drill's state type says which shared steps it uses.
 import type { ToolBreaks, ToolServer } from '../reconciler/launch.js';
 import { createDrillTenant, type DrillTenant } from './inputs.js';
-import type { DrillContext, Step } from './types.js';
+import type { DrillContext, Step, StepHint } from './types.js';
 
 export interface TenantState {
   tenant?: DrillTenant;
@@ -13,12 +13,16 @@ export interface ToolServerState {
   tools?: ToolServer;
 }
 
-/** Makes a tenant of the drill's own (`drill-<label>-<hex>`) and keeps it in `state.tenant`. */
-export function drillTenantStep<S extends TenantState>(label: string, why: string): Step<S> {
+/**
+ * Makes a tenant of the drill's own (`drill-<label>-<hex>`) and keeps it in `state.tenant`.
+ * The why and the hint are the drill's: what its own tenant is for there.
+ */
+export function drillTenantStep<S extends TenantState>(label: string, why: string, hint: StepHint): Step<S> {
   return {
     id: 'tenant',
     title: 'Make a tenant for this drill',
     why,
+    hint,
     async run(ctx, state) {
       state.tenant = await createDrillTenant(ctx, label);
     },
@@ -28,6 +32,8 @@ export function drillTenantStep<S extends TenantState>(label: string, why: strin
 export interface ToolServerStepOptions<S> {
   title?: string;
   why: string;
+  /** What the learner looks for here, and the mistake: the drill's own, as the server's role differs per drill. */
+  hint: StepHint;
   /** The tool server's break switches for this drill, used when it runs broken. */
   breaks?: ToolBreaks;
   claimHoldMs?: (ctx: DrillContext) => number;
@@ -47,6 +53,7 @@ export function toolServerStep<S extends ToolServerState>(
     id: 'tool-server',
     title: options.title ?? 'Start the tool server',
     why: options.why,
+    hint: options.hint,
     async run(ctx, state) {
       const server = await ctx.system.toolServer({
         breaks: ctx.broken ? (options.breaks ?? {}) : {},

@@ -51,6 +51,10 @@ interface State extends TenantState, ToolServerState {
 
 const referenceToolServer = toolServerStep<State>({
   why: 'The write goes through the MCP tool server, the only process holding database credentials.',
+  hint: {
+    look: 'tool_server is where both write calls go. The Worker never writes expenses itself: it asks this server, which holds the credentials and turns each call into an INSERT with the key the caller sent.',
+    mistake: 'A tool that makes its own fresh key on each call (a random id, a timestamp). Every retry then looks new to the unique constraint and lands again; the key must come from the caller and be the same on every retry.',
+  },
   breaks: { noIdempotencyKey: true },
 });
 
@@ -69,7 +73,10 @@ export const idempotencyRetryTest: Drill<State> = {
   },
   init: () => ({ answers: [], landed: 0 }),
   steps: [
-    drillTenantStep('idem', 'The drill writes its own rows, so it can run again and never disturbs the rows other drills count.'),
+    drillTenantStep('idem', 'The drill writes its own rows, so it can run again and never disturbs the rows other drills count.', {
+      look: 'tenant is a fresh drill-idem tenant with no expenses yet, so the count after the two writes is exactly what they landed.',
+      mistake: "Counting rows on a busy tenant like Alice. Other writes move the count, so a +1 could hide two inserts and a delete; a tenant of the drill's own makes the delta mean one thing.",
+    }),
     {
       ...referenceToolServer,
       async run(ctx, state) {
@@ -91,6 +98,10 @@ export const idempotencyRetryTest: Drill<State> = {
       id: 'write-twice',
       title: 'Send the same write twice',
       why: 'A retry after a timeout sends the same call again; with the same key the second must be a no-op, not a second row.',
+      hint: {
+        look: "write_1 should be inserted=true and write_2 inserted=false, with one idempotency_key, and rows_landed 1. The oracle's diff shows one new expenses row for this tenant, not two.",
+        mistake: 'Guarding with SELECT first, then INSERT if nothing was found. Two retries at once both find nothing and both insert. Only a unique key on (tenant_id, idempotency_key) with INSERT ... ON CONFLICT DO NOTHING holds under a race.',
+      },
       sql: (n) => {
         // Their tool server's SQL is theirs: what the drill sends is the declared call.
         const theirs = n.profile.processes?.tool_server?.tools.write;

@@ -136,6 +136,10 @@ export const migrationReview: Drill<State> = {
       id: 'read',
       title: 'Read the proposed migration without running it',
       why: 'A migration is reviewed as text first: the PostgreSQL parser tells what each statement does before anything touches a database.',
+      hint: {
+        look: 'up_statements and down_statements must both be above zero. Read each statement the parser printed: the default proposal is one ALTER TABLE expenses ADD COLUMN notes text in up, and the matching DROP COLUMN in down.',
+        mistake: 'Reviewing a migration by running it to see what happens. The review reads the text with the PostgreSQL parser and touches no database; a file with no down section is rejected here, before anything is applied.',
+      },
       async run(ctx, state) {
         const file = ctx.broken
           ? path.join(fixturesDir, 'proposed', 'rider_on_other_table.sql')
@@ -168,6 +172,10 @@ export const migrationReview: Drill<State> = {
       id: 'drop-guard',
       title: 'Check the drop guard',
       why: 'DROP TABLE, DROP SCHEMA and TRUNCATE destroy data; they need an explicit override with a reason.',
+      hint: {
+        look: 'destructive should be an empty list. A DROP TABLE, DROP SCHEMA or TRUNCATE passes only with a line -- sor-drills: allow-drop reason: ..., and drop_override then shows that reason, which the bundle records.',
+        mistake: 'Thinking IF EXISTS or CASCADE makes a drop safe. IF EXISTS only silences the error when the table is missing, and CASCADE drops more; the data is destroyed either way. A drop needs an explicit override with a reason.',
+      },
       async run(ctx, state) {
         const result = need(state.review, 'the static review');
         ctx.observe('destructive', result.unguardedDrops, result.unguardedDrops.length === 0);
@@ -184,6 +192,10 @@ export const migrationReview: Drill<State> = {
       id: 'scope',
       title: 'Check that nothing rides along',
       why: 'Every statement must touch only the migration\u2019s own target table; an unrelated change hides in a reviewed diff, and a data change on another table leaves no trace in the schema.',
+      hint: {
+        look: 'target_table names the one table the migration is about; riders and opaque_statements must both be empty. A rider names the other table, the direction and the statement, such as tenants (up: alter table tenants add column plan text).',
+        mistake: 'Trusting the schema diff alone. An UPDATE on another table changes no catalog, so no schema diff shows it, and a DO block hides its statements from the parser. Only reading every statement catches a rider.',
+      },
       async run(ctx, state) {
         const result = need(state.review, 'the static review');
         ctx.observe('target_table', result.target ?? 'none');
@@ -204,6 +216,10 @@ export const migrationReview: Drill<State> = {
       id: 'branch',
       title: `Make branch ${branchName}`,
       why: 'The migration is applied on a branch of the target, never on the target itself.',
+      hint: {
+        look: 'branch_made says where the migration will run: a Neon branch, or a template copy of the target, named cap-migration-1. Everything until the branch is dropped happens on that copy, never on the target.',
+        mistake: 'Trying a migration on the shared database because it is only a nullable column. Note too that CREATE DATABASE ... TEMPLATE fails while any other session is connected to the target, so the console pauses its live counts here.',
+      },
       sql: [`create database "${branchName}" template <target>`],
       async run(ctx, state) {
         const making = ctx.options.neon
@@ -236,6 +252,10 @@ export const migrationReview: Drill<State> = {
       id: 'up',
       title: 'Apply the up migration on the branch',
       why: 'The schema diff after up must be exactly what the proposal is for (the default one: the new nullable notes column), on its own table only.',
+      hint: {
+        look: "For the default proposal up_diff must be exactly one line: expenses: + column notes text nullable. The oracle's diff shows the table's schema before and after; any other line (an index, a default, another table) is scope creep.",
+        mistake: 'Accepting a migration because it ran without an error. Running is not the test, the schema diff is: an extra index, a default or a column on another table runs just as cleanly and is still not what was proposed.',
+      },
       async run(ctx, state) {
         const branch = need(state.branch, 'the branch');
         const expected = need(state.expected, 'the expected change');
@@ -267,6 +287,10 @@ export const migrationReview: Drill<State> = {
       id: 'down',
       title: 'Apply the down migration on the branch',
       why: 'Rolling back must give back exactly the schema from before the up.',
+      hint: {
+        look: 'down_diff compares the schema after the down with the schema from before the up, and must be empty. Anything listed there is something the rollback did not give back.',
+        mistake: 'A down that only looks like the reverse: it drops the column but not the index or constraint the up added. A down is proven by comparing the catalog before the up with the one after the down, not by reading it and nodding.',
+      },
       async run(ctx, state) {
         const branch = need(state.branch, 'the branch');
         const expected = need(state.expected, 'the expected change');
@@ -295,6 +319,10 @@ export const migrationReview: Drill<State> = {
       id: 'drop-branch',
       title: `Drop branch ${branchName}`,
       why: 'The branch was only for trying the migration; the target was never touched.',
+      hint: {
+        look: "branch_dropped names the branch that was removed. The target's own schema was never altered; the evidence of both directions stays in the oracle's folders.",
+        mistake: "Leaving trial branches behind. A forgotten copy holds every tenant's real rows, takes the space of a whole database, and is easy to mistake later for the database the Worker really uses.",
+      },
       async run(ctx, state) {
         const branch = need(state.branch, 'the branch');
         await branch.drop();

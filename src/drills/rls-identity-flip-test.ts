@@ -268,6 +268,10 @@ export const rlsIdentityFlipTest: Drill<State> = {
       id: 'role-check',
       title: 'Check the reader role',
       why: 'Superusers and BYPASSRLS roles skip every policy, and the table owner (or a member of it) skips them unless RLS is forced: such a role proves nothing.',
+      hint: {
+        look: 'reader_superuser and reader_bypassrls must be false, and reader_is_owner false unless rls_forced is true. rls_enabled must be true and policies must list the tenant policy; these decide before any row is read.',
+        mistake: 'Running the RLS test as a superuser or as the table owner. Superusers and BYPASSRLS roles skip every policy, and the owner skips them unless FORCE ROW LEVEL SECURITY is set, so the test passes without proving anything.',
+      },
       sql: (n) => [
         `select rolsuper, rolbypassrls from pg_roles where rolname = '<reader>'`,
         `select relrowsecurity, relforcerowsecurity, pg_get_userbyid(relowner), pg_has_role('<reader>', relowner, 'USAGE') from pg_class where oid = '${n.expenses.table}'::regclass`,
@@ -322,6 +326,10 @@ export const rlsIdentityFlipTest: Drill<State> = {
       id: 'truth',
       title: 'Count each tenant\u2019s rows outside RLS',
       why: 'The expected answers, and the two tenants to flip between (the two with the most rows), come from the database itself, read as the owner with RLS bypassed, not from a constant.',
+      hint: {
+        look: "truth is the row count per tenant read with RLS bypassed (on the seed alice 47 and bob 31, beside the drill tenants' few rows), counted_outside_rls must be true, and flip_tenants names the two tenants with the most rows.",
+        mistake: "Taking the expected counts from the lesson text. A target's numbers differ, and a read of 47 rows proves nothing unless 47 is what that tenant truly owns, counted by a role that is not itself filtered by RLS.",
+      },
       sql: (n) => [`select ${n.expenses.tenant}, count(*) from ${n.expenses.table} group by ${n.expenses.tenant}`],
       async run(ctx, state) {
         const e = ctx.profile.names.expenses;
@@ -352,6 +360,16 @@ export const rlsIdentityFlipTest: Drill<State> = {
       id: `as-${slot}-tenant`,
       title: `Set the tenant context to the ${slot} tenant and read expenses`,
       why: `Within a tenant's context the reader must see all of that tenant's rows and nobody else's (the ${slot} tenant: the ${slot === 'first' ? 'most' : 'second most'} expenses).`,
+      hint:
+        slot === 'first'
+          ? {
+              look: 'The read_ line of the first tenant (read_alice on the seed) lists rows per tenant id seen. It must hold that tenant only, with the same count as truth; any other tenant id in it is a leak.',
+              mistake: 'Setting the context with a session-level SET instead of set_config(name, value, true) inside the transaction. On a pooled connection a session setting outlives the request, and the next request runs as the last tenant.',
+            }
+          : {
+              look: 'The read_ line of the second tenant (read_bob on the seed) must hold only that tenant, with its count from truth. Same query, another setting, other rows: the policy follows the context.',
+              mistake: "Checking only that fewer rows came back than the table holds. 31 rows could be anyone's; the check is that every row seen carries this tenant's id and that the count equals the tenant's own.",
+            },
       sql: (n) => [
         `begin; set local role <reader>; select set_config('${n.setting}', '<${slot} tenant>', true); select * from ${n.expenses.table}; rollback`,
       ],
@@ -368,6 +386,10 @@ export const rlsIdentityFlipTest: Drill<State> = {
       id: 'pattern',
       title: "Set the tenant context to the pattern '%' and read expenses",
       why: "A context that names no tenant must show no rows: a policy comparing with LIKE shows every tenant's rows to '%'.",
+      hint: {
+        look: "read_pattern must show no rows, or a refusal such as 22P02 when the policy casts the setting to a uuid or a number, which fails closed too. Any rows here mean the policy matched '%' as a pattern.",
+        mistake: "Writing the policy with LIKE, as in tenant_id LIKE current_setting('app.tenant_id'). A context of '%' then matches every tenant; the comparison must be plain equality.",
+      },
       sql: (n) => [
         `begin; set local role <reader>; select set_config('${n.setting}', '%', true); select * from ${n.expenses.table}; rollback`,
       ],
@@ -379,6 +401,10 @@ export const rlsIdentityFlipTest: Drill<State> = {
       id: 'as-worker',
       title: 'Run the same flip as the worker role',
       why: 'The tool server reads as the worker role: a policy that lets that role see every tenant leaks through the Worker.',
+      hint: {
+        look: "The worker_read_ lines repeat the contexts as the worker role the tool server uses: own rows only, none when unset or '%'. If that role has no SELECT on expenses, a note says so and the reader decides alone.",
+        mistake: 'Testing RLS only as a special reader role. A policy written TO that reader alone, or a worker role given BYPASSRLS for convenience, leaves the role that actually serves the Worker reading every tenant.',
+      },
       sql: (n) => [
         `begin; set local role <worker>; select set_config('${n.setting}', ..., true); select * from ${n.expenses.table}; rollback`,
       ],
@@ -397,6 +423,10 @@ export const rlsIdentityFlipTest: Drill<State> = {
       id: 'unset',
       title: 'Unset the tenant context and read expenses',
       why: 'No context must mean no rows: a policy that treats an empty setting as "all tenants" leaks everything.',
+      hint: {
+        look: 'read_unset must show 0 rows; a refusal with 42704 (the setting does not exist) counts as failing closed too. The oracle confirms the reads changed nothing in expenses.',
+        mistake: "A policy that reads an empty setting as all tenants. On a connection that set it before, current_setting(name, true) returns an empty string, not NULL; wrap it in nullif(..., '') so that no context means no rows.",
+      },
       sql: (n) => [`begin; set local role <reader>; select * from ${n.expenses.table}; rollback`],
       async run(ctx, state) {
         const table = ctx.profile.names.expenses.tableName;

@@ -28,6 +28,10 @@ import { killTheirWorkerSide, operatorSide, restartTheirWorkerSide, startTheirTo
 
 const referenceToolServer = toolServerStep<State>({
   why: 'The Worker reaches the database only through the MCP tool server, which journals every call.',
+  hint: {
+    look: 'tool_server is the loopback address the Worker will use. This process, not the Worker, writes runs, turns and tool_calls for every call: the journal the restarted Worker will read.',
+    mistake: "Keeping the Worker's progress in memory or a local file. When the process dies that state dies with it; only a journal committed in the database survives a SIGKILL.",
+  },
 });
 
 export const runJournalResumeDrill: Drill<State> = {
@@ -57,6 +61,10 @@ export const runJournalResumeDrill: Drill<State> = {
       id: 'inputs',
       title: `Make a tenant with ${turns} pending transactions`,
       why: 'The run needs work of its own: one pending transaction per turn, for a tenant no other drill touches.',
+      hint: {
+        look: 'tenant is a fresh drill-resume tenant and pending lists five transaction ids, one per turn, in claim order. Turn 3, where the kill lands, works on the third id.',
+        mistake: "Testing resume on shared rows such as Alice's. Another drill or a leftover claim can take them, and the journal then shows gaps that have nothing to do with the crash.",
+      },
       async run(ctx, state) {
         state.operator = operatorSide(ctx);
         const tenant = await createDrillTenant(ctx, 'resume');
@@ -76,6 +84,10 @@ export const runJournalResumeDrill: Drill<State> = {
       id: 'start',
       title: `Start the Worker on a ${turns}-turn run`,
       why: 'Each turn claims a transaction, writes its expense and queues an email: three journaled tool calls.',
+      hint: {
+        look: "run_id is the run the journal will track and worker_pid the process you are about to kill. Each turn is three calls (claim, write, queue); the Worker stalls after turn 3's claim, so the kill lands mid-turn.",
+        mistake: 'Killing the Worker between turns. A crash at a clean boundary proves little; the hard case is a turn with some calls done and some not, which is why the kill waits for turn 3 call 1.',
+      },
       async run(ctx, state) {
         if (state.operator) return startTheirWorker(ctx, state, state.operator);
         const tenant = need(state.tenant, 'the drill tenant');
@@ -106,6 +118,10 @@ export const runJournalResumeDrill: Drill<State> = {
       id: 'kill',
       title: `Kill the Worker in the middle of turn ${crashTurn}`,
       why: 'SIGKILL gives the Worker no chance to clean up: exactly what a crash, an OOM kill or a lost node does.',
+      hint: {
+        look: 'killed_by must read SIGKILL, and crash_point names the last journaled call, such as turn 3 call 1 (claim, completed). That is the exact spot the restarted Worker must pick up from.',
+        mistake: 'Stopping the Worker with SIGTERM or Ctrl-C. Those run shutdown handlers that may mark the run finished or failed and hide the crash. SIGKILL cannot be caught, like an OOM kill or a lost machine.',
+      },
       operator: 'kill',
       async run(ctx, state) {
         if (state.operator) return killTheirWorkerSide(ctx, state, state.operator);
@@ -139,6 +155,10 @@ export const runJournalResumeDrill: Drill<State> = {
       id: 'signature',
       title: 'Read the crash signature from the journal',
       why: "A run whose process died is still status 'running' with finished_at null: that is how a restarted Worker finds it.",
+      hint: {
+        look: 'crash_signature should read status=running, finished_at=null; completed_before_crash should be [1, 2] and incomplete_turn 3. Running and never finished is how a fresh Worker finds a dead run.',
+        mistake: 'Waiting for a failed status to find crashed runs. A killed process never writes one: its run stays running with finished_at null, and that pair is what a restarted Worker must look for, or it never finds the run.',
+      },
       sql: (n) => [
         shownSql(runSignature(n, raw('$1'))),
         shownSql(sql`select ${n.turns.number}, ${n.turns.status} from ${n.turns.table} where ${n.turns.run} = ${raw('$1')} order by ${n.turns.number}`),
@@ -172,6 +192,10 @@ export const runJournalResumeDrill: Drill<State> = {
       id: 'restart',
       title: 'Restart the Worker',
       why: 'On start the Worker reads runs, turns and tool_calls, finds the crashed run and resumes it from its last incomplete turn.',
+      hint: {
+        look: 'restart_event must be run_resumed from turn 3 with the same run id, and worker_exit 0. The diff shows the runs row going from running to finished; a run_started line instead means the Worker ignored the crash.',
+        mistake: "A Worker that simply starts a fresh run at turn 1 after a crash. It looks healthy and finishes, but repeats every side effect of turns 1 and 2. That is this drill's deliberate break: resume off.",
+      },
       operator: 'restart',
       async run(ctx, state) {
         const sup = ctx.system.supervisor();
@@ -247,6 +271,10 @@ export const runJournalResumeDrill: Drill<State> = {
       id: 'journal',
       title: 'Check the journal after the restart',
       why: 'Turns completed before the crash must have no new tool calls, and a call completed before the crash must not appear twice.',
+      hint: {
+        look: 'redone_earlier_turns and repeated_crash_turn_calls must be empty, run_after should read status=finished, 5 of 5 turns completed, and resumes 1. The count per turn and call in the SQL shows no call made twice.',
+        mistake: "Checking only that the run finished. A Worker that redid turn 3's claim, or turns 1 and 2, also finishes. Resume is proven by no new tool_calls rows for calls already completed, not by the final status.",
+      },
       sql: (n) => [
         shownSql(
           sql`select t.${n.turns.number}, c.${n.tool_calls.number}, count(*) from ${n.tool_calls.table} c join ${n.turns.table} t on t.${n.turns.key} = c.${n.tool_calls.turn} where t.${n.turns.run} = ${raw('$1')} group by 1, 2`,

@@ -229,7 +229,8 @@ export interface Step<S = unknown> {
   /** The statements the step shows before it runs: written once, through the profile's names. */
   sql?: readonly string[] | ((n: ProfileNames) => readonly string[]);
   operator?: OperatorAsk['kind'];
-  hint?: StepHint;
+  /** What the console's `h` shows for this step: every step of a drill has one (test/unit/hints.test.ts). */
+  hint: StepHint;
   run(ctx: DrillContext, state: S): Promise<void>;
 }
 

@@ -170,6 +170,7 @@ function probe(sql: string, needs: Drill['needs'] = []): Drill<Record<string, ne
         id: 'probe',
         title: 'Run the probe',
         why: 'test',
+        hint: { look: 'the probe', mistake: 'none' },
         async run(ctx) {
           await withPgClient(ctx.url, (client) => client.query(sql));
         },

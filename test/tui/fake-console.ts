@@ -31,8 +31,21 @@ function fakeDrills(): Drill[] {
     fix: `fix ${summary.key}`,
     init: () => ({}),
     steps: [
-      { id: 'one', title: `${summary.key} step one`, why: 'why one', sql: ['select 1'], run: async () => {} },
-      { id: 'two', title: `${summary.key} step two`, why: 'why two', run: async () => {} },
+      {
+        id: 'one',
+        title: `${summary.key} step one`,
+        why: 'why one',
+        sql: ['select 1'],
+        hint: { look: `look at ${summary.key} one`, mistake: `the mistake at ${summary.key} one` },
+        run: async () => {},
+      },
+      {
+        id: 'two',
+        title: `${summary.key} step two`,
+        why: 'why two',
+        hint: { look: `look at ${summary.key} two`, mistake: `the mistake at ${summary.key} two` },
+        run: async () => {},
+      },
     ],
     verdict: () => ({ verdict: 'pass' as const, evidence: `${summary.key} evidence` }),
   }));

@@ -45,6 +45,10 @@ export const concurrencyClaimTest: Drill<State> = {
       id: 'inputs',
       title: 'Make a tenant with two pending transactions',
       why: 'The race needs two rows of its own: a tenant no other drill touches, so the target\u2019s own rows are never claimed.',
+      hint: {
+        look: 'tenant is a fresh drill-race tenant and pending lists its two transaction ids in claim order. Two rows are the least that can show a skip: one for A to hold, one for B to take instead.',
+        mistake: 'Racing over a single row. The loser then finds nothing either way, so SKIP LOCKED (moves on) cannot be told from plain FOR UPDATE (waits, then finds the row taken). Two rows show B skipping to the second.',
+      },
       async run(ctx, state) {
         state.operator = operatorRace(ctx);
         if (!state.operator) requireClaimColumns(ctx);
@@ -64,6 +68,10 @@ export const concurrencyClaimTest: Drill<State> = {
       id: 'race',
       title: 'Start Workers A and B together',
       why: 'Both claim at once: the first to lock (A) holds its row; the other (B) arrives while A holds it. SKIP LOCKED lets B take the next row without waiting.',
+      hint: {
+        look: 'lock_waits_seen must be 0: Postgres saw no tool-server session waiting for a lock. The two claim lines must name different rows, each completed, with no 55P03 or 40P01 error code.',
+        mistake: 'FOR UPDATE without SKIP LOCKED. The second Worker blocks until the first commits, and a fleet of Workers forms a queue. NOWAIT is no fix either: it raises 55P03 instead of moving on to the next row.',
+      },
       operator: 'start',
       sql: (n) => {
         const p = n.pending_transactions;
@@ -81,6 +89,10 @@ export const concurrencyClaimTest: Drill<State> = {
       id: 'processed-once',
       title: 'Check each row was claimed once',
       why: 'The whole point: no transaction is processed by two Workers.',
+      hint: {
+        look: 'claimed_by shows each row beside the Worker that took it, and the two names must differ. distinct_rows must equal the number of claims; fewer means one transaction was processed twice.',
+        mistake: 'Picking the row with a plain SELECT and marking it claimed in a second statement. Both Workers can read the same pending row before either updates it; the SELECT itself must lock the row, inside one transaction.',
+      },
       sql: (n) => {
         const p = n.pending_transactions;
         return [shownSql(`select ${p.key}${p.claimed_by ? `, ${p.claimed_by}` : ''} from ${p.table} where ${p.key}::text = any($1::text[])`)];

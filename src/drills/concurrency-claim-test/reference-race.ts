@@ -73,6 +73,10 @@ async function releaseUntilDone(ctx: DrillContext, toolServer: string, names: st
 export const referenceToolServer = toolServerStep<State>({
   title: 'Start the tool server with a visible claim hold',
   why: 'Each claim holds its row lock until the drill has seen the second Worker arrive, so the second Worker meets a row the first still holds.',
+  hint: {
+    look: 'claim_hold_ms is the least time a claim keeps its row lock open (the drill ends the hold once it has seen B arrive), and claimable lists the two rows a claim may take now. A claimed row whose lease has run out counts as claimable again.',
+    mistake: 'A claim that commits status claimed with no lease. If that Worker dies, the row stays claimed forever and nobody picks it up; a lease_until that expires lets another Worker reclaim it.',
+  },
   breaks: { noSkipLocked: true },
   claimHoldMs: () => heldUntilReleased,
   leaseMs,

@@ -116,11 +116,18 @@ export const forensicsDrill: Drill<State> = {
     '(tool_called, tool_failed, run_failed) in the same transaction as the call’s outcome, so any failed run can be rebuilt by run_id',
   init: () => ({ calls: [], outbox: [], events: [] }),
   steps: [
-    drillTenantStep('forensics', 'The failing run works on a tenant of its own, so its rows and its failure disturb no other drill.'),
+    drillTenantStep('forensics', 'The failing run works on a tenant of its own, so its rows and its failure disturb no other drill.', {
+      look: 'tenant is a fresh drill-forensics tenant that will hold the one failing run, so every row the four queries return later belongs to this run.',
+      mistake: 'Staging a failure on a shared tenant. Its other runs and outbox rows then mix into the investigation, and the side-effects line can blame rows this run never wrote.',
+    }),
     {
       id: 'input',
       title: 'Queue a refund the expenses table will refuse',
       why: 'A real failure, not a simulated one: pending_transactions accepts a negative amount, expenses (a check that the amount is positive) does not.',
+      hint: {
+        look: 'pending_transaction shows the new id with amount_cents -1250: a refund. pending_transactions accepts it; expenses has a check that amounts are positive, so the write will fail for real.',
+        mistake: 'Faking the failure by throwing in a test or killing the process. A fake failure leaves no real error or SQLSTATE, so the root-cause line has nothing true to say; a real constraint refusal (23514) does.',
+      },
       async run(ctx, state) {
         const tenant = need(state.tenant, 'the drill tenant');
         let id: string | undefined;
@@ -137,12 +144,20 @@ export const forensicsDrill: Drill<State> = {
     },
     toolServerStep({
       why: 'The tool server journals every call of the run: runs, turns, tool_calls and agent_events.',
+      hint: {
+        look: "tool_server is the address the failing Worker uses. This server writes the run's journal and its agent_events rows in the same transaction as each call's outcome; query 4 depends on that.",
+        mistake: 'Writing events after the transaction, or as a best-effort extra call. When a call fails, its events go missing exactly when they are needed; the deliberate break shows it: no event rows, no report.',
+      },
       breaks: { noEvents: true },
     }),
     {
       id: 'failed-run',
       title: 'Run a Worker until its run fails',
       why: 'The Worker claims the refund and writes it; the database refuses the write and the run is journaled as failed.',
+      hint: {
+        look: "worker_exit should be 1 and worker_call_failed name the write, with the check's error and [23514]. The diff shows a runs row with status failed, tool_failed and run_failed events, and no new expenses or outbox rows.",
+        mistake: "Stopping at the Worker's own error output. The Worker's log is its word; the investigation must stand on what the database recorded, which is what the next four queries read.",
+      },
       async run(ctx, state) {
         const tenant = need(state.tenant, 'the drill tenant');
         const tools = need(state.tools, 'the tool server');
@@ -198,6 +213,10 @@ export const forensicsDrill: Drill<State> = {
       id: 'q1-run',
       title: 'Query 1: the runs row',
       why: 'Every investigation starts from one run_id: who ran it, for whom, how it ended and when.',
+      hint: {
+        look: "run_id is the run found in the journal by the Worker's name, and q1_runs_row must show status failed with its error. Every query after this one is scoped to this run_id.",
+        mistake: 'Starting from the newest rows of each table instead of one run_id. With several Workers the latest tool_calls or events belong to other runs; scope every query to the run.',
+      },
       sql: (n) => [shownSql(shownQueries(n).run)],
       async run(ctx, state) {
         const n = ctx.profile.names;
@@ -218,6 +237,10 @@ export const forensicsDrill: Drill<State> = {
       id: 'q2-calls',
       title: 'Query 2: tool_calls joined to turns and runs',
       why: 'The calls in order, with their status, timings, error and SQLSTATE, show where the run stopped.',
+      hint: {
+        look: 'q2_tool_calls lists the calls as turn.call tool status, such as 1.1 claim completed, 1.2 write failed 23514. The first failed call is where the run stopped; nothing after it ran.',
+        mistake: "Finding a run's calls by time window or a guessed column. A tool_calls row reaches its run through its turn, so the join through turns to runs is what keeps other runs' calls out.",
+      },
       sql: (n) => [shownSql(shownQueries(n).calls)],
       async run(ctx, state) {
         const n = ctx.profile.names;
@@ -234,6 +257,10 @@ export const forensicsDrill: Drill<State> = {
       id: 'q3-outbox',
       title: 'Query 3: the run’s outbox grouped by status',
       why: 'What the run promised to tell the outside world, and whether it was sent, decides what must be undone or resent.',
+      hint: {
+        look: "q3_outbox groups the run's outbox rows by status. Here it should say no rows: the run failed at its write, before its queue call, so nothing was promised to the outside world.",
+        mistake: 'Skipping the outbox in a post-mortem. A failed run may already have queued or sent emails: a pending row will still be sent by the relay unless someone acts, and a dispatched one cannot be unsent.',
+      },
       sql: (n) => {
         const outbox = shownQueries(n).outbox;
         return outbox ? [shownSql(outbox)] : [];
@@ -255,6 +282,10 @@ export const forensicsDrill: Drill<State> = {
       id: 'q4-events',
       title: 'Query 4: the run’s agent_events ordered by id',
       why: 'The append-only events are the run’s own account of what happened, in order.',
+      hint: {
+        look: "q4_agent_events lists the run's event types in id order, such as run_started, tool_called, tool_failed, run_failed. If it says no rows, the event trail is missing and the report cannot be built.",
+        mistake: 'Rebuilding the story from the current snapshot of runs and expenses. A snapshot shows where things ended, not the order they happened in; only the event rows, in id order, give the timeline.',
+      },
       sql: (n) => [shownSql(shownQueries(n).events)],
       async run(ctx, state) {
         const n = ctx.profile.names;
@@ -267,6 +298,10 @@ export const forensicsDrill: Drill<State> = {
       id: 'report',
       title: 'Fill the six-line report',
       why: 'Run, timeline, failed step, side effects, root cause, next action: each line from the rows above, none from memory.',
+      hint: {
+        look: 'report_line_1 to report_line_6 are run, timeline, failed step, side effects, root cause and next action, and report_populated must be 6. The root cause quotes the SQLSTATE; the next action keeps the same idempotency keys.',
+        mistake: 'A root cause written from memory, like bad data. One sentence naming the call, the constraint and the SQLSTATE can be checked. And a retry with new idempotency keys could duplicate whatever did land.',
+      },
       sql: (n) => {
         const claims = claimsBy(n, raw('$1'));
         return [shownSql(expensesByKeys(n, raw('$1'), raw('$2'))), ...(claims ? [shownSql(claims)] : [])];

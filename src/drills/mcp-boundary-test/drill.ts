@@ -71,6 +71,10 @@ export interface State extends TenantState, ToolServerState {
 
 const referenceToolServer = toolServerStep<State>({
   why: 'The tool server is the only process of the Worker’s side that holds database credentials.',
+  hint: {
+    look: 'tool_server is the address the Worker is given, with a per-session token. This process holds the database credentials; the Worker gets only the address and the token.',
+    mistake: 'Giving the Worker DATABASE_URL as well, so it can fall back to SQL when a tool is missing. Once the agent holds the credentials, the tool allow-list is advice, not a boundary.',
+  },
   breaks: { rawSqlTool: true },
 });
 
@@ -95,11 +99,18 @@ export const mcpBoundaryTest: Drill<State> = {
     'claim, write, queue and read on the MCP server, each passing its arguments to the database as bind parameters',
   init: () => ({ listed: [] }),
   steps: [
-    drillTenantStep('mcp', 'The SQL-looking writes land as rows of the drill’s own tenant, never in Alice’s or Bob’s.'),
+    drillTenantStep('mcp', 'The SQL-looking writes land as rows of the drill’s own tenant, never in Alice’s or Bob’s.', {
+      look: "tenant is a fresh drill-mcp tenant: the SQL-looking strings will be stored as its expenses rows, so the oracle can count exactly +2 for it and nobody else's rows change.",
+      mistake: "Sending hostile-looking test input into a real tenant. Even stored harmlessly as text, it now sits in someone's books; test input belongs to a tenant made for the test.",
+    }),
     {
       id: 'statement-log',
       title: 'Open the statement-log window',
       why: 'What reached the database is read from the database’s own log, not from what the tool server says it did.',
+      hint: {
+        look: "statement_log says where the database's own record of statements comes from: the server's log file with a window id, or pg_stat_statements. If neither is available, the last step cannot judge and the drill fails.",
+        mistake: "Taking the tool server's own log as proof of what reached the database. A buggy or compromised server logs what it chooses; the database's statement log records what actually ran.",
+      },
       sql: [
         "alter system set log_statement = 'all'",
         'select pg_reload_conf()',
@@ -133,6 +144,10 @@ export const mcpBoundaryTest: Drill<State> = {
       id: 'worker-env',
       title: 'Read the running Worker’s environment from the OS',
       why: 'What a process was started with is in /proc/<pid>/environ; no setting or log line can hide a credential there.',
+      hint: {
+        look: 'worker_env_names lists the variable names the running Worker really has, read from /proc/<pid>/environ. worker_env must show no credentials and no URL-valued variable: no DATABASE_URL, no PG* variable.',
+        mistake: "Checking the launch script or .env file instead of the live process. A child inherits its parent's whole environment unless it is built from an allow-list, so a variable never written for the Worker can still be there.",
+      },
       async run(ctx, state) {
         if (hasOperator(ctx.profile, 'worker') || state.operatorTools) return readAtOnce(ctx, state);
         const tenant = need(state.tenant, 'the drill tenant');
@@ -176,6 +191,10 @@ export const mcpBoundaryTest: Drill<State> = {
       id: 'tools-list',
       title: 'List the tools as an MCP client',
       why: 'The allow-list is what tools/list answers to a client holding the token: exactly claim, write, queue, read.',
+      hint: {
+        look: 'tools_listed must be exactly claim, write, queue, read, and nothing else. In the deliberate break a fifth tool named sql appears, which runs whatever text it is given.',
+        mistake: "Adding a generic run_sql or execute tool for flexibility. It turns four narrow tools into a proxy for full database access, with the Worker role's grants as the only limit.",
+      },
       async run(ctx, state) {
         state.listed = await listTools(need(state.tools, 'the tool server'));
         ctx.observe('tools_listed', state.listed, toolSurface(state.listed, state.operatorTools?.allowed).exact);
@@ -185,6 +204,10 @@ export const mcpBoundaryTest: Drill<State> = {
       id: 'drop-table',
       title: 'Call a tool that is not on the list: drop_table',
       why: 'An unknown tool must be refused by the MCP layer itself (-32602), before anything reaches the database.',
+      hint: {
+        look: 'drop_table must show refused with code -32602 (invalid params), what the MCP server answers for a tool it does not have, before any handler runs. The statement-log window will confirm nothing reached the database.',
+        mistake: 'Guarding forbidden actions inside a generic tool, such as refusing text that contains DROP. Strings can be spelled around a filter; a tool that is not registered cannot be called at all.',
+      },
       async run(ctx, state) {
         const tools = need(state.tools, 'the tool server');
         const window = need(state.window, 'the statement-log window');
@@ -197,6 +220,10 @@ export const mcpBoundaryTest: Drill<State> = {
       id: 'sql-strings',
       title: 'Send SQL-looking strings through the allowed tools',
       why: 'Every argument is a bind parameter: text that looks like SQL must land as data and change nothing else.',
+      hint: {
+        look: 'sql_strings should show the SQL-looking text stored as data: two new expenses rows for the drill tenant, and as many tables after as before. The statement shown is the INSERT with $1, $2 placeholders.',
+        mistake: "Building the statement by pasting tool arguments into SQL text. A description like '); drop table expenses; -- then runs as SQL. Passing every argument as a bind parameter keeps it data, whatever it says.",
+      },
       sql: (n) => {
         const e = n.expenses;
         const columns = [e.tenant, e.idempotencyKey, e.transaction, e.amount, e.description].filter((column) => column !== undefined);
@@ -224,6 +251,10 @@ export const mcpBoundaryTest: Drill<State> = {
       id: 'statement-log-read',
       title: 'Read the statement log for the window',
       why: 'Only the database can say no DROP reached it; the SQL-looking text must appear as bind parameters, never as a statement.',
+      hint: {
+        look: 'statement_log_window counts the statements the database ran in the window and how many were DROP, TRUNCATE or DDL from the tool server: that must be 0. The SQL-looking text shows only as parameters.',
+        mistake: "Leaving log_statement = 'all' on after a test. On a busy server it logs every statement with its parameter values, filling the disk and copying tenant data into logs; this step resets it as the window closes.",
+      },
       sql: ["select 'sor-drills window <id> end' as marker", 'alter system reset log_statement', 'select pg_reload_conf()'],
       async run(ctx, state) {
         const log = await readStatementWindow(ctx, need(state.window, 'the statement-log window'));

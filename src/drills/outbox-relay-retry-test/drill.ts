@@ -58,11 +58,19 @@ export const outboxRelayRetryTest: Drill<State> = {
       'outbox',
       'The drill queues its own outbox row in a tenant of its own, and its relay claims only that tenant\'s rows: ' +
         'the outbox rows already in the target are never sent or marked, and the drill can run again.',
+      {
+        look: 'tenant is a fresh drill-outbox tenant with no outbox rows, so the only row the relay can claim is the one the drill queues next.',
+        mistake: "Pointing a test relay at a real outbox. It would claim other tenants' pending emails, send them to a stand-in service and mark them dispatched, and those emails would never reach anyone.",
+      },
     ),
     {
       id: 'email-service',
       title: 'Start the email service',
       why: 'A transactional email API on loopback: one delivery per idempotency key, and it can be told to drop the next request (a network blip).',
+      hint: {
+        look: 'email_service is a loopback URL shaped like a transactional email API. It makes one delivery per Idempotency-Key however often it is asked, and counts requests and deliveries per key for the last step.',
+        mistake: 'Assuming the email provider deduplicates by itself. Most APIs deduplicate only requests that carry an idempotency key, and only for a while; without the header every retry is another email.',
+      },
       async run(ctx, state) {
         // The operator's relay puts the dedup key where its profile says; the reference relay sends the header.
         const relaySpec = ctx.profile.profile.processes?.relay;
@@ -76,6 +84,10 @@ export const outboxRelayRetryTest: Drill<State> = {
       id: 'queue',
       title: 'Queue an email through the tool server',
       why: 'The Worker never sends email itself: its `queue` call writes an outbox row, in the same transaction as its journal, for the relay to send.',
+      hint: {
+        look: 'queued_row should read pending with attempts 0, and outbox_id must match the row found by its dedup_key. The Worker only wrote a row: no email has been sent yet.',
+        mistake: 'Sending the email from the Worker during its turn. If the turn then rolls back, the email went out for work that never happened. An outbox row written in the same transaction as the work commits with it, or not at all.',
+      },
       sql: (n) => [queueSql(n), rowSql(n)].map(shownSql),
       async run(ctx, state) {
         const tenant = need(state.tenant, 'the drill tenant');
@@ -113,6 +125,10 @@ export const outboxRelayRetryTest: Drill<State> = {
       why:
         'The email service drops the connection of the next request. The relay must record the failure (attempts, last_error, ' +
         'next_attempt_at) and leave the row pending for a retry, never drop it or mark it sent.',
+      hint: {
+        look: 'send_failed shows attempts=1 and the network error. after_blip must still read pending, with attempts 1, last_error set and next_attempt_at later than when it was queued, so the retry waits.',
+        mistake: 'Marking the row failed, or deleting it, on the first error. A blip is transient: the row stays pending with retry bookkeeping. Retrying at once in a tight loop, with no next_attempt_at, hammers a struggling provider.',
+      },
       sql: (n) => (operatorRelay(n) ? [rowSql(n)] : [claimSql(n), failedSql(n), rowSql(n)]).map(shownSql),
       async run(ctx, state) {
         if (hasOperator(ctx.profile, 'relay')) return operatorBlip(ctx, state);
@@ -150,6 +166,10 @@ export const outboxRelayRetryTest: Drill<State> = {
       why:
         'A relay can die after the email went out and before it recorded that: the row must still read pending (a relay that ' +
         'marks dispatched before it sends would lose the email on a crash), so the next relay sends it again.',
+      hint: {
+        look: 'retry_sent shows a delivery_id: the email left. relay_killed must say SIGKILL, after_kill must still read pending with dispatched_at null, and email_at_kill counts one delivery for the dedup_key.',
+        mistake: 'Marking the row dispatched before the send. If the relay dies in between, the row says sent and the email never went out: a silent loss. Commit dispatched only after the provider answered; a crash then means a re-send.',
+      },
       operator: 'kill',
       sql: (n) => [shownSql(rowSql(n)), ...(operatorRelay(n) ? [shownSql(sessionsSql)] : [])],
       async run(ctx, state) {
@@ -195,6 +215,10 @@ export const outboxRelayRetryTest: Drill<State> = {
       why:
         'The new relay finds the row pending and sends it again. The email service already delivered it once; the dedup_key, ' +
         'sent as the idempotency key, must keep that re-send from being a second email.',
+      hint: {
+        look: 'resent_after_restart shows the new relay sent again; final_row must read dispatched with dispatched_at set; email_deliveries must say 1 delivery in several requests, with the dedup_key carried as the Idempotency-Key.',
+        mistake: 'Treating the re-send as a relay bug to remove. After a crash between send and commit a re-send is unavoidable; the dedup_key sent as the idempotency key makes it harmless. Without it, as in the break, two emails go out.',
+      },
       operator: 'restart',
       sql: (n) => (operatorRelay(n) ? [rowSql(n)] : [dispatchedSql(n), rowSql(n)]).map(shownSql),
       async run(ctx, state) {
