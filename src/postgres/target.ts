@@ -17,6 +17,11 @@ export interface Target {
   database: string;
   /** For the embedded target, its cluster (log file, kept directory). */
   cluster?: EmbeddedCluster;
+  /**
+   * The embedded target only: whether close() (and every exit path) keeps the cluster's
+   * data for a later start of the same home (EmbeddedCluster.retain); absent for a URL target.
+   */
+  retain?(yes: boolean): void;
   close(): Promise<void>;
 }
 
@@ -24,9 +29,11 @@ export interface ResolveOptions {
   db?: string;
   keep?: boolean;
   onProgress?: (message: string) => void;
+  /** The embedded target only: a named home for its cluster, started again by a later console (StartOptions.home). */
+  home?: string;
 }
 
-/** --db, else DATABASE_URL (a URL or keyword/value string), else a fresh embedded cluster. */
+/** --db, else DATABASE_URL (a URL or keyword/value string), else an embedded cluster (a fresh one, or the home's). */
 export async function resolveTarget(options: ResolveOptions): Promise<Target> {
   const given = options.db ?? process.env.DATABASE_URL;
   if (given) {
@@ -49,7 +56,7 @@ export async function resolveTarget(options: ResolveOptions): Promise<Target> {
     }
     return { kind: 'url', url, display: maskUrl(url), database: parsed.database, close: async () => {} };
   }
-  const cluster = await startEmbedded({ keep: options.keep, onProgress: options.onProgress });
+  const cluster = await startEmbedded({ keep: options.keep, onProgress: options.onProgress, home: options.home });
   const forget = onCleanup('embedded postgres', () => cluster.stop());
   return {
     kind: 'embedded',
@@ -58,6 +65,7 @@ export async function resolveTarget(options: ResolveOptions): Promise<Target> {
     display: cluster.display,
     database: 'sor_drills',
     cluster,
+    retain: (yes) => cluster.retain(yes),
     close: async () => {
       forget();
       await cluster.stop();
