@@ -16,6 +16,7 @@ import { ExitScreen } from './screens/ExitScreen.js';
 import { Footer } from './screens/Footer.js';
 import { HelpScreen } from './screens/HelpScreen.js';
 import { MasteryScreen } from './screens/MasteryScreen.js';
+import { ResumeScreen } from './screens/ResumeScreen.js';
 import { Row, Span } from './screens/theme.js';
 import { TooSmall } from './screens/TooSmall.js';
 
@@ -25,6 +26,8 @@ function ScreenView({ screen, height }: { screen: Screen; height: number }) {
       return <BootScreen height={height} />;
     case 'consent':
       return <ConsentScreen height={height} />;
+    case 'resume':
+      return <ResumeScreen />;
     case 'list':
       return <DrillListScreen height={height} />;
     case 'drill':

@@ -4,15 +4,21 @@
 // with useConsole(selector) and send keys to the key router.
 import { createStore } from 'zustand/vanilla';
 import { useStore } from 'zustand';
-import type { BundleKey, OperatorAsk, ProcessView, Verdict } from './drills/types.js';
+import type { BundleKey, OperatorAsk, ProcessView, Proposal, StepHint, Verdict } from './drills/types.js';
 
-export type PanelName = 'counts' | 'diff' | 'processes';
-export const panelNames: readonly PanelName[] = ['counts', 'diff', 'processes'];
+export type PanelName = 'proposal' | 'counts' | 'diff' | 'processes';
+/** The panels tab cycles through; `proposal` only for a drill that has one (drill 1). */
+export const panelNames: readonly PanelName[] = ['proposal', 'counts', 'diff', 'processes'];
+
+export function panelsOf(current: Pick<CurrentDrill, 'proposal'> | undefined): PanelName[] {
+  return panelNames.filter((name) => name !== 'proposal' || current?.proposal !== undefined);
+}
 
 /** Every screen but help; help remembers which of these to go back to. */
 export type MainScreen =
   | { name: 'boot' }
   | { name: 'consent' }
+  | { name: 'resume' }
   | { name: 'list' }
   | { name: 'drill' }
   | { name: 'decision' }
@@ -46,7 +52,9 @@ export interface StepRow {
   why: string;
   sql: string[];
   operator?: OperatorAsk['kind'];
-  state: 'waiting' | 'running' | 'ok' | 'failed';
+  hint?: StepHint;
+  /** waiting: not reached; ready: shown, waiting for enter; running; ok or failed once run. */
+  state: 'waiting' | 'ready' | 'running' | 'ok' | 'failed';
   summary?: string;
 }
 
@@ -58,8 +66,12 @@ export interface CurrentDrill {
   /** The mastery gate's repeat of a drill (its result goes to the second bundle). */
   mastery: boolean;
   steps: StepRow[];
-  /** -1 before the first step starts. */
+  /** The step shown: the one waiting for enter (state ready) or running; -1 before the drill starts. */
   stepIndex: number;
+  /** What the drill reviews (drill 1's migration), read before it runs. */
+  proposal?: Proposal;
+  /** Statements the transcript has printed for the current step (the declared ones are printed when it ran none). */
+  sqlPrinted: number;
   /** Statements the current step ran, latest last. */
   sql: string[];
   diff?: { text: string; folder: string };
@@ -140,6 +152,10 @@ export interface ConsoleState {
   /** Set when the operator switched the panel by hand during this drill (no automatic switching then). */
   panelPinned: boolean;
   ask?: AskState;
+  /** Whether the current step's hint (h) is open. */
+  hint: boolean;
+  /** The saved capstone the console offers to resume (enter resumes, n starts over). */
+  resume?: { done: number; total: number; target: string; updatedAt: string };
   notice?: { text: string; tone: Tone };
   history: HistoryLine[];
   runFinished: boolean;
@@ -168,6 +184,8 @@ export function initialState(): ConsoleState {
     panel: 'counts',
     panelPinned: false,
     ask: undefined,
+    hint: false,
+    resume: undefined,
     notice: undefined,
     history: [],
     runFinished: false,
@@ -218,4 +236,17 @@ export function activeDecision(state: ConsoleState): DecisionDraft | undefined {
 
 export function drillRunning(state: ConsoleState): boolean {
   return state.current?.phase === 'running';
+}
+
+/** The step the screen shows: the waiting or running one, or the first before the drill starts. */
+export function shownStep(state: Pick<ConsoleState, 'current'>): StepRow | undefined {
+  const current = state.current;
+  if (!current) return undefined;
+  return current.steps[Math.max(0, current.stepIndex)];
+}
+
+/** Whether the current step waits for enter. */
+export function stepWaiting(state: Pick<ConsoleState, 'current'>): boolean {
+  const current = state.current;
+  return current?.phase === 'running' && current.steps[current.stepIndex]?.state === 'ready';
 }

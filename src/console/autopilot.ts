@@ -4,7 +4,7 @@
 // first), moves on, and with --out saves the bundle and quits with the run's
 // exit code. It names the binding it means, never a key: the key comes from the
 // key table, and a press is made only if it resolves to that binding now.
-import { activeDecision, type ConsoleState } from '../store.js';
+import { activeDecision, stepWaiting, type ConsoleState } from '../store.js';
 import type { KeyHandler } from './key-router.js';
 import { answerBinding, bindingById, pressOf, resolveKey, type Press } from './keys.js';
 
@@ -31,6 +31,9 @@ export function nextPress(state: ConsoleState, options: { out?: string }): AutoP
     case 'consent':
       // Autoplay never consents on the operator's behalf: that takes --yes.
       return pressing(state, 'consent-no', `${where}:consent`);
+    case 'resume':
+      // Autoplay keeps no capstone; should one be offered, it starts over rather than trust another run's verdicts.
+      return pressing(state, 'resume-no', `${where}:resume`);
     case 'list':
       return pressing(state, state.runFinished ? 'decision' : 'open-drill', `${where}:list`);
     case 'drill':
@@ -52,6 +55,8 @@ function drillPress(state: ConsoleState, where: string): AutoPress | undefined {
   if (!current) return undefined;
   if (current.phase === 'ready') return pressing(state, 'start-drill', `${where}:start`);
   if (current.phase === 'finished') return pressing(state, 'next-drill', `${where}:next`);
+  // Each step waits for enter, as for a person: autoplay presses it at its pace.
+  if (stepWaiting(state) && !state.ask) return pressing(state, 'run-step', `${where}:step:${current.stepIndex}`);
   const ask = state.ask;
   if (!ask || ask.performing) return undefined;
   const id = `${where}:ask:${ask.ask.kind}:${ask.ask.prompt}`;

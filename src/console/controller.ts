@@ -20,7 +20,7 @@
 // own. Nothing here knows one drill from another: a drill that needs the target
 // to itself says so (needsExclusiveDatabase) and the live-count poller closes its
 // connection for it.
-import type { BundleKey, Drill, DrillResult, RunnerEvent } from '../drills/types.js';
+import { bundleKeys, type BundleKey, type Drill, type DrillResult, type Proposal, type RunnerEvent } from '../drills/types.js';
 import { physicalTable, stepSummary } from '../drills/runner.js';
 import { type GivenProfile, type ProfileInUse, profileNames, referenceProfile } from '../postgres/profile/index.js';
 import type { Roles } from '../postgres/roles.js';
@@ -30,7 +30,8 @@ import type { Target } from '../postgres/target.js';
 import { onCleanup } from '../util/lifecycle.js';
 import { activeDecision, appendHistory, drillRunning, getState, update, type ConsoleState } from '../store.js';
 import { decisionDrafts, defaultBundlePath, masteryPath, saveDecision } from './decision.js';
-import { loadDeps, workerPaceMs, type ConsoleDeps, type ConsoleSession, type Poller } from './deps.js';
+import { loadDeps, workerPaceMs, type CapstoneStore, type ConsoleDeps, type ConsoleSession, type Poller } from './deps.js';
+import type { CapstoneState } from './capstone.js';
 import { applyProcessEvent, applyRunnerEvent, drillRows, stepRows } from './events.js';
 import type { Intent } from './intents.js';
 import { isNavigation, navigate } from './navigation.js';
@@ -64,6 +65,8 @@ export interface ConsoleResources {
   targetPending?: Promise<Target>;
   session?: ConsoleSession;
   poller?: Poller;
+  /** The capstone's files, tidied once the target is closed. */
+  capstone?: CapstoneStore;
   /** Drops the session's lifecycle cleanup once the console has stopped it itself. */
   forgetCleanup?: () => void;
 }
@@ -72,6 +75,7 @@ export interface ConsoleResources {
 type Stage =
   | { name: 'booting' }
   | { name: 'consent' }
+  | { name: 'resume' }
   | { name: 'ready'; index: number }
   | { name: 'running'; key: BundleKey; mastery: boolean }
   | { name: 'finished'; key: BundleKey; mastery: boolean }
@@ -86,12 +90,21 @@ export class ConsoleController {
   /** Resolves with the exit code once the console ends (the operator quits, or a failure ends it). */
   readonly quit: Promise<number>;
   quitting = false;
+  /** Set while the embedded cluster is kept for an unfinished capstone (its data outlives the console). */
+  keptCapstone = false;
   readonly resources: ConsoleResources = {};
   private stage: Stage = { name: 'booting' };
   private deps: ConsoleDeps | undefined;
   /** Results by decision: [0] the run's, in drill order; [1] the mastery gate's (the run's with one repeated). */
   private readonly results: DrillResult[][] = [[]];
   private bundlePath = '';
+  /** The capstone saved in .sor-drills/ for this target (a person's console only). */
+  private capstone: CapstoneStore | undefined;
+  /** The saved capstone being resumed, until its results are restored. */
+  private saved: CapstoneState | undefined;
+  private capstoneStarted: string | undefined;
+  /** The drills a capstone has (the resume prompt's "k of 9"). */
+  private readonly drillCount = bundleKeys.length;
   private startedAt = Date.now();
   /** The effects in progress, one after another. */
   private work: Promise<void> = Promise.resolve();
@@ -129,8 +142,19 @@ export class ConsoleController {
       case 'consent':
         this.answerConsent(intent.yes);
         return;
+      case 'resume':
+        this.answerResume(intent.yes);
+        return;
       case 'start-drill':
-        void this.perform(() => this.startDrill(intent.broken));
+        void this.perform(() => this.startDrill(intent.broken, Boolean(intent.rest)));
+        return;
+      case 'run-step':
+        this.operator.runStep();
+        return;
+      case 'run-rest':
+        // Before the drill starts: start it and run it through; while it runs: the rest of it.
+        if (state.current?.phase === 'ready') void this.perform(() => this.startDrill(Boolean(state.current?.broken), true));
+        else if (state.current) this.operator.runRest(state.current.key);
         return;
       case 'next-drill':
       case 'to-decision': {
@@ -226,12 +250,57 @@ export class ConsoleController {
 
   private async boot(): Promise<void> {
     const { db, keep } = this.options;
-    bootLine(db || process.env.DATABASE_URL ? 'connecting to the target…' : 'starting PostgreSQL…');
     const deps = await this.load();
     this.deps = deps;
-    this.resources.targetPending = deps.resolveTarget({ db, keep, onProgress: bootLine });
+    // A person's capstone is kept per target in .sor-drills/ (autoplay and --keep keep none).
+    if (!this.options.auto && !keep && deps.openCapstone) {
+      const capstone = await deps.openCapstone({ db, profile: this.options.profile?.source });
+      this.capstone = capstone;
+      this.resources.capstone = capstone;
+      const { state, ignored } = await capstone.load();
+      if (ignored) bootLine(`ignored the saved capstone: ${ignored}`);
+      const total = this.drillCount;
+      if (state && state.results.length > 0 && state.results.length < total) {
+        this.saved = state;
+        this.stage = { name: 'resume' };
+        update({
+          screen: { name: 'resume' },
+          resume: { done: state.results.length, total, target: state.target, updatedAt: state.updatedAt },
+        });
+        return;
+      }
+      // A finished or empty capstone has nothing to resume.
+      if (state) await capstone.discard();
+    }
+    await this.reach();
+  }
+
+  private answerResume(yes: boolean): void {
+    if (this.stage.name !== 'resume') return;
+    this.stage = { name: 'booting' };
+    update({ screen: { name: 'boot' }, resume: undefined });
+    void this.perform(() =>
+      this.withBootClock(async () => {
+        if (!yes) {
+          this.saved = undefined;
+          await this.capstone?.discard();
+          bootLine('started the capstone over: the saved one was removed');
+        }
+        await this.reach();
+      }),
+    );
+  }
+
+  /** The target (the capstone's kept cluster, when one is resumed), then its preparation. */
+  private async reach(): Promise<void> {
+    const { db, keep } = this.options;
+    const deps = this.need(this.deps, 'the console dependencies');
+    bootLine(db || process.env.DATABASE_URL ? 'connecting to the target…' : 'starting PostgreSQL…');
+    this.resources.targetPending = deps.resolveTarget({ db, keep, onProgress: bootLine, home: this.capstone?.home });
     const target = await this.resources.targetPending;
     this.resources.target = target;
+    // The embedded cluster is kept only for a capstone with finished drills (saveCapstone keeps it from then on).
+    this.retainCluster(Boolean(this.saved));
     if (this.quitting) return;
     update((state) => ({ boot: { ...state.boot, target: target.display } }));
     bootLine(`target ready: ${target.display}`);
@@ -299,7 +368,68 @@ export class ConsoleController {
       screen: state.screen.name === 'help' ? { name: 'help', back: { name: 'list' } } : { name: 'list' },
     }));
     appendHistory([{ text: `sor-drills · target ${target.display} · nine drills, in order`, tone: 'accent' }]);
-    this.ready(0);
+    this.ready(this.restore(session));
+  }
+
+  /** A resumed capstone's finished drills, with their verdicts and evidence; returns the drill to show next. */
+  private restore(session: ConsoleSession): number {
+    const saved = this.saved;
+    this.saved = undefined;
+    if (!saved) return 0;
+    this.capstoneStarted = saved.startedAt;
+    const done = session.drills.findIndex((drill, index) => saved.results[index]?.key !== drill.key);
+    const count = done < 0 ? session.drills.length : done;
+    const results = saved.results.slice(0, count);
+    this.results[0] = [...results];
+    update((state) => ({
+      drills: state.drills.map((row, index) => {
+        const result = results[index];
+        if (!result) return row;
+        return {
+          ...row,
+          status: result.verdict === 'pass' ? ('pass' as const) : ('fail' as const),
+          evidence: result.verdict === 'pass' ? result.evidence : (result.reason ?? result.evidence),
+          durationMs: result.durationMs,
+          broken: result.broken,
+        };
+      }),
+    }));
+    appendHistory([
+      {
+        text: `resumed the capstone saved ${saved.updatedAt}: ${count} of ${session.drills.length} drills done; drill ${count + 1} starts from its first step`,
+        tone: 'accent',
+      },
+    ]);
+    return Math.min(count, session.drills.length - 1);
+  }
+
+  /** Records the capstone's finished drills (in order, up to the first not run) for a later resume. */
+  private async saveCapstone(): Promise<void> {
+    const capstone = this.capstone;
+    const session = this.resources.session;
+    if (!capstone || !session) return;
+    const results: DrillResult[] = [];
+    for (const result of this.results[0]!) {
+      if (!result) break;
+      results.push(result);
+    }
+    const now = new Date().toISOString();
+    this.capstoneStarted ??= now;
+    try {
+      await capstone.save({
+        version: 1,
+        target: this.need(this.resources.target, 'the target').display,
+        profile: this.options.profile?.source,
+        startedAt: this.capstoneStarted,
+        updatedAt: now,
+        breaks: [...this.options.breaks],
+        results,
+      });
+      // Unfinished: the embedded cluster's data directory is kept when the console ends.
+      this.retainCluster(results.length < session.drills.length);
+    } catch (error) {
+      update({ notice: { text: `the capstone could not be saved in .sor-drills/: ${errorMessage(error)}`, tone: 'warn' } });
+    }
   }
 
   /** Shows drill `index`, not started: enter starts it, b starts it with its break. */
@@ -316,26 +446,59 @@ export class ConsoleController {
         steps: stepRows(drill.steps.map((step) => stepSummary(step, this.session().names ?? referenceNames))),
         stepIndex: -1,
         sql: [],
+        sqlPrinted: 0,
         tables: drill.tables.map((table) => physicalTable(this.session().names?.profile ?? referenceProfile, table)),
         evidenceDirs: [],
       },
       ask: undefined,
       notice: undefined,
+      hint: false,
+      panel: 'counts',
+      panelPinned: false,
     });
+    void this.loadProposal(drill, this.options.breaks.includes(drill.key));
   }
 
-  private async startDrill(broken: boolean): Promise<void> {
+  /** What the drill reviews (drill 1's migration), read from its file: shown before the drill runs. */
+  private async loadProposal(drill: Drill, broken: boolean): Promise<void> {
+    if (!drill.proposal) return;
+    const session = this.session();
+    const options = session.options ?? this.need(this.deps, 'the console dependencies').defaultDrillOptions;
+    let proposal: Proposal;
+    try {
+      proposal = await drill.proposal(options, broken);
+    } catch (error) {
+      proposal = { file: '', sections: [], error: errorMessage(error) };
+    }
+    update((state) =>
+      state.current?.key === drill.key && state.current.phase !== 'finished'
+        ? { current: { ...state.current, proposal }, ...(state.panelPinned ? {} : { panel: 'proposal' as const }) }
+        : {},
+    );
+  }
+
+  private async startDrill(broken: boolean, rest: boolean): Promise<void> {
     if (this.stage.name !== 'ready') return;
     const index = this.stage.index;
     const drill = this.drill(this.session().drills[index]?.key);
+    // The key that starts the drill runs its first step (a: all of them).
+    if (rest) this.operator.runRest(drill.key);
+    else this.operator.grant(drill.key);
+    const shown = getState().current;
+    if (shown?.proposal && shown.broken !== broken) void this.loadProposal(drill, broken);
     update((state) => ({ screen: { name: 'drill' }, current: state.current ? { ...state.current, broken } : undefined }));
-    this.results[0]![index] = await this.runDrill(drill, broken, false);
+    const result = await this.runDrill(drill, broken, false);
+    // A drill stopped by quitting is not finished: a resumed capstone starts it again.
+    if (this.quitting) return;
+    this.results[0]![index] = result;
+    await this.saveCapstone();
   }
 
   private async runMastery(key: BundleKey): Promise<void> {
     const state = getState();
     if (this.stage.name !== 'decision' || !state.mastery.offered || state.mastery.running) return;
     const drill = this.drill(key);
+    this.operator.grant(key);
     update({ mastery: { ...state.mastery, running: true }, screen: { name: 'drill' } });
     const result = await this.runDrill(drill, true, true);
     this.results[1] = this.results[0]!.map((candidate) => (candidate.key === key ? result : candidate));
@@ -391,6 +554,8 @@ export class ConsoleController {
     // The gate is for a clean sweep: every drill passed on the first try, none with its break.
     const allPassed = first.decision === 'PERMITTED' && results.every((result) => !result.broken);
     this.stage = { name: 'decision' };
+    // The capstone is finished: nothing to resume, and its embedded cluster goes when the console ends.
+    await this.finishCapstone();
     update({
       runFinished: true,
       decisions: [first],
@@ -399,6 +564,26 @@ export class ConsoleController {
       screen: { name: 'decision' },
     });
     appendHistory([{ text: `decision drafted: ${first.decision}`, tone: 'accent' }]);
+  }
+
+  /** Whether the embedded cluster's data is kept when the console ends (an unfinished capstone's). */
+  private retainCluster(yes: boolean): void {
+    const target = this.resources.target;
+    if (!target?.retain) return;
+    target.retain(yes);
+    this.keptCapstone = yes;
+  }
+
+  private async finishCapstone(): Promise<void> {
+    const capstone = this.capstone;
+    if (!capstone) return;
+    this.capstone = undefined;
+    this.retainCluster(false);
+    try {
+      await capstone.finish();
+    } catch (error) {
+      update({ notice: { text: `the finished capstone could not be removed from .sor-drills/: ${errorMessage(error)}`, tone: 'warn' } });
+    }
   }
 
   private async save(state: ConsoleState): Promise<void> {

@@ -9,6 +9,7 @@ import type { BundleKey, Drill, DrillOptions, DrillResult, Operator, RunnerEvent
 import type { Preparation } from '../postgres/prepare.js';
 import type { Target } from '../postgres/target.js';
 import { maskUrl } from '../postgres/url.js';
+import type { CapstoneState, CapstoneTarget, LoadedCapstone } from './capstone.js';
 import { LiveCounts } from './live-counts.js';
 
 /** The part of a drill session (src/drills/session.ts) the console uses. */
@@ -16,16 +17,34 @@ export interface ConsoleSession {
   drills: readonly Drill[];
   /** The profile's names, for the steps' statements before a drill runs (reference ones when absent). */
   names?: ProfileNames;
+  /** The options the drills run with (a drill's proposal is read with them); fakes may leave it out. */
+  options?: DrillOptions;
   processes: ProcessControl;
   runOne(key: BundleKey, broken: boolean, operator: Operator, emit: (event: RunnerEvent) => void): Promise<DrillResult>;
   close(): Promise<void>;
+}
+
+/** The capstone saved for this console's target in .sor-drills/ (src/console/capstone.ts). */
+export interface CapstoneStore {
+  /** The embedded target only: where its cluster is kept while the capstone is unfinished. */
+  home?: string;
+  load(): Promise<LoadedCapstone>;
+  save(state: CapstoneState): Promise<void>;
+  /** Before the target is reached (starting over): removes the saved capstone and, for the embedded target, its kept cluster. */
+  discard(): Promise<void>;
+  /** The capstone is finished: removes the saved state (the running cluster goes when it stops: Target.retain(false)). */
+  finish(): Promise<void>;
+  /** After the target is closed: removes the capstone's directory if nothing is left in it. */
+  tidy(): Promise<void>;
 }
 
 /** The poller as the console drives it (src/console/live-counts.ts). */
 export type Poller = Pick<LiveCounts, 'setTables' | 'pause' | 'resume' | 'stop'>;
 
 export interface ConsoleDeps {
-  resolveTarget(options: { db?: string; keep?: boolean; onProgress?: (line: string) => void }): Promise<Target>;
+  resolveTarget(options: { db?: string; keep?: boolean; onProgress?: (line: string) => void; home?: string }): Promise<Target>;
+  /** The capstone of the target --db (or DATABASE_URL, or the embedded default) names; fakes may leave it out. */
+  openCapstone?(options: { db?: string; profile?: string }): Promise<CapstoneStore>;
   /** The same preparation as `sor-drills run` (src/postgres/prepare.ts). */
   prepareTarget(target: Target, options: { consent: boolean; onProgress?: (line: string) => void; profile?: string }): Promise<Preparation>;
   /** The profile held against the target (src/drills/session.ts); fakes may leave it out. */
@@ -51,11 +70,37 @@ export async function loadDeps(): Promise<ConsoleDeps> {
   ]);
   return {
     resolveTarget,
+    openCapstone,
     prepareTarget,
     resolveProfile: (target, given, roles) => resolveSessionProfile(target, given, roles ?? defaultRoles),
     createSession,
     defaultDrillOptions,
     createPoller: (url) => new LiveCounts({ url }),
+  };
+}
+
+/** The capstone in .sor-drills/ of the working directory, for the target as the operator named it. */
+export async function openCapstone(options: { db?: string; profile?: string; cwd?: string }): Promise<CapstoneStore> {
+  const [{ parseUrl }, { discardHome }, { capstoneClusterHome, capstoneDir, loadCapstone, removeCapstone, saveCapstone }] = await Promise.all([
+    import('../postgres/url.js'),
+    import('../postgres/embedded-home.js'),
+    import('./capstone.js'),
+  ]);
+  const given = options.db ?? process.env.DATABASE_URL;
+  // Named as the target will be shown once reached: the canonical URL, masked.
+  const target: CapstoneTarget = given ? { kind: 'url', display: maskUrl(parseUrl(given).url) } : { kind: 'embedded', display: 'embedded' };
+  const dir = capstoneDir(options.cwd ?? process.cwd(), target, options.profile);
+  const home = target.kind === 'embedded' ? capstoneClusterHome(dir) : undefined;
+  return {
+    home,
+    load: () => loadCapstone(dir),
+    save: (state) => saveCapstone(dir, state),
+    async discard() {
+      if (home) await discardHome(home);
+      await removeCapstone(dir);
+    },
+    finish: () => removeCapstone(dir),
+    tidy: () => removeCapstone(dir),
   };
 }
 

@@ -8,6 +8,7 @@
 import type { SystemEvent } from '../drills/processes.js';
 import type { DrillSummary, ProcessView, RunnerEvent, StepSummary } from '../drills/types.js';
 import { besideVerdictWord, verdictWord } from '../drills/verdict-words.js';
+import { shownPath } from './paths.js';
 import {
   appendHistory,
   getState,
@@ -40,7 +41,17 @@ export function stepRows(steps: readonly StepSummary[]): StepRow[] {
     why: step.why,
     sql: [...step.sql],
     operator: step.operator,
+    hint: step.hint,
     state: 'waiting',
+  }));
+}
+
+/** A statement as transcript lines: `SQL` before its first line, the rest indented under it. */
+export function sqlHistory(statement: string, declared = false): Array<{ text: string; tone: 'accent' | 'dim' }> {
+  const lines = statement.split('\n').map((line) => line.replace(/\s+$/, '')).filter((line) => line.trim() !== '');
+  return lines.map((line, index) => ({
+    text: `${index === 0 ? (declared ? '      SQL (as declared) ' : '      SQL ') : declared ? '                        ' : '          '}${line}`,
+    tone: 'accent' as const,
   }));
 }
 
@@ -105,6 +116,8 @@ export function applyRunnerEvent(event: RunnerEvent): void {
           steps,
           stepIndex: -1,
           sql: [],
+          sqlPrinted: 0,
+          proposal: current.current?.key === event.key ? current.current.proposal : undefined,
           tables: current.current?.key === event.key ? current.current.tables : [],
           evidenceDirs: [],
         },
@@ -112,10 +125,11 @@ export function applyRunnerEvent(event: RunnerEvent): void {
         // A new drill starts from its own processes: drop the ones earlier drills left exited.
         processes: current.processes.filter((process) => process.state === 'running' || process.state === 'starting'),
         selected: 0,
-        panel: 'counts',
+        panel: current.current?.key === event.key && current.current.proposal ? 'proposal' : 'counts',
         panelPinned: false,
         diffScroll: 0,
         ask: undefined,
+        hint: false,
       }));
       appendHistory([
         { text: '' },
@@ -139,6 +153,15 @@ export function applyRunnerEvent(event: RunnerEvent): void {
         },
       }));
       return;
+    case 'step-ready':
+      // Shown, not run: its statements on screen until the operator presses enter.
+      update((current) => {
+        if (!current.current) return {};
+        const steps = current.current.steps.map((step, index) => (index === event.index ? { ...step, state: 'ready' as const } : step));
+        if (!steps[event.index]) steps[event.index] = { ...stepRows([event.step])[0]!, state: 'ready' };
+        return { current: { ...current.current, steps, stepIndex: event.index, sql: [], sqlPrinted: 0 } };
+      });
+      return;
     case 'step-started':
       update((current) => {
         if (!current.current) return {};
@@ -147,20 +170,23 @@ export function applyRunnerEvent(event: RunnerEvent): void {
         );
         if (!steps[event.index]) steps[event.index] = { ...stepRows([event.step])[0]!, state: 'running' };
         return {
-          current: { ...current.current, steps, stepIndex: event.index, sql: [] },
+          current: { ...current.current, steps, stepIndex: event.index, sql: [], sqlPrinted: 0 },
           // The delta shown beside each count is since this step began.
           counts: { ...current.counts, tables: current.counts.tables.map((table) => ({ ...table, base: table.count })) },
         };
       });
+      appendHistory([{ text: `  ${event.index + 1}. ${event.step.title}`, tone: 'plain' }]);
       return;
-    case 'sql':
-      update((current) => {
-        if (!current.current) return {};
-        const sql = current.current.sql;
-        if (sql[sql.length - 1] === event.sql) return {};
-        return patchCurrent(current, { sql: [...sql, event.sql].slice(-12) });
-      });
+    case 'sql': {
+      const sql = state.current?.sql ?? [];
+      // The same statement run again at once (a poll) is printed once.
+      if (!state.current || sql[sql.length - 1] === event.sql) return;
+      update((current) =>
+        patchCurrent(current, { sql: [...sql, event.sql].slice(-12), sqlPrinted: (current.current?.sqlPrinted ?? 0) + 1 }),
+      );
+      appendHistory(sqlHistory(event.sql));
       return;
+    }
     case 'observation':
       appendHistory([
         {
@@ -176,12 +202,13 @@ export function applyRunnerEvent(event: RunnerEvent): void {
       return;
     case 'diff': {
       const changed = event.text.split('\n').filter((line) => /^[+-](?![+-]{2})/.test(line)).length;
+      const folder = shownPath(event.folder);
       update((current) => ({
-        ...patchCurrent(current, { diff: { text: event.text, folder: event.folder } }),
+        ...patchCurrent(current, { diff: { text: event.text, folder } }),
         ...(current.ask || current.panelPinned ? {} : { panel: 'diff' as const }),
         diffScroll: 0,
       }));
-      appendHistory([{ text: `      diff: ${changed} changed line${changed === 1 ? '' : 's'} · evidence in ${event.folder}`, tone: 'dim' }]);
+      appendHistory([{ text: `      diff: ${changed} changed line${changed === 1 ? '' : 's'} · evidence in ${folder}`, tone: 'dim' }]);
       return;
     }
     case 'step-finished': {
@@ -194,6 +221,10 @@ export function applyRunnerEvent(event: RunnerEvent): void {
         return patchCurrent(current, { steps });
       });
       const title = step?.title ?? `step ${event.index + 1}`;
+      // A step that showed none of what it ran (its statements run in a process, or none at all): what it declared.
+      if (state.current && state.current.sqlPrinted === 0) {
+        appendHistory((step?.sql ?? []).flatMap((statement) => sqlHistory(statement, true)));
+      }
       appendHistory([
         event.ok
           ? { text: `  ✓ ${event.index + 1}. ${title}${event.summary ? `: ${event.summary}` : ''}`, tone: 'ok' }
@@ -218,7 +249,7 @@ export function applyRunnerEvent(event: RunnerEvent): void {
               verdict: result.verdict,
               evidence: result.evidence,
               reason: result.reason,
-              evidenceDirs: [...result.evidenceDirs],
+              evidenceDirs: result.evidenceDirs.map((dir) => shownPath(dir)),
             })
           : {}),
         ask: undefined,

@@ -7,7 +7,11 @@ import type { EditorKey } from './editor.js';
 
 export type Intent =
   | { type: 'open-drill' }
-  | { type: 'start-drill'; broken: boolean }
+  | { type: 'start-drill'; broken: boolean; rest?: boolean }
+  | { type: 'run-step' }
+  | { type: 'run-rest' }
+  | { type: 'hint' }
+  | { type: 'resume'; yes: boolean }
   | { type: 'next-drill' }
   | { type: 'to-decision' }
   | { type: 'operator'; kind: 'start' | 'continue' }

@@ -5,7 +5,7 @@
 // autopilot presses). Order is priority: the first active binding that matches
 // a key wins (so a prompt's y/n shadow everything else).
 import type { OperatorAsk } from '../drills/types.js';
-import { activeDecision, type ConsoleState, type Tone } from '../store.js';
+import { activeDecision, shownStep, stepWaiting, type ConsoleState, type Tone } from '../store.js';
 import { wrapText, type EditorKey } from './editor.js';
 import type { Intent } from './intents.js';
 
@@ -146,6 +146,24 @@ export const bindings: readonly Binding[] = [
     intent: () => ({ type: 'consent', yes: false }),
   },
   {
+    id: 'resume-yes',
+    keys: 'enter',
+    group: 'prompts',
+    help: 'resume the saved capstone: finished drills keep their verdicts, the next one starts from its first step',
+    footer: () => 'resume',
+    when: (state) => free(state) && on(state, 'resume'),
+    intent: () => ({ type: 'resume', yes: true }),
+  },
+  {
+    id: 'resume-no',
+    keys: 'n',
+    group: 'prompts',
+    help: 'start the capstone over: the saved one (and its embedded cluster) is removed',
+    footer: () => 'start over',
+    when: (state) => free(state) && on(state, 'resume'),
+    intent: () => ({ type: 'resume', yes: false }),
+  },
+  {
     id: 'open-drill',
     keys: 'enter',
     group: 'drills',
@@ -158,10 +176,37 @@ export const bindings: readonly Binding[] = [
     id: 'start-drill',
     keys: 'enter',
     group: 'drills',
-    help: 'start the drill shown (with its break if --break named it)',
-    footer: (state) => (state.current?.broken ? 'start (with its break)' : 'start drill'),
+    help: 'start the drill shown and run its first step (with its break if --break named it)',
+    footer: (state) => (state.current?.broken ? 'run step 1 (with its break)' : 'run step 1'),
     when: (state) => free(state) && on(state, 'drill') && phase(state) === 'ready',
     intent: (state) => ({ type: 'start-drill', broken: Boolean(state.current?.broken) }),
+  },
+  {
+    id: 'run-step',
+    keys: 'enter',
+    group: 'drills',
+    help: 'run the step shown: its statements are on screen before it runs',
+    footer: (state) => `run step ${(state.current?.stepIndex ?? 0) + 1}`,
+    when: (state) => free(state) && on(state, 'drill') && stepWaiting(state) && !pendingAsk(state),
+    intent: () => ({ type: 'run-step' }),
+  },
+  {
+    id: 'run-rest',
+    keys: 'a',
+    group: 'drills',
+    help: 'run the rest of the drill without stopping between steps (a step that needs you still waits for its key)',
+    footer: (state) => (phase(state) === 'ready' ? 'run it all' : 'run the rest'),
+    when: (state) => free(state) && on(state, 'drill') && (phase(state) === 'ready' || stepWaiting(state)),
+    intent: () => ({ type: 'run-rest' }),
+  },
+  {
+    id: 'hint',
+    keys: 'h',
+    group: 'drills',
+    help: "a hint for the step shown: what to look for, the lesson's habit, the mistake people make there",
+    footer: (state) => (state.hint ? 'close hint' : 'hint'),
+    when: (state) => free(state) && on(state, 'drill') && phase(state) !== 'finished' && shownStep(state)?.hint !== undefined,
+    intent: () => ({ type: 'hint' }),
   },
   {
     id: 'operator',
@@ -308,8 +353,9 @@ export const bindings: readonly Binding[] = [
     id: 'back',
     keys: 'esc',
     group: 'anywhere',
-    help: 'back: from help, from a drill to the list, from the mastery gate to the decision',
-    footer: (state) => (on(state, 'help') ? 'close help' : on(state, 'mastery') ? 'decision' : 'drill list'),
+    help: 'back: from help, from a hint, from a drill to the list, from the mastery gate to the decision',
+    footer: (state) =>
+      on(state, 'help') ? 'close help' : on(state, 'drill') && state.hint ? 'close hint' : on(state, 'mastery') ? 'decision' : 'drill list',
     when: (state) => free(state) && on(state, 'help', 'drill', 'decision', 'mastery'),
     intent: () => ({ type: 'back' }),
   },

@@ -3,7 +3,7 @@
 // returning the change to make (nothing here starts, stops or writes anything);
 // the controller applies them. The rest of the intents (src/console/controller.ts)
 // drive the run itself.
-import { activeDecision, panelNames, type ConsoleState, type DecisionDraft, type MainScreen } from '../store.js';
+import { activeDecision, panelsOf, type ConsoleState, type DecisionDraft, type MainScreen } from '../store.js';
 import { applyEditorKey } from './editor.js';
 import type { Intent } from './intents.js';
 import { helpLines } from './keys.js';
@@ -14,6 +14,7 @@ export type NavigationIntent = Extract<
   {
     type:
       | 'open-drill'
+      | 'hint'
       | 'select'
       | 'panel'
       | 'help'
@@ -28,6 +29,7 @@ export type NavigationIntent = Extract<
 
 const navigationTypes: ReadonlySet<string> = new Set<NavigationIntent['type']>([
   'open-drill',
+  'hint',
   'select',
   'panel',
   'help',
@@ -48,15 +50,20 @@ export function navigate(state: ConsoleState, intent: NavigationIntent): Partial
   switch (intent.type) {
     case 'open-drill':
       return { screen: { name: 'drill' } };
+    case 'hint':
+      return { hint: !state.hint };
     case 'select':
       return select(state, intent.delta);
     case 'panel': {
-      const next = panelNames[(panelNames.indexOf(state.panel) + 1) % panelNames.length] ?? 'counts';
+      const panels = panelsOf(state.current);
+      const next = panels[(panels.indexOf(state.panel) + 1) % panels.length] ?? 'counts';
       return { panel: next, panelPinned: true };
     }
     case 'help':
       return state.screen.name === 'help' ? {} : { screen: { name: 'help', back: state.screen }, helpScroll: 0 };
     case 'back':
+      // An open hint closes first.
+      if (state.hint && state.screen.name === 'drill') return { hint: false };
       return { screen: backFrom(state) };
     case 'edit':
     case 'edit-done':

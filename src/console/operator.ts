@@ -3,7 +3,12 @@
 // the ask goes into the store, where the screen shows it with the key to press.
 // When that key is pressed, the controller calls satisfy(): it runs `perform`
 // (how the drill would do it itself) and then lets the drill go on.
-import type { Operator, OperatorAsk } from '../drills/types.js';
+//
+// Before each step the runner asks beforeStep(): the step waits, its statements on
+// screen, until the operator presses enter (runStep) or `a` (runRest: this step and
+// every later one of the drill, asks to the operator still waiting for their key).
+// The press that starts a drill runs its first step (grant).
+import type { BundleKey, Operator, OperatorAsk } from '../drills/types.js';
 import { errorMessage } from '../postgres/errors.js';
 import { getState, update } from '../store.js';
 
@@ -16,6 +21,12 @@ interface Pending {
 
 export interface TuiOperator extends Operator {
   pending(): OperatorAsk | undefined;
+  /** The next step of this drill runs without waiting (the press that started the drill). */
+  grant(key: BundleKey): void;
+  /** Lets the waiting step run. */
+  runStep(): boolean;
+  /** Lets the waiting step and every later step of this drill run without stopping. */
+  runRest(key: BundleKey): void;
   /** Does what the pending ask wants, if it is of this kind. Resolves when done. */
   satisfy(kind: OperatorAsk['kind']): Promise<boolean>;
   /** Fails the pending ask (the console is quitting). */
@@ -24,7 +35,38 @@ export interface TuiOperator extends Operator {
 
 export function createTuiOperator(): TuiOperator {
   let pending: Pending | undefined;
+  let gate: { resolve: () => void; reject: (error: unknown) => void } | undefined;
+  let granted: BundleKey | undefined;
+  let rest: BundleKey | undefined;
+  const open = () => {
+    const current = gate;
+    gate = undefined;
+    current?.resolve();
+    return current !== undefined;
+  };
   return {
+    beforeStep(key) {
+      if (rest === key) return Promise.resolve();
+      if (granted === key) {
+        granted = undefined;
+        return Promise.resolve();
+      }
+      // A step from another drill than the one granted or run through: both are spent.
+      granted = undefined;
+      rest = undefined;
+      return new Promise<void>((resolve, reject) => {
+        gate = { resolve, reject };
+      });
+    },
+    grant(key) {
+      granted = key;
+      rest = undefined;
+    },
+    runStep: open,
+    runRest(key) {
+      rest = key;
+      open();
+    },
     request(ask, perform) {
       return new Promise<void>((resolve, reject) => {
         pending = { ask, perform, resolve, reject };
@@ -62,6 +104,9 @@ export function createTuiOperator(): TuiOperator {
       pending = undefined;
       update({ ask: undefined });
       current?.reject(new Error(reason));
+      const waiting = gate;
+      gate = undefined;
+      waiting?.reject(new Error(reason));
     },
   };
 }

@@ -164,8 +164,11 @@ async function stopEverything(controller: ConsoleController, keep: boolean): Pro
   if (target) {
     await bounded(target.close(), stopDeadlineMs);
     if (target.kind === 'url') say(`left ${target.display} as the drills left it`);
-    else say(keep ? 'left the embedded PostgreSQL running (--keep)' : 'stopped PostgreSQL and removed its directory');
+    else if (keep) say('left the embedded PostgreSQL running (--keep)');
+    else if (controller.keptCapstone) say('stopped PostgreSQL; its data is kept in .sor-drills/ for the unfinished capstone');
+    else say('stopped PostgreSQL and removed its directory');
   }
+  await bounded(resources.capstone?.tidy().catch(() => {}), stopDeadlineMs);
 }
 
 /** The last frame, left on the terminal: what was decided and saved. */

@@ -12,8 +12,7 @@
 // migration given with --migration is held to what it says itself: its up changes
 // something, on its own table only, and its down gives the schema back exactly.
 import { readFile } from 'node:fs/promises';
-import path from 'node:path';
-import { fixturesDir, splitMigration } from '../postgres/migrations.js';
+import { splitMigration } from '../postgres/migrations.js';
 import { BranchUnavailable, createNeonBranch, createTemplateBranch, type Branch } from '../postgres/branch.js';
 import { inTransaction, withPgClient } from '../postgres/pg.js';
 import { readCatalog, type Catalog } from '../oracle/index.js';
@@ -21,11 +20,13 @@ import { onCleanup } from '../util/lifecycle.js';
 import { catalogDiff } from './catalog-diff.js';
 import { withEvidence } from './evidence.js';
 import { reviewStatically, type StaticReview } from './migration-static.js';
+import { defaultMigration, migrationProposal, proposedFile, shownPath } from './migration-proposal.js';
+
+export { defaultMigration } from './migration-proposal.js';
 import { CouldNotDetermine } from './runner.js';
 import { need, type Drill, type DrillContext } from './types.js';
 
 export const branchName = 'cap-migration-1';
-export const defaultMigration = path.join(fixturesDir, 'proposed', 'add_expense_notes.sql');
 /** The table the default proposal alters, in the schema its unqualified name resolves to. */
 const defaultTable = { schema: 'public', table: 'expenses' };
 /** What the default proposal must do to the schema, and nothing else. */
@@ -66,9 +67,6 @@ function defaultMisfit(ctx: DrillContext): string | undefined {
   );
 }
 
-function shownPath(file: string): string {
-  return path.relative(process.cwd(), file) || file;
-}
 
 /** The table the up must change, and how much: exactly the notes column for the default proposal. */
 function expectedOf(ctx: DrillContext, review: StaticReview): Expected {
@@ -130,6 +128,7 @@ export const migrationReview: Drill<State> = {
   needsExclusiveDatabase: true,
   breakDescription: 'the proposal replaced by one with a rider on another table (tenants gains a column)',
   fix: 'split the proposal so it only adds the nullable notes column to expenses, with a down that drops it, and no DROP TABLE without an explicit override',
+  proposal: migrationProposal,
   init: () => ({ upDiff: [], downDiff: [] }),
   steps: [
     {
@@ -141,9 +140,7 @@ export const migrationReview: Drill<State> = {
         mistake: 'Reviewing a migration by running it to see what happens. The review reads the text with the PostgreSQL parser and touches no database; a file with no down section is rejected here, before anything is applied.',
       },
       async run(ctx, state) {
-        const file = ctx.broken
-          ? path.join(fixturesDir, 'proposed', 'rider_on_other_table.sql')
-          : (ctx.options.migrationFile ?? defaultMigration);
+        const file = proposedFile(ctx.options, ctx.broken);
         ctx.observe('file', shownPath(file));
         // The break's file fails on its text alone (a rider), whatever the target calls its tables.
         const misfit = !ctx.broken && ctx.options.migrationFile === undefined ? defaultMisfit(ctx) : undefined;

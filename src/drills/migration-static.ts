@@ -139,6 +139,11 @@ async function parseSection(
   }
 }
 
+/** A down's DROP of tables the up created: the up's reverse, not a destructive change. */
+export function reversesCreate(statement: Pick<ParsedStatement, 'kind' | 'relations'>, createdByUp: ReadonlySet<string | undefined>): boolean {
+  return statement.kind === 'DropStmt' && statement.relations.every((name) => createdByUp.has(name));
+}
+
 export async function reviewStatically(file: string): Promise<StaticReview> {
   const { up, down, hasUp, hasDown } = splitMigration(file);
   const parsedUp = await parseSection(file, up, 'up');
@@ -156,9 +161,7 @@ export async function reviewStatically(file: string): Promise<StaticReview> {
     for (const statement of statements) {
       if (!statement.destructive) continue;
       // Dropping, in the down, a table the up created is the up's reverse, not a destructive change.
-      const reversesCreate =
-        direction === 'down' && statement.kind === 'DropStmt' && statement.relations.every((name) => createdByUp.has(name));
-      if (reversesCreate || override) continue;
+      if ((direction === 'down' && reversesCreate(statement, createdByUp)) || override) continue;
       unguardedDrops.push(`${statement.destructive} (${direction})`);
     }
   }

@@ -4,6 +4,7 @@
 import { builtInSource, type Profile, type ProfileInUse, type ProfileNames, type ProfileTable, profileTables, referenceWithRoles, resolveProfile } from '../postgres/profile/index.js';
 import type { Roles } from '../postgres/roles.js';
 import { errorMessage } from '../postgres/errors.js';
+import { maskSecrets } from '../postgres/url.js';
 import { sqlState, withPgClient } from '../postgres/pg.js';
 import { describeMissing, findMissingNames, missingNameStates, nothingMissing, resolveNeeds, unmappedHint } from './reference-schema.js';
 import type {
@@ -138,11 +139,12 @@ export async function runDrill(drill: Drill, options: Omit<RunOptions, 'drills' 
     evidenceDirs: [],
     notes: [],
     system: run.system,
+    // What is shown is masked once, here: a password in a statement or a URL never reaches a screen or a log.
     observe(label, value, ok) {
-      run.emit({ type: 'observation', key: drill.key, label, value: display(value), ok });
+      run.emit({ type: 'observation', key: drill.key, label, value: maskSecrets(display(value)), ok });
     },
     showSql(sql) {
-      run.emit({ type: 'sql', key: drill.key, sql: sql.trim() });
+      run.emit({ type: 'sql', key: drill.key, sql: maskSecrets(sql.trim()) });
     },
     defer(cleanup) {
       cleanups.push(cleanup);
@@ -158,7 +160,21 @@ export async function runDrill(drill: Drill, options: Omit<RunOptions, 'drills' 
       failure = { verdict: 'could-not-determine', reason: 'stopped by the operator' };
       break;
     }
-    run.emit({ type: 'step-started', key: drill.key, index, step: stepSummary(step, run.profile.names) });
+    const summary = stepSummary(step, run.profile.names);
+    run.emit({ type: 'step-ready', key: drill.key, index, step: summary });
+    if (run.operator.beforeStep) {
+      try {
+        await run.operator.beforeStep(drill.key, index, summary);
+      } catch {
+        failure = { verdict: 'could-not-determine', reason: 'stopped by the operator' };
+        break;
+      }
+      if (controller.signal.aborted) {
+        failure = { verdict: 'could-not-determine', reason: 'stopped by the operator' };
+        break;
+      }
+    }
+    run.emit({ type: 'step-started', key: drill.key, index, step: summary });
     try {
       await step.run(ctx, state);
       run.emit({ type: 'step-finished', key: drill.key, index, ok: true });

@@ -28,6 +28,7 @@ export interface DrillSession {
   drills: readonly Drill[];
   /** The profile's names (before the first run: as given, or the reference profile's). */
   names: ProfileNames;
+  options: DrillOptions;
   processes: DrillSystem;
   run(operator: Operator, emit: (event: RunnerEvent) => void, signal?: AbortSignal): Promise<DrillResult[]>;
   runOne(key: BundleKey, broken: boolean, operator: Operator, emit: (event: RunnerEvent) => void): Promise<DrillResult>;
@@ -92,6 +93,7 @@ export function createSession(options: SessionOptions): DrillSession {
   return {
     drills: allDrills,
     names: options.profile?.names ?? profileNames(profile),
+    options: options.options,
     processes: system,
     async run(operator, emit, signal) {
       const profileInUse = await resolved();

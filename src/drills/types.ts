@@ -81,11 +81,20 @@ export interface Operator {
    * calls it when the operator presses the key.
    */
   request(ask: OperatorAsk, perform: () => Promise<void>): Promise<void>;
+  /**
+   * Before each step runs, after its statements are shown (the 'step-ready' event): resolves
+   * when the operator lets it run. The console waits for enter (or `a`, the rest of the
+   * drill); without it (the headless runner) every step runs at once. A rejection stops the
+   * drill before the step (could-not-determine: stopped by the operator).
+   */
+  beforeStep?(key: BundleKey, index: number, step: StepSummary): Promise<void>;
 }
 
 export type RunnerEvent =
   | { type: 'run-started'; drills: DrillSummary[]; target: string }
   | { type: 'drill-started'; key: BundleKey; broken: boolean; steps: StepSummary[] }
+  /** A step shown before it runs: the operator may read its statements and let it run. */
+  | { type: 'step-ready'; key: BundleKey; index: number; step: StepSummary }
   | { type: 'step-started'; key: BundleKey; index: number; step: StepSummary }
   | { type: 'sql'; key: BundleKey; sql: string }
   | { type: 'observation'; key: BundleKey; label: string; value: string; ok?: boolean }

@@ -61,6 +61,8 @@ export function maskSecrets(text: string, secrets: readonly string[] = []): stri
   // A quoted value whole; else to the next whitespace or double quote (a keyword/value
   // password may hold '&'; a JSON log line's closing quote is kept).
   out = out.replace(/((?:^|[\s?&"'])(?:PG)?(?:ssl)?password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^\s"]+)/gi, '$1***');
+  // SQL's own form: `alter role r password 'x'` (a doubled quote inside the literal is part of it).
+  out = out.replace(/(\bpassword\s+)'(?:[^']|'')*'/gi, "$1'***'");
   for (const secret of secrets) {
     if (secret.length >= 4) out = out.replace(secretPattern(secret), '***');
   }

@@ -96,7 +96,7 @@ export function ProcessesPanel({ height }: { height: number }) {
 }
 
 /** At most `height` rows; the last says how many were left out. */
-function Lines({ lines, height }: { lines: React.ReactNode[]; height: number }) {
+export function Lines({ lines, height }: { lines: React.ReactNode[]; height: number }) {
   const room = Math.max(1, height);
   const shown = lines.length > room ? [...lines.slice(0, room - 1), <Span tone="dim">… {lines.length - room + 1} more</Span>] : lines;
   return (

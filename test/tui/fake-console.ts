@@ -4,10 +4,13 @@
 // session whose process control is either a fake Worker (kill and restart do
 // nothing) or the real one the test hands in (src/drills/processes.ts).
 import { ConsoleController, type ConsoleOptions } from '../../src/console/controller.js';
-import type { ConsoleDeps, ConsoleSession } from '../../src/console/deps.js';
+import { openCapstone, type ConsoleDeps, type ConsoleSession } from '../../src/console/deps.js';
 import { askKey } from '../../src/console/keys.js';
-import type { ProcessControl, SystemEvent } from '../../src/drills/processes.js';
-import type { BundleKey, Drill, DrillResult, Operator, ProcessView, RunnerEvent } from '../../src/drills/types.js';
+import type { DrillSystem, ProcessControl, SystemEvent } from '../../src/drills/processes.js';
+import { runDrill } from '../../src/drills/runner.js';
+import type { BundleKey, Drill, Operator, ProcessView, RunnerEvent } from '../../src/drills/types.js';
+import { type ProfileInUse, profileNames, referenceProfile } from '../../src/postgres/profile/index.js';
+import { defaultRoles } from '../../src/postgres/roles.js';
 import { consentQuestion, installs } from '../../src/postgres/prepare.js';
 import type { TargetState } from '../../src/postgres/setup.js';
 import type { Target } from '../../src/postgres/target.js';
@@ -23,9 +26,12 @@ export interface FakeOptions {
   processes?: ProcessControl;
   /** Per drill, what its first step does; by default the crash drill asks to kill the fake Worker. */
   actions?: Partial<Record<BundleKey, DrillAction>>;
+  /** A working directory: the console keeps its capstone in .sor-drills/ there (the real capstone files). */
+  capstoneCwd?: string;
 }
 
-function fakeDrills(): Drill[] {
+/** Nine drills of two steps: the first does the drill's action (its asks), the second shows a statement. */
+function fakeDrills(actions: Partial<Record<BundleKey, DrillAction>>): Drill[] {
   return summaries().map((summary) => ({
     ...summary,
     fix: `fix ${summary.key}`,
@@ -37,18 +43,39 @@ function fakeDrills(): Drill[] {
         why: 'why one',
         sql: ['select 1'],
         hint: { look: `look at ${summary.key} one`, mistake: `the mistake at ${summary.key} one` },
-        run: async () => {},
+        run: async (ctx) => {
+          await actions[summary.key]?.(ctx.operator);
+        },
       },
       {
         id: 'two',
         title: `${summary.key} step two`,
         why: 'why two',
         hint: { look: `look at ${summary.key} two`, mistake: `the mistake at ${summary.key} two` },
-        run: async () => {},
+        run: async (ctx) => {
+          ctx.showSql(`select count(*) from ${summary.key} where tenant_id = 'alice'; alter role r password 'hunter22'`);
+          ctx.observe('rows', 2, true);
+        },
       },
     ],
-    verdict: () => ({ verdict: 'pass' as const, evidence: `${summary.key} evidence` }),
+    verdict: (ctx) =>
+      ctx.broken
+        ? { verdict: 'fail' as const, evidence: 'delta +2 with the key left out', reason: 'delta +2 with the key left out' }
+        : { verdict: 'pass' as const, evidence: `${summary.key} evidence` },
   }));
+}
+
+/** The reference profile as a run holds it, without a database (the fake drills need no names). */
+function fakeProfile(): ProfileInUse {
+  return {
+    source: 'built-in reference profile',
+    given: false,
+    profile: referenceProfile,
+    names: profileNames(referenceProfile),
+    keys: {} as ProfileInUse['keys'],
+    problems: [],
+    baseDir: process.cwd(),
+  };
 }
 
 /** A Worker that is only a row: its kill and restart do nothing (the real one: src/drills/processes.ts). */
@@ -78,33 +105,31 @@ function fakeWorker(log: string[]): { control: ProcessControl; crash: DrillActio
   return { control, crash };
 }
 
-function fakeSession(drills: Drill[], log: string[], options: FakeOptions): ConsoleSession {
+function fakeSession(log: string[], options: FakeOptions): ConsoleSession {
   const worker = fakeWorker(log);
   const processes = options.processes ?? worker.control;
-  const actions = options.actions ?? { run_journal_resume_drill: worker.crash };
+  const drills = fakeDrills(options.actions ?? { run_journal_resume_drill: worker.crash });
+  const profile = fakeProfile();
   return {
     drills,
     processes,
+    // The one runner, as the real session runs it: each step waits for the console's operator.
     async runOne(key, broken, operator, emit: (event: RunnerEvent) => void) {
       log.push(`run ${key}${broken ? ' broken' : ''}`);
       const drill = drills.find((candidate) => candidate.key === key)!;
-      emit({ type: 'drill-started', key, broken, steps: drill.steps.map((s) => ({ id: s.id, title: s.title, why: s.why, sql: [] })) });
-      emit({ type: 'tables', key, tables: drill.tables });
-      emit({ type: 'step-started', key, index: 0, step: { id: 'one', title: drill.steps[0]!.title, why: 'why one', sql: [] } });
-      await actions[key]?.(operator);
-      emit({ type: 'step-finished', key, index: 0, ok: true });
-      const result: DrillResult = {
-        key,
-        verdict: broken ? 'fail' : 'pass',
-        evidence: broken ? 'delta +2 with the key left out' : `${key} evidence`,
-        reason: broken ? 'delta +2 with the key left out' : undefined,
-        evidenceDirs: [],
-        broken,
-        notes: [],
-        durationMs: 10,
-      };
-      emit({ type: 'drill-finished', key, result });
-      return result;
+      return runDrill(drill, {
+        url: 'postgres://me:secret@db.example/app',
+        display: 'postgres://me:***@db.example/app',
+        database: 'app',
+        embedded: false,
+        roles: defaultRoles,
+        profile,
+        options: { paceMs: 0, claimHoldMs: 0, evidenceRoot: '/tmp/unused' },
+        operator,
+        breaks: new Set(broken ? [key] : []),
+        system: {} as DrillSystem,
+        emit,
+      });
     },
     close: async () => {
       log.push('close');
@@ -123,7 +148,6 @@ export function fakeDeps(log: string[], options: FakeOptions = {}): ConsoleDeps 
       log.push('target closed');
     },
   };
-  const drills = fakeDrills();
   return {
     resolveTarget: async ({ onProgress }) => {
       onProgress?.('connected');
@@ -137,7 +161,10 @@ export function fakeDeps(log: string[], options: FakeOptions = {}): ConsoleDeps 
       log.push(`prepared consent=${consent}`);
       return { kind: 'ready', state };
     },
-    createSession: () => fakeSession(drills, log, options),
+    createSession: () => fakeSession(log, options),
+    ...(options.capstoneCwd
+      ? { openCapstone: (given) => openCapstone({ ...given, db: given.db ?? target.url, cwd: options.capstoneCwd }) }
+      : {}),
     defaultDrillOptions: { paceMs: 50, claimHoldMs: 100, evidenceRoot: '/tmp/unused' },
     createPoller: () => ({
       setTables: (tables: string[]) => {

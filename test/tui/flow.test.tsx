@@ -35,7 +35,8 @@ describe('the console over fake drills', () => {
     await ui.waitFor((text) => text.includes('Nine drills, in order'), 'the list');
     for (let index = 0; index < 9; index += 1) {
       if (index === 0) await ui.press(keys.enter); // the list opens the first drill; later ones open from the last
-      await ui.waitFor((text) => text.includes('enter start drill'), `drill ${index + 1} intro`);
+      // Step by step: enter runs step 1 (the drill starts), then step 2 waits for its own enter.
+      await ui.waitFor((text) => text.includes('enter run step 1'), `drill ${index + 1}: step 1 shown, not run`);
       await ui.press(keys.enter);
       if (index === 1) {
         await ui.waitFor((text) => text.includes(`press ${askKey('kill')}  The Worker is in turn 3 of 5: kill it`), 'the kill ask');
@@ -43,6 +44,8 @@ describe('the console over fake drills', () => {
         expect(getState().processes).toEqual([{ name: 'worker', pid: 4242, state: 'running', lastLine: 'turn 3 of 5' }]);
         await ui.press(typed(askKey('kill')));
       }
+      await ui.waitFor((text) => text.includes('enter run step 2'), `drill ${index + 1}: step 2 waits`);
+      await ui.press(keys.enter);
       await ui.waitFor((text) => text.includes('✓ PASS'), `drill ${index + 1} verdict`);
       await ui.press(keys.enter);
     }
@@ -59,7 +62,9 @@ describe('the console over fake drills', () => {
 
     await ui.press('m');
     await ui.waitFor((text) => text.includes('Mastery gate'), 'the mastery screen');
-    await ui.press(keys.enter); // the third drill is preselected
+    await ui.press(keys.enter); // the third drill is preselected; enter runs its first step
+    await ui.waitFor((text) => text.includes('enter run step 2'), 'the mastery drill: step 2 waits');
+    await ui.press('a');
     await ui.waitFor((text) => text.includes('✗ FAIL'), 'the honest failure');
     await ui.press(keys.enter);
     await ui.waitFor((text) => text.includes('Release BLOCKED') && text.includes('the mastery bundle'), 'the second bundle');
@@ -243,12 +248,12 @@ describe('the console over a real supervised process', () => {
 
     await ui.waitFor((text) => text.includes('Nine drills, in order'), 'the list');
     await ui.press(keys.enter);
-    await ui.waitFor((text) => text.includes('enter start drill'), 'drill 1 intro');
-    await ui.press(keys.enter);
+    await ui.waitFor((text) => text.includes('enter run step 1'), 'drill 1 intro');
+    await ui.press('a');
     await ui.waitFor((text) => text.includes('enter next drill'), 'drill 1 done');
     await ui.press(keys.enter);
-    await ui.waitFor((text) => text.includes('enter start drill'), 'drill 2 intro');
-    await ui.press(keys.enter);
+    await ui.waitFor((text) => text.includes('enter run step 1'), 'drill 2 intro');
+    await ui.press('a');
 
     // Through the ask: the key answers it, and the drill's perform kills the real process.
     await ui.waitFor((text) => text.includes(`press ${askKey('kill')} to kill the Worker`), 'the kill ask', 15_000);

@@ -143,6 +143,7 @@ export function steps(count = 3): StepSummary[] {
     title: `Step ${index + 1} title`,
     why: `Why step ${index + 1} matters, in a sentence or two.`,
     sql: [`select ${index + 1} as step`],
+    hint: { look: `What step ${index + 1} shows.`, mistake: `The mistake at step ${index + 1}.` },
   }));
 }
 
@@ -163,6 +164,7 @@ export function listState(index = 0, overrides: Partial<ConsoleState> = {}): voi
       steps: steps().map((step) => ({ ...step, state: 'waiting' as const })),
       stepIndex: -1,
       sql: [],
+      sqlPrinted: 0,
       tables: rows[index]!.tables,
       evidenceDirs: [],
     },

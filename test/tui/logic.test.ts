@@ -120,10 +120,20 @@ describe('events', () => {
     applyRunnerEvent({ type: 'drill-started', key: 'rls_identity_flip_test', broken: true, steps: steps(2) });
     applyRunnerEvent({ type: 'tables', key: 'rls_identity_flip_test', tables: ['expenses'] });
     update((state) => ({ counts: { ...state.counts, tables: [{ name: 'expenses', count: 78, base: 70 }] } }));
+    // Shown first, not run: nothing in the transcript yet.
+    applyRunnerEvent({ type: 'step-ready', key: 'rls_identity_flip_test', index: 0, step: steps(2)[0]! });
+    expect(getState().current).toMatchObject({ stepIndex: 0, steps: [{ state: 'ready' }, { state: 'waiting' }] });
+    expect(getState().history).toHaveLength(2);
     applyRunnerEvent({ type: 'step-started', key: 'rls_identity_flip_test', index: 0, step: steps(2)[0]! });
     expect(getState().counts.tables[0]).toEqual({ name: 'expenses', count: 78, base: 78 });
+    applyRunnerEvent({ type: 'sql', key: 'rls_identity_flip_test', sql: "select count(*)\n  from expenses where tenant_id = 'alice'" });
+    // A statement run again at once (a poll) is printed once.
+    applyRunnerEvent({ type: 'sql', key: 'rls_identity_flip_test', sql: "select count(*)\n  from expenses where tenant_id = 'alice'" });
     applyRunnerEvent({ type: 'observation', key: 'rls_identity_flip_test', label: 'alice rows', value: '47', ok: true });
     applyRunnerEvent({ type: 'step-finished', key: 'rls_identity_flip_test', index: 0, ok: true });
+    // A step that showed nothing it ran: its declared statements go into the transcript.
+    applyRunnerEvent({ type: 'step-started', key: 'rls_identity_flip_test', index: 1, step: steps(2)[1]! });
+    applyRunnerEvent({ type: 'step-finished', key: 'rls_identity_flip_test', index: 1, ok: true });
     applyRunnerEvent({
       type: 'drill-finished',
       key: 'rls_identity_flip_test',
@@ -135,8 +145,14 @@ describe('events', () => {
     expect(state.history.map((line) => line.text)).toEqual([
       '',
       '━━ Drill 7/9 rls_identity_flip_test · Lesson 7: RLS · with its deliberate break',
+      '  1. Step 1 title',
+      '      SQL select count(*)',
+      "            from expenses where tenant_id = 'alice'",
       '      · alice rows: 47',
       '  ✓ 1. Step 1 title',
+      '  2. Step 2 title',
+      '      SQL (as declared) select 2 as step',
+      '  ✓ 2. Step 2 title',
       '  FAIL rls_identity_flip_test: rows leak (0.0 s)',
     ]);
   });

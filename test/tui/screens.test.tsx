@@ -116,7 +116,7 @@ describe('drill screen', () => {
   it('shows the step, why, the SQL and the live counts with the delta since the step began', async () => {
     await runningDrill();
     const ui = await renderConsole();
-    await ui.waitFor((text) => text.includes('▶ 2. Step 2 title'), 'the step');
+    await ui.waitFor((text) => text.includes('▶ Step 2 of 3 · Step 2 title · running'), 'the step');
     expect(ui.frame()).toContain('Why step 2 matters');
     expect(ui.frame()).toContain('SQL insert into expenses');
     expect(ui.frame()).toContain('on conflict do nothing');
