@@ -2,7 +2,17 @@
 // drill's tables on a fresh connection, act, snapshot again, normalise, diff,
 // and write the seed's evidence folder under .agent-history/oracle/<bundle-key>/.
 // The oracle's per-expectation verdicts become the drill's observations.
-import { defaultVolatiles, extendVolatiles, runOracle, type OracleResult, type QuiescenceCondition, type Scope, type TableScope } from '../oracle/index.js';
+import {
+  defaultVolatiles,
+  extendVolatiles,
+  isVolatileColumn,
+  runOracle,
+  type OracleResult,
+  type QuiescenceCondition,
+  type Scope,
+  type TableScope,
+} from '../oracle/index.js';
+import type { ProfileTable } from '../postgres/profile/index.js';
 import type { DrillContext } from './types.js';
 
 export interface EvidenceSpec {
@@ -64,6 +74,26 @@ export async function withEvidence(
   }
   if (thrown) throw thrown;
   return result;
+}
+
+/** Whether a key column's type holds text (T-101, O-405, R-44), not a number or a uuid the database makes up. */
+export function isTextType(type: string): boolean {
+  return type === 'text' || /^(character varying|varchar|character|char|citext)\b/.test(type);
+}
+
+/**
+ * The `!table.key` volatile entries that keep natural keys in a drill's diff: each part's
+ * key, when its values are text (the ids the lesson talks about: T-101, O-405, R-44) and
+ * the default volatile set would drop it (a column named `id`). A surrogate key (an
+ * identity or serial number, a uuid) stays volatile, so a diff does not depend on it.
+ * The names and types are the profile's, so this holds on another schema too.
+ */
+export function naturalKeys(ctx: DrillContext, parts: readonly ProfileTable[]): string[] {
+  const defaults = defaultVolatiles();
+  return parts.flatMap((part) => {
+    const { tableName, key } = ctx.profile.names[part];
+    return isTextType(ctx.profile.keys[part].type) && isVolatileColumn(defaults, tableName, key.name) ? [`!${tableName}.${key.name}`] : [];
+  });
 }
 
 /** True when every expectation of the oracle run was satisfied. */

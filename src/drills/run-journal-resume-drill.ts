@@ -17,7 +17,7 @@
 import { empty, raw, sql } from '../postgres/sql.js';
 import { jsonLines, startWorker, type WorkerOptions } from '../reconciler/launch.js';
 import { toolServerStep } from './common-steps.js';
-import { withEvidence } from './evidence.js';
+import { naturalKeys, withEvidence } from './evidence.js';
 import { createDrillTenant, insertPending, sampleTransactions } from './inputs.js';
 import { countWord, query, shownSql } from './sql.js';
 import { need, type Drill } from './types.js';
@@ -217,6 +217,8 @@ export const runJournalResumeDrill: Drill<State> = {
             expect: [
               `${runs.tableName}:~{${runs.key.name}="${runId}",${runs.status.name}="${runs.values.running}"}->{${runs.status.name}="${runs.values.finished}"}`,
             ],
+            // The run's own id (R-44 on the reference schema) stays in the diff when it is a natural key.
+            volatiles: naturalKeys(ctx, ['runs']),
           },
           async (log) => {
             if (theirs) return restartTheirWorkerSide(ctx, state, theirs, log);

@@ -7,6 +7,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
+import { addedRows } from '../helpers/diff-rows.js';
 import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import { buildReport, forensicsDrill, nextAction, sentenceCount } from '../../src/drills/forensics-drill/index.js';
 import type { RunnerEvent } from '../../src/drills/types.js';
@@ -68,6 +69,8 @@ describe('forensics_drill', () => {
     const report = readFileSync(file, 'utf8');
     for (const line of result.notes) expect(report).toContain(line);
     expect(report).toContain('from agent_events');
+    // The oracle's diff names the failed run by its key, the run_id the report is scoped by.
+    expect((await addedRows(result.evidenceDirs[0]!)).filter((row) => row.id === runId)).toEqual([expect.objectContaining({ id: runId, status: 'failed' })]);
   });
 
   it('fails with its deliberate break: the run has no agent_events, the report cannot be built', async () => {

@@ -6,6 +6,7 @@
 // neither sent nor marked.
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
+import { addedRows, removedRows } from '../helpers/diff-rows.js';
 import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import { outboxRelayRetryTest } from '../../src/drills/outbox-relay-retry-test/index.js';
 import { withPgClient } from '../../src/postgres/pg.js';
@@ -74,6 +75,10 @@ describe('outbox_relay_retry_test', () => {
     );
     expect(row.id).toMatch(/^O-4\d\d$/);
     expect(result.evidenceDirs).toHaveLength(1);
+    // The oracle's diff keeps the row's natural key (O-4xx): pending before, dispatched after, its id on both sides.
+    const [folder] = result.evidenceDirs;
+    expect((await removedRows(folder!)).filter((line) => line.id === row.id)).toEqual([expect.objectContaining({ id: row.id, status: 'pending' })]);
+    expect((await addedRows(folder!)).filter((line) => line.id === row.id)).toEqual([expect.objectContaining({ id: row.id, status: 'dispatched', attempts: 2 })]);
     // The relay was killed, then a new relay process took over.
     const restarted = events.find((event) => event.type === 'observation' && event.label === 'relay_restarted') as { value: string };
     expect(restarted.value).toMatch(/^pid \d+$/);

@@ -13,7 +13,7 @@ import { errorMessage, inTransaction, sqlState, withPgClient } from '../../postg
 import { empty, join, raw, sql, type Sql } from '../../postgres/sql.js';
 import { writeFileAtomic } from '../../util/fs.js';
 import { drillTenantStep, toolServerStep, type TenantState, type ToolServerState } from '../common-steps.js';
-import { withEvidence } from '../evidence.js';
+import { naturalKeys, withEvidence } from '../evidence.js';
 import { insertPending } from '../inputs.js';
 import { CouldNotDetermine } from '../runner.js';
 import { query, shownSql } from '../sql.js';
@@ -188,6 +188,8 @@ export const forensicsDrill: Drill<State> = {
               `${expenses.tableName}:+0`,
               `${outbox.tableName}:+0`,
             ],
+            // The failed run's id, the report's run_id, stays in the diff when it is a natural key.
+            volatiles: naturalKeys(ctx, ['runs', 'outbox']),
           },
           async (log) => {
             outcome = await runWorkerToExit(ctx, tenant, tools, log);

@@ -2,7 +2,7 @@
 // kill and the restart): withEvidence wants the whole action in one callback,
 // so the callback waits on a gate the last step opens.
 import type { OracleResult } from '../../oracle/index.js';
-import { withEvidence, type EvidenceSpec } from '../evidence.js';
+import { naturalKeys, withEvidence, type EvidenceSpec } from '../evidence.js';
 import type { DrillContext } from '../types.js';
 
 export interface Episode {
@@ -60,6 +60,7 @@ export function openRelayEpisode(ctx: DrillContext, id: string, dedupKey: string
     label: `relay outbox row ${id} through a blip, a kill between send and commit, and a restart`,
     tables: [{ name: table, filter: { [o.dedup_key.name]: dedupKey }, key: [o.dedup_key.name] }],
     expect: [`${table}:~{${o.dedup_key.name}="${dedupKey}",${status}="${o.values.pending}"}->{${status}="${o.values.dispatched}"}`, `${table}:+0`],
-    volatiles: [o.next_attempt_at, o.dispatched_at].flatMap((column) => (column ? [column.name] : [])),
+    // The row's own id (O-405 on the reference schema) stays in the diff when it is a natural key.
+    volatiles: [...[o.next_attempt_at, o.dispatched_at].flatMap((column) => (column ? [column.name] : [])), ...naturalKeys(ctx, ['outbox'])],
   });
 }
