@@ -3,10 +3,14 @@
 // red when the target itself lacks the mechanism.
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
+import { addedRows } from '../helpers/diff-rows.js';
 import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import { idempotencyRetryTest, writeOutcome } from '../../src/drills/idempotency-retry-test.js';
 import { runJournalResumeDrill, timeline } from '../../src/drills/run-journal-resume-drill.js';
 import { concurrencyClaimTest, duplicateProcessing, lockErrors } from '../../src/drills/concurrency-claim-test/index.js';
+import { startAThenB } from '../../src/drills/concurrency-claim-test/a-then-b.js';
+import { referenceProfile } from '../../src/postgres/profile/reference.js';
+import { resolveProfile } from '../../src/postgres/profile/index.js';
 import { connect, withPgClient } from '../../src/postgres/pg.js';
 import { waitFor } from '../../src/util/wait.js';
 import type { DrillContext, RunnerEvent } from '../../src/drills/types.js';
@@ -63,9 +67,14 @@ describe('idempotency_retry_test', () => {
 
 describe('run_journal_resume_drill', () => {
   it('passes: killed mid-turn 3 with SIGKILL, resumed from turn 3, turns 1 and 2 not re-executed', async () => {
-    const result = await runOne(runJournalResumeDrill, db, { system });
+    const events: RunnerEvent[] = [];
+    const result = await runOne(runJournalResumeDrill, db, { system, events });
     expect(result.verdict, result.reason).toBe('pass');
     expect(result.evidence).toMatch(/^Run resumed from turn 3 of 5\. Turns 1 and 2 were not re-executed\. Journal shows continuous timeline with one gap closed/);
+    // The restart's diff names the run by its natural key (R-...), running before and finished after.
+    const runId = observed(events, 'run_id');
+    const folder = result.evidenceDirs.at(-1)!;
+    expect((await addedRows(folder)).filter((row) => row.id === runId)).toEqual([expect.objectContaining({ id: runId, status: 'finished' })]);
   });
 
   it('fails with its deliberate break: resume off redoes the turns in a new run', async () => {
@@ -116,6 +125,20 @@ describe('concurrency_claim_test', () => {
         `^Worker A claimed pending_transaction ${first}\\. Worker B skipped ${first} and claimed ${next}\\. No duplicate processing\\. No lock errors raised`,
       ),
     );
+    // One name per Worker: Worker A is the process worker-a, which started first, held its row
+    // (seen in pg_locks) before worker-b started, and wrote its own name into claimed_by.
+    expect(result.evidence).toContain(` (Worker A is worker-a, Worker B worker-b; B locked its row `);
+    expect(observed(events, 'worker-a holds its row')).toMatch(/^yes: session pid \d+ of the tool server holds Row(Share|Exclusive)Lock on pending_transactions for its claim; worker-b starts now$/);
+    expect(observed(events, 'claim by worker-a')).toBe(`${first} (completed)`);
+    expect(observed(events, 'claim by worker-b')).toBe(`${next} (completed)`);
+    expect(JSON.parse(observed(events, 'claimed_by')!)).toEqual([`${first}: worker-a`, `${next}: worker-b`]);
+    const { rows: runs } = await sql(`select worker, count(*)::int as n from runs where tenant_id = '${observed(events, 'tenant')}' group by worker order by worker`);
+    expect(runs).toEqual([{ worker: 'worker-a', n: 1 }, { worker: 'worker-b', n: 1 }]);
+    // The oracle's diff keeps the natural key: the row A took, its id visible, claimed_by worker-a.
+    expect(result.evidenceDirs).toHaveLength(1);
+    const added = await addedRows(result.evidenceDirs[0]!);
+    expect(added.find((row) => row.id === first), JSON.stringify(added)).toMatchObject({ id: first, status: 'claimed', claimed_by: 'worker-a' });
+    expect(added.find((row) => row.id === next), JSON.stringify(added)).toMatchObject({ id: next, status: 'claimed', claimed_by: 'worker-b' });
   });
 
   it("passes on a busy target: another application's lock wait in the same database is not the claim's", async () => {
@@ -175,6 +198,86 @@ describe('concurrency_claim_test', () => {
   });
 });
 
+describe("concurrency_claim_test's start: A first, B once the database shows A holding its row", () => {
+  const tag = 'sor-drills-test-claimer';
+  /** A drill context of just what the start uses; `aState` is what the supervisor says of worker-a. */
+  async function startContext(aState: 'running' | 'exited') {
+    const profile = await withPgClient(db.url, (client) => resolveProfile(client, referenceProfile, 'reference', false));
+    const seen: Record<string, string> = {};
+    const ctx = {
+      url: db.url,
+      profile,
+      signal: undefined,
+      operator: { request: async (_ask: unknown, perform: () => Promise<void>) => perform() },
+      observe: (label: string, value: unknown) => void (seen[label] = String(value)),
+      system: { supervisor: () => ({ get: () => ({ state: aState }) }) },
+    } as unknown as DrillContext;
+    return { ctx, seen };
+  }
+
+  it('starts B only once a session of the tool server holds a claimed row, and says which', async () => {
+    const { ctx, seen } = await startContext('running');
+    const claimer = await connect(db.url, { applicationName: tag });
+    const started: string[] = [];
+    try {
+      const outcome = await startAThenB(ctx, {
+        tag,
+        toolServer: 'the test claimer',
+        timeoutMs: 10_000,
+        start: async (worker) => {
+          started.push(worker.process);
+          if (worker.process !== 'worker-a') return;
+          // "A's claim": a row locked FOR UPDATE in an open transaction, on a session of the tag.
+          await claimer.query('begin');
+          await claimer.query(`select id from pending_transactions where tenant_id = 'alice' order by id limit 1 for update skip locked`);
+        },
+      });
+      expect(outcome).toMatchObject({ bStarted: true, aHeld: true });
+      expect(started).toEqual(['worker-a', 'worker-b']);
+      expect(seen['worker-a holds its row']).toMatch(/^yes: session pid \d+ of the test claimer holds RowShareLock on pending_transactions/);
+    } finally {
+      await claimer.query('rollback').catch(() => {});
+      await claimer.end();
+    }
+  });
+
+  it('a session that only read the table holds no row: B is not started, and the drill could not determine', async () => {
+    const { ctx, seen } = await startContext('running');
+    const reader = await connect(db.url, { applicationName: tag });
+    const started: string[] = [];
+    try {
+      const outcome = await startAThenB(ctx, {
+        tag,
+        toolServer: 'the test claimer',
+        timeoutMs: 300,
+        start: async (worker) => {
+          started.push(worker.process);
+          await reader.query('begin');
+          await reader.query(`select id from pending_transactions where tenant_id = 'alice' order by id limit 1`);
+        },
+      });
+      expect(outcome).toEqual({
+        bStarted: false,
+        reason:
+          "worker-a's claim held no row of pending_transactions within 0.3 s (no session of the test claimer held a lock on it), so worker-b was not started: there was no race to look at",
+      });
+      expect(started).toEqual(['worker-a']);
+      expect(seen['worker-a holds its row']).toBe(outcome.bStarted ? undefined : outcome.reason);
+    } finally {
+      await reader.query('rollback').catch(() => {});
+      await reader.end();
+    }
+  });
+
+  it('an A that ended before any row lock was seen does not stop B: the claims are the verdict\u2019s to read', async () => {
+    const { ctx } = await startContext('exited');
+    const started: string[] = [];
+    const outcome = await startAThenB(ctx, { tag, toolServer: 'the test claimer', timeoutMs: 10_000, start: async (worker) => void started.push(worker.process) });
+    expect(outcome).toMatchObject({ bStarted: true, aHeld: false });
+    expect(started).toEqual(['worker-a', 'worker-b']);
+  });
+});
+
 describe('concurrency_claim_test verdict, on claims the reference never shows', () => {
   const claim = (worker: string, transaction: string, times: { started: string; locked: string; released: string }) => ({
     worker,
@@ -206,12 +309,23 @@ describe('concurrency_claim_test verdict, on claims the reference never shows', 
     expect(result.verdict).toBe('fail');
   });
 
+  it('could not determine when B locked before A, though B is started only once A holds its row', () => {
+    const result = verdictOf([
+      claim('a', 'T-2', { started: '2026-01-01T00:00:00.000Z', locked: '2026-01-01T00:00:00.600Z', released: '2026-01-01T00:00:01.000Z' }),
+      claim('b', 'T-1', { started: '2026-01-01T00:00:00.100Z', locked: '2026-01-01T00:00:00.110Z', released: '2026-01-01T00:00:01.500Z' }),
+    ]);
+    expect(result.verdict).toBe('could-not-determine');
+    expect(result.reason).toBe('could not determine: B locked T-1 before A locked T-2, though B was started only after A held its row');
+  });
+
   it('passes when B locked its row while A still held its own', () => {
     const result = verdictOf([
       claim('a', 'T-1', { started: '2026-01-01T00:00:00.000Z', locked: '2026-01-01T00:00:00.010Z', released: '2026-01-01T00:00:01.000Z' }),
       claim('b', 'T-2', { started: '2026-01-01T00:00:00.500Z', locked: '2026-01-01T00:00:00.510Z', released: '2026-01-01T00:00:01.500Z' }),
     ]);
     expect(result.verdict).toBe('pass');
+    // A is the first of the Worker names, whatever the claims say: here "a".
+    expect(result.evidence).toMatch(/^Worker A claimed pending_transaction T-1\. Worker B skipped T-1 and claimed T-2\. .* \(Worker A is a, Worker B b; B locked its row 10 ms after asking, while A held T-1; 0 lock waits seen\)\.$/);
   });
 });
 

@@ -7,6 +7,7 @@
 import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
+import { addedRows } from '../helpers/diff-rows.js';
 import { runOne, testSystem, type TestSystem } from '../helpers/drills.js';
 import { dropOtherRoles, exampleProfile, installOtherReconciler, otherRoles, resolveExample } from '../helpers/other-reconciler.js';
 import { concurrencyClaimTest } from '../../src/drills/concurrency-claim-test/index.js';
@@ -94,22 +95,39 @@ describe("run_journal_resume_drill on the operator's Worker side", () => {
 });
 
 describe("concurrency_claim_test on the operator's Worker side", () => {
-  it("passes: two of the example's Workers claim at once through its tool server, each row done once, no lock waited for", async () => {
+  it("passes: the example's Worker A claims first and B while A holds its row, through its tool server, each row done once, no lock waited for", async () => {
     const events: RunnerEvent[] = [];
     const result = await runOne(concurrencyClaimTest, db, { system, profile, events });
     expect(result.verdict, result.reason).toBe('pass');
-    expect(result.evidence).toMatch(
-      new RegExp(
-        `^Two runs of ${escape(theirWorker)}, A and B, claimed at once through ${escape(theirToolServer)}: A claimed [0-9a-f-]{36}, B claimed [0-9a-f-]{36} while A's claim was open ` +
-          `\\(the claims overlapped \\d+ ms; claim hold 1000 ms\\)\\. No duplicate processing: each of the 2 rows done once, one expenses row each\\. ` +
-          `No lock errors raised \\(0 lock waits seen\\)\\.$`,
-      ),
-    );
+    const pending = JSON.parse(observed(events, 'pending')!) as string[];
+    const match = new RegExp(
+      `^Two runs of ${escape(theirWorker)} through ${escape(theirToolServer)}, A \\(worker-a\\) first and B \\(worker-b\\) once A held its row: ` +
+        `A claimed ([0-9a-f-]{36}), B claimed ([0-9a-f-]{36}) while A's claim was open ` +
+        `\\(the claims overlapped \\d+ ms; claim hold 2000 ms\\)\\. No duplicate processing: each of the 2 rows done once, one expenses row each\\. ` +
+        `No lock errors raised \\(0 lock waits seen\\)\\.$`,
+    ).exec(result.evidence);
+    expect(match, result.evidence).not.toBeNull();
+    const [, aTook, bTook] = match!;
+    expect([aTook, bTook].sort()).toEqual([...pending].sort());
     expect(observed(events, 'lock_waits_seen')).toBe('0');
-    const rows = JSON.parse(observed(events, 'rows_after')!) as string[];
-    expect(rows).toHaveLength(2);
-    // Each Worker took one of the two rows.
-    expect(new Set(rows.map((row) => row.replace(/^.* by (race-[ab])-\w+.*$/, '$1')))).toEqual(new Set(['race-a', 'race-b']));
+    // A started alone, and B only once Postgres showed a session of their tool server holding A's row.
+    expect(observed(events, 'worker-a holds its row')).toMatch(
+      new RegExp(`^yes: session pid \\d+ of ${escape(theirToolServer)} holds Row(Share|Exclusive)Lock on pending_transactions for its claim; worker-b starts now$`),
+    );
+    // One name per Worker: the row the evidence says A took has claimed_by worker-a, the process's name.
+    expect(new Set(JSON.parse(observed(events, 'rows_after')!) as string[])).toEqual(
+      new Set([`${aTook}: done by worker-a, 1 expenses`, `${bTook}: done by worker-b, 1 expenses`]),
+    );
+    const tenant = observed(events, 'tenant')!;
+    expect(await sql('select worker_id, count(*)::int as n from runs where user_id = $1 group by worker_id order by worker_id', [tenant])).toEqual([
+      { worker_id: 'worker-a', n: 1 },
+      { worker_id: 'worker-b', n: 1 },
+    ]);
+    // The diff shows each row's natural key (external_ref) and who claimed it; the uuid id is a surrogate and stays volatile.
+    const added = await addedRows(result.evidenceDirs[0]!);
+    const rowsAdded = added.filter((row) => 'external_ref' in row);
+    expect(rowsAdded.map((row) => row.claimed_by).sort()).toEqual(['worker-a', 'worker-b']);
+    for (const row of rowsAdded) expect(row).not.toHaveProperty('id');
   });
 
   it("fails with the example's bug no-skip-locked: the second Worker's claim waits for the first one's row", async () => {

@@ -5,6 +5,7 @@
 // that database (and the mechanism is put back afterwards).
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
+import { addedRows } from '../helpers/diff-rows.js';
 import { runOne, type TestSystem } from '../helpers/drills.js';
 import { useOtherTarget, type OtherRoles } from '../helpers/other-reconciler.js';
 import { idempotencyRetryTest } from '../../src/drills/idempotency-retry-test.js';
@@ -85,6 +86,14 @@ describe('concurrency_claim_test through the other profile', () => {
     expect([match![1], match![2]].sort()).toEqual([...pending].sort());
     expect(Number(observed(events, 'lock_waits_seen'))).toBe(0);
     expect(await seedPending()).toEqual(before);
+    // One name per Worker, here too: A is worker-a, and worker-a is what its row's claimed_by says.
+    expect(result.evidence).toContain(' (Worker A is worker-a, Worker B worker-b; ');
+    const { rows: claimed } = await sql(`select id::text as id, claimed_by from pending_transactions where id = any($1::uuid[]) order by id`, [[match![1], match![2]]]);
+    expect(Object.fromEntries(claimed.map((row) => [row.id, row.claimed_by]))).toEqual({ [match![1]!]: 'worker-a', [match![2]!]: 'worker-b' });
+    // The uuid id is a surrogate key: it stays volatile in the diff, where external_ref names the row.
+    const rows = (await addedRows(result.evidenceDirs[0]!)).filter((row) => 'external_ref' in row);
+    expect(rows.map((row) => row.claimed_by).sort()).toEqual(['worker-a', 'worker-b']);
+    for (const row of rows) expect(row).not.toHaveProperty('id');
   });
 
   it('fails when the claim policy no longer covers UPDATE (FOR UPDATE then sees no rows), and the policy is put back', async () => {

@@ -1,5 +1,6 @@
 // What the race reads from the target: the rows a claim may take, and the claim
-// calls each Worker journaled (through its run's worker name).
+// calls each Worker journaled (through its run's worker name, in the drill's own
+// tenant: the Worker names are the same in every drill run).
 import { empty, identifier, type Identifier, type Sql, sql } from '../../postgres/sql.js';
 import { CouldNotDetermine } from '../runner.js';
 import { query } from '../sql.js';
@@ -12,11 +13,11 @@ function callColumn(column: Identifier | undefined, alias: string): Sql {
 }
 
 /**
- * The claim calls of the drill's Workers, through their runs' worker names. tool_calls
- * reaches its run through its turn; the claim's answer (transaction_id, locked_at,
- * released_at) is read from the call's result.
+ * The claim calls of the drill's Workers, through their runs' worker names and the drill
+ * tenant. tool_calls reaches its run through its turn; the claim's answer (transaction_id,
+ * locked_at, released_at) is read from the call's result.
  */
-export async function claimsOf(ctx: DrillContext, names: string[]): Promise<ClaimRow[]> {
+export async function claimsOf(ctx: DrillContext, tenant: string, names: string[]): Promise<ClaimRow[]> {
   const n = ctx.profile.names;
   const c = n.tool_calls;
   const t = n.turns;
@@ -29,7 +30,7 @@ export async function claimsOf(ctx: DrillContext, names: string[]): Promise<Clai
             ${callColumn(c.started_at, 'started_at')}, ${callColumn(c.finished_at, 'finished_at')},
             c.${result} ->> ${'locked_at'}::text as locked_at, c.${result} ->> ${'released_at'}::text as released_at
        from ${c.table} c join ${t.table} t on t.${t.key} = c.${c.turn} join ${r.table} r on r.${r.key} = t.${t.run}
-      where r.${worker}::text = any(${names}::text[]) and c.${c.tool} = ${'claim'}
+      where r.${r.tenant}::text = ${tenant} and r.${worker}::text = any(${names}::text[]) and c.${c.tool} = ${'claim'}
       order by c.${c.key}`;
   return query<ClaimRow>(ctx, q);
 }
@@ -72,8 +73,8 @@ export async function checkClaimable(ctx: DrillContext, state: State): Promise<v
   ctx.observe('claimable', pending.map((row) => row.id));
 }
 
-/** The claim calls of their Workers, through their runs' worker names. */
-export async function theirClaims(ctx: DrillContext, names: string[], tool: string): Promise<TheirClaim[]> {
+/** The claim calls of their Workers, through their runs' worker names and the drill tenant. */
+export async function theirClaims(ctx: DrillContext, tenant: string, names: string[], tool: string): Promise<TheirClaim[]> {
   const n = ctx.profile.names;
   const c = n.tool_calls;
   const t = n.turns;
@@ -87,7 +88,7 @@ export async function theirClaims(ctx: DrillContext, names: string[], tool: stri
                ${callColumn(c.error_code, 'error_code')}, ${callColumn(c.error, 'error')}, ${taken} as transaction_id,
                ${callColumn(c.started_at, 'started_at')}, ${callColumn(c.finished_at, 'finished_at')}
           from ${c.table} c join ${t.table} t on t.${t.key} = c.${c.turn} join ${r.table} r on r.${r.key} = t.${t.run}
-         where r.${worker}::text = any(${names}::text[]) and c.${c.tool} = ${tool}
+         where r.${r.tenant}::text = ${tenant} and r.${worker}::text = any(${names}::text[]) and c.${c.tool} = ${tool}
          order by ${started}c.${c.key}`,
   );
 }

@@ -5,6 +5,12 @@
 // each got its lock (clock_timestamp inside the claim transaction), the lock waits
 // Postgres itself reported while the race ran, and any 55P03 / 40P01 errors.
 //
+// Each Worker has one name: Worker A is the process worker-a, and worker-a is also
+// its run's worker and what its claim writes into claimed_by (B likewise). On the one
+// start key A starts alone; B starts once the database shows A's claim holding its
+// row (pg_locks: the tool server's session, by application_name, holding a lock on
+// the table in a transaction that has locked a row), so A is first by construction.
+//
 // The tool server holds every claimed row until the drill releases it (SIGUSR2,
 // launch.ts releaseHolds), and the drill releases A's only once it has seen B lock
 // a row of its own or wait for one (and at least the visible claim hold has passed):
@@ -24,6 +30,7 @@ import { createDrillTenant, insertPending, sampleTransactions } from '../inputs.
 import { query, shownSql } from '../sql.js';
 import type { Drill } from '../types.js';
 import { requireClaimColumns } from './claims.js';
+import { rowLockHolders } from './locks.js';
 import { checkTheirRows, operatorRace, raceTheirWorkers, startRaceToolServer } from './operator-race.js';
 import { raceReferenceWorkers, referenceToolServer } from './reference-race.js';
 import type { State } from './state.js';
@@ -66,8 +73,8 @@ export const concurrencyClaimTest: Drill<State> = {
     },
     {
       id: 'race',
-      title: 'Start Workers A and B together',
-      why: 'Both claim at once: the first to lock (A) holds its row; the other (B) arrives while A holds it. SKIP LOCKED lets B take the next row without waiting.',
+      title: 'Start Worker A, then Worker B while A holds its row',
+      why: 'A (worker-a) claims first and holds its row; once Postgres shows that lock, B (worker-b) claims while A still holds it. SKIP LOCKED lets B take the next row without waiting.',
       hint: {
         look: 'lock_waits_seen must be 0: Postgres saw no tool-server session waiting for a lock. The two claim lines must name different rows, each completed, with no 55P03 or 40P01 error code.',
         mistake: 'FOR UPDATE without SKIP LOCKED. The second Worker blocks until the first commits, and a fleet of Workers forms a queue. NOWAIT is no fix either: it raises 55P03 instead of moving on to the next row.',
@@ -77,6 +84,7 @@ export const concurrencyClaimTest: Drill<State> = {
         const p = n.pending_transactions;
         return [
           shownSql(`select ${p.key} from ${p.table} where ${p.tenant} = $1 and ${p.status} = $2 order by ${p.key} limit 1 for update skip locked`),
+          shownSql(rowLockHolders.replace(/\s+/g, ' ').replace('$1', `'sor-tool-server'`).replace('$2::regclass', `'${p.table}'::regclass`)),
           `select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database() and application_name = 'sor-tool-server'`,
         ];
       },

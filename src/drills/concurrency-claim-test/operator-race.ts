@@ -1,20 +1,26 @@
 // The race on the operator's own Worker side (the profile's processes): two of their
 // Workers through their tool server when declared (else the reference one), which is
-// asked for a visible hold ({claim_hold_ms}): their code has no release signal.
-import { randomBytes } from 'node:crypto';
+// asked for a visible hold ({claim_hold_ms}): their code has no release signal, so B
+// must claim while A's hold lasts. A starts first; B once the database shows A's claim
+// holding its row.
 import { inTransaction, withPgClient } from '../../postgres/pg.js';
 import { sql } from '../../postgres/sql.js';
 import { waitFor, WaitTimeout } from '../../util/wait.js';
-import { withEvidence } from '../evidence.js';
+import { naturalKeys, withEvidence } from '../evidence.js';
 import { drivesTheirWorker, hasOperator, operatorCommand, sessionTag, startOperatorToolServer, startOperatorWorker, whose } from '../operator-side.js';
 import { CouldNotDetermine } from '../runner.js';
 import { query, shownSql } from '../sql.js';
 import { need, type DrillContext } from '../types.js';
+import { startAThenB } from './a-then-b.js';
 import { checkClaimable, theirClaims } from './claims.js';
-import { ended, leaseMs, toolServerApplication, workers, type OperatorRace, type State, type TheirRow } from './state.js';
+import { sampleLockWaits } from './locks.js';
+import { ended, leaseMs, toolServerApplication, workerNames, workers, type OperatorRace, type State, type TheirRow } from './state.js';
 
-/** The least hold the drill asks the operator's tool server for ({claim_hold_ms}): two Workers started together then meet a held row. */
-const operatorMinHoldMs = 1_000;
+/**
+ * The least hold the drill asks the operator's tool server for ({claim_hold_ms}): B, started
+ * once A holds its row, must start and claim within it (a process start and an MCP session).
+ */
+const operatorMinHoldMs = 2_000;
 /** How long a Worker of a one-turn run may take, its claim hold aside. */
 const operatorRunTimeoutMs = 30_000;
 /** SQLSTATEs no claim with SKIP LOCKED raises: lock not available, deadlock. */
@@ -74,32 +80,7 @@ export async function startRaceToolServer(ctx: DrillContext, state: State, side:
   await checkClaimable(ctx, state);
 }
 
-/** The most of the tool server's sessions seen at once waiting on a lock another of its sessions holds. */
-function sampleLockWaits(ctx: DrillContext, tag: string): { stop: () => Promise<number> } {
-  let most = 0;
-  let polling = true;
-  const poll = withPgClient(ctx.url, async (client) => {
-    while (polling) {
-      const { rows } = await client.query<{ n: number }>(
-        `select count(*)::int as n from pg_stat_activity a
-          where a.wait_event_type = 'Lock' and a.datname = current_database() and a.pid <> pg_backend_pid() and a.application_name = $1
-            and exists (select from pg_stat_activity b where b.pid = any(pg_blocking_pids(a.pid)) and b.application_name = $1)`,
-        [tag],
-      );
-      most = Math.max(most, rows[0]?.n ?? 0);
-      await new Promise((resolve) => setTimeout(resolve, 20));
-    }
-  });
-  return {
-    async stop() {
-      polling = false;
-      await poll;
-      return most;
-    },
-  };
-}
-
-/** Two of their Workers, one turn each, started together over the drill tenant's two rows. */
+/** Two of their Workers, one turn each, over the drill tenant's two rows: A first, B while A holds its row. */
 export async function raceTheirWorkers(ctx: DrillContext, state: State, side: OperatorRace): Promise<void> {
   const tools = need(state.tools, 'the tool server');
   const tenant = need(state.tenant, 'the drill tenant').id;
@@ -107,36 +88,35 @@ export async function raceTheirWorkers(ctx: DrillContext, state: State, side: Op
   const p = n.pending_transactions;
   const e = n.expenses;
   const sup = ctx.system.supervisor();
-  const suffix = randomBytes(3).toString('hex');
-  const names = workers.map((worker) => `race-${worker.label.toLowerCase()}-${suffix}`);
+  const names = workerNames;
   state.workerNames = names;
-  const sampler = sampleLockWaits(ctx, side.tag);
+  const sampler = sampleLockWaits(ctx, side.tag, 'its own');
   let lockWaits: number;
   try {
     await withEvidence(
       ctx,
       {
-        label: 'Workers A and B claim at once',
+        label: 'Worker A claims first; Worker B claims while A holds its row',
         tables: [
           { name: p.tableName, filter: { [p.tenant.name]: tenant }, key: [p.key.name] },
           { name: e.tableName, filter: { [e.tenant.name]: tenant }, key: [...n.profile.expenses.idempotency_key] },
         ],
         expect: [`${e.tableName}:+2`],
-        volatiles: p.lease_until ? [p.lease_until.name] : [],
+        volatiles: [...(p.lease_until ? [p.lease_until.name] : []), ...naturalKeys(ctx, ['pending_transactions'])],
       },
       async (log) => {
-        await ctx.operator.request(
-          { kind: 'start', processes: workers.map((worker) => worker.process), prompt: 'Start Workers A and B together' },
-          async () => {
-            await Promise.all(
-              workers.map(async (worker, index) => {
-                await ctx.system.stop(worker.process);
-                ctx.defer(() => ctx.system.stop(worker.process));
-                await startOperatorWorker(sup, ctx.profile, { name: names[index]!, processName: worker.process, tenant, tools, turns: 1 });
-              }),
-            );
+        const start = await startAThenB(ctx, {
+          tag: side.tag,
+          toolServer: side.toolServer,
+          timeoutMs: operatorRunTimeoutMs,
+          start: async (worker) => {
+            await ctx.system.stop(worker.process);
+            ctx.defer(() => ctx.system.stop(worker.process));
+            await startOperatorWorker(sup, ctx.profile, { name: worker.process, processName: worker.process, tenant, tools, turns: 1 });
+            log(`${worker.process} started`);
           },
-        );
+        });
+        if (!start.bStarted) throw new CouldNotDetermine(start.reason);
         try {
           await waitFor('both Workers to finish', () => workers.every((worker) => ended(ctx, worker.process)), {
             timeoutMs: operatorRunTimeoutMs + 2 * side.holdMs,
@@ -162,10 +142,10 @@ export async function raceTheirWorkers(ctx: DrillContext, state: State, side: Op
   state.lockWaits = lockWaits;
   ctx.observe('lock_waits_seen', lockWaits, lockWaits === 0);
   ctx.observe('worker_exits', side.exits);
-  side.claims = await theirClaims(ctx, names, side.claimTool);
+  side.claims = await theirClaims(ctx, tenant, names, side.claimTool);
   const completed = n.tool_calls.values.completed;
-  for (const [index, worker] of workers.entries()) {
-    const claims = side.claims.filter((claim) => claim.worker === names[index]);
+  for (const worker of workers) {
+    const claims = side.claims.filter((claim) => claim.worker === worker.process);
     ctx.observe(
       `claim by ${worker.process}`,
       claims.length > 0
@@ -184,7 +164,7 @@ export async function raceTheirWorkers(ctx: DrillContext, state: State, side: Op
       ctx,
       sql`select c.${c.tool}::text as tool, c.${c.error_code}::text as code
             from ${c.table} c join ${t.table} t on t.${t.key} = c.${c.turn} join ${r.table} r on r.${r.key} = t.${t.run}
-           where r.${worker}::text = any(${names}::text[]) and c.${c.tool} <> ${side.claimTool}
+           where r.${r.tenant}::text = ${tenant} and r.${worker}::text = any(${names}::text[]) and c.${c.tool} <> ${side.claimTool}
              and c.${c.error_code}::text = any(${lockErrorCodes}::text[])`,
     );
     side.journalLockErrors = rows.map((row) => `${row.code} (${row.tool})`);

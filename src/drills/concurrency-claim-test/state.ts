@@ -3,10 +3,18 @@
 import type { TenantState, ToolServerState } from '../common-steps.js';
 import type { DrillContext } from '../types.js';
 
+/**
+ * Worker A and Worker B: each has one name, used alike by the evidence line, the process
+ * panel (the supervised process), the journal (runs' worker) and the diff (claimed_by).
+ * The drill's own tenant keeps one drill run's claims apart from another's.
+ */
 export const workers = [
   { process: 'worker-a', label: 'A' },
   { process: 'worker-b', label: 'B' },
 ] as const;
+export type RaceWorker = (typeof workers)[number];
+/** The Worker names, in the order of `workers`: the process names themselves. */
+export const workerNames: string[] = workers.map((worker) => worker.process);
 /** The application_name of the tool server's sessions (src/reconciler/tool-server.ts): whose lock waits count. */
 export const toolServerApplication = 'sor-tool-server';
 /** Claims left behind expire quickly, so the drill can run again on the same target. */
@@ -71,7 +79,7 @@ export interface OperatorRace {
 export interface State extends TenantState, ToolServerState {
   /** The drill tenant's two pending transactions the Workers race over, in claim order. */
   pending: string[];
-  /** The runs' worker names of A and B, in the order of `workers` (unique per drill run). */
+  /** The runs' worker names of A and B, in the order of `workers` (A first). */
   workerNames: string[];
   /** The claim calls both Workers journaled, in call order. */
   claims: ClaimRow[];

@@ -2,7 +2,7 @@
 // from the claims' own lock times, on the operator's from the database, the journal
 // and the processes' logs.
 import type { DrillContext, VerdictResult } from '../types.js';
-import { ms, workers, type OperatorRace, type State, type TheirClaim } from './state.js';
+import { ms, type OperatorRace, type State, type TheirClaim } from './state.js';
 
 /** Whether a transaction was claimed twice, from the claimed ids. */
 export function duplicateProcessing(ids: string[]): string {
@@ -16,10 +16,8 @@ export function lockErrors(codes: string[]): string {
 }
 
 export function referenceVerdict({ claims, workerNames: names, lockWaits }: State): VerdictResult {
-  // "A" is the Worker that got its lock first; "B" the one that came while A held it.
-  const [a, b] = names
-    .map((name) => claims.find((claim) => claim.worker === name))
-    .sort((x, y) => ms(x?.locked_at ?? x?.finished_at) - ms(y?.locked_at ?? y?.finished_at));
+  // "A" is the first Worker (worker-a), started alone; "B" (worker-b) was started once A held its row.
+  const [a, b] = names.map((name) => claims.find((claim) => claim.worker === name));
   const reasons: string[] = [];
   const errors = claims.filter((claim) => claim.error_code);
   for (const claim of errors) reasons.push(`a claim failed with ${claim.error_code}: ${claim.error ?? ''}`);
@@ -30,7 +28,10 @@ export function referenceVerdict({ claims, workerNames: names, lockWaits }: Stat
   // B asking only after A had let go is no race at all: nothing to blame on the claim.
   const askedAfterRelease = a && b ? ms(b.started_at) >= ms(a.released_at) : false;
   let unobserved: string | undefined;
-  if (a?.transaction_id && b?.transaction_id && !overlapped) {
+  if (a?.transaction_id && b?.transaction_id && ms(b.locked_at) < ms(a.locked_at)) {
+    // B was started only once A held its row: a lock of B's before A's means the start was not what it seemed.
+    unobserved = `B locked ${b.transaction_id} before A locked ${a.transaction_id}, though B was started only after A held its row`;
+  } else if (a?.transaction_id && b?.transaction_id && !overlapped) {
     if (askedAfterRelease) {
       unobserved = `B asked for a row only after A had released ${a.transaction_id}: the claims never overlapped, so the race was not observed`;
     } else if (b.started_at === null) {
@@ -52,24 +53,23 @@ export function referenceVerdict({ claims, workerNames: names, lockWaits }: Stat
     evidence:
       `Worker A claimed pending_transaction ${a!.transaction_id}. Worker B skipped ${a!.transaction_id} and claimed ${b!.transaction_id}. ` +
       `${duplicateProcessing([a!.transaction_id!, b!.transaction_id!])}. ${lockErrors(errors.map((claim) => claim.error_code!))} ` +
-      `(B locked its row ${Number.isNaN(waited) ? '' : `${Math.max(0, Math.round(waited))} ms after asking, `}while A held ${a!.transaction_id}; ${lockWaits} lock waits seen).`,
+      `(Worker A is ${a!.worker}, Worker B ${b!.worker}; ` +
+      `B locked its row ${Number.isNaN(waited) ? '' : `${Math.max(0, Math.round(waited))} ms after asking, `}while A held ${a!.transaction_id}; ${lockWaits} lock waits seen).`,
   };
 }
-
 
 /** The verdict on their Worker side, from the database, the journal and the processes' logs. */
 export function theirVerdict(ctx: DrillContext, state: State, side: OperatorRace): VerdictResult {
   const n = ctx.profile.names;
+  // A Worker's name is its process's: worker-a (A, started first) and worker-b (B, started while A held its row).
   const names = state.workerNames;
-  // In failure lines a Worker is its process; in the pass line "A" is the one whose claim began first.
-  const label = (name: string) => workers[names.indexOf(name)]?.process ?? name;
   const reasons: string[] = [];
   if (state.lockWaits > 0) {
     const sessions = state.lockWaits === 1 ? 'session' : 'sessions';
     reasons.push(`Postgres showed ${state.lockWaits} ${sessions} of ${side.toolServer} waiting on a lock another of its sessions held during the race`);
   }
   for (const claim of side.claims.filter((entry) => entry.status === n.tool_calls.values.failed || entry.error_code)) {
-    reasons.push(`a claim by ${label(claim.worker)} failed${claim.error_code ? ` with ${claim.error_code}` : ''}: ${claim.error ?? 'no error recorded'}`);
+    reasons.push(`a claim by ${claim.worker} failed${claim.error_code ? ` with ${claim.error_code}` : ''}: ${claim.error ?? 'no error recorded'}`);
   }
   if (side.journalLockErrors.length > 0) reasons.push(`calls failed with lock errors: ${side.journalLockErrors.join(', ')}`);
   if (side.logLockErrors.length > 0) reasons.push(`lock errors logged: ${side.logLockErrors.join(', ')}`);
@@ -87,14 +87,14 @@ export function theirVerdict(ctx: DrillContext, state: State, side: OperatorRace
   };
   const silent = names.filter((name) => !side.claims.some((claim) => claim.worker === name));
   if (silent.length > 0) {
-    return unobserved(`${silent.map(label).join(' and ')} journaled no claim (${side.exits.join(', ')}): there was no race to look at`);
+    return unobserved(`${silent.join(' and ')} journaled no claim (${side.exits.join(', ')}): there was no race to look at`);
   }
   if (!n.tool_calls.started_at || !n.tool_calls.finished_at) {
     return unobserved('whether the two Workers\u2019 claims overlapped cannot be read without tool_calls.started_at and tool_calls.finished_at: add them to the profile');
   }
-  // A: the Worker whose claim began first; the overlap: the longest time both claims were open at once.
+  // The overlap: the longest time both claims were open at once.
   const span = (claim: TheirClaim) => [ms(claim.started_at), ms(claim.finished_at)] as const;
-  const [a, b] = [...names].sort((x, y) => ms(side.claims.find((claim) => claim.worker === x)!.started_at) - ms(side.claims.find((claim) => claim.worker === y)!.started_at));
+  const [a, b] = names;
   let overlapMs = 0;
   for (const first of side.claims.filter((claim) => claim.worker === a)) {
     for (const second of side.claims.filter((claim) => claim.worker === b)) {
@@ -105,7 +105,7 @@ export function theirVerdict(ctx: DrillContext, state: State, side: OperatorRace
   }
   const claimOf = (name: string) => side.claims.find((claim) => claim.worker === name)!;
   if (!(overlapMs > 0)) {
-    const shown = (name: string) => `${label(name)}'s claim from ${claimOf(name).started_at} to ${claimOf(name).finished_at}`;
+    const shown = (name: string) => `${name}'s claim from ${claimOf(name).started_at} to ${claimOf(name).finished_at}`;
     return unobserved(
       `the two Workers\u2019 claims never overlapped (${shown(a!)}, ${shown(b!)}), so the race was not observed; ` +
         `have ${side.toolServer} honour {claim_hold_ms} (processes.tool_server.env) so that a claim holds its row lock that long`,
@@ -118,7 +118,8 @@ export function theirVerdict(ctx: DrillContext, state: State, side: OperatorRace
   return {
     verdict: 'pass',
     evidence:
-      `Two runs of ${side.worker}, A and B, claimed at once through ${side.toolServer}: A claimed ${took(a!)}, B claimed ${took(b!)} while A's claim was open ` +
+      `Two runs of ${side.worker} through ${side.toolServer}, A (${a}) first and B (${b}) once A held its row: ` +
+      `A claimed ${took(a!)}, B claimed ${took(b!)} while A's claim was open ` +
       `(the claims overlapped ${Math.round(overlapMs)} ms; claim hold ${side.holdMs} ms). ` +
       `No duplicate processing: each of the ${side.rows.length} rows ${n.pending_transactions.values.processed} once${counted}. ` +
       `${lockErrors([])} (${state.lockWaits} lock waits seen).`,
