@@ -53,6 +53,7 @@ export interface StepRow {
   sql: string[];
   operator?: OperatorAsk['kind'];
   hint?: StepHint;
+  shows?: 'proposal';
   /** waiting: not reached; ready: shown, waiting for enter; running; ok or failed once run. */
   state: 'waiting' | 'ready' | 'running' | 'ok' | 'failed';
   summary?: string;

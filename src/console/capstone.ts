@@ -172,6 +172,11 @@ export async function saveCapstone(dir: string, state: CapstoneState): Promise<v
  */
 export async function removeCapstone(dir: string): Promise<void> {
   await rm(path.join(dir, capstoneFile), { force: true });
+  await tidyCapstone(dir);
+}
+
+/** Removes the capstone's directory if nothing is left in it (once the cluster in its home is removed). */
+export async function tidyCapstone(dir: string): Promise<void> {
   await rmdir(dir).catch((error: NodeJS.ErrnoException) => {
     if (error.code !== 'ENOENT' && error.code !== 'ENOTEMPTY' && error.code !== 'EEXIST') throw error;
   });

@@ -81,7 +81,7 @@ export async function loadDeps(): Promise<ConsoleDeps> {
 
 /** The capstone in .sor-drills/ of the working directory, for the target as the operator named it. */
 export async function openCapstone(options: { db?: string; profile?: string; cwd?: string }): Promise<CapstoneStore> {
-  const [{ parseUrl }, { discardHome }, { capstoneClusterHome, capstoneDir, loadCapstone, removeCapstone, saveCapstone }] = await Promise.all([
+  const [{ parseUrl }, { discardHome }, { capstoneClusterHome, capstoneDir, loadCapstone, removeCapstone, saveCapstone, tidyCapstone }] = await Promise.all([
     import('../postgres/url.js'),
     import('../postgres/embedded-home.js'),
     import('./capstone.js'),
@@ -100,7 +100,7 @@ export async function openCapstone(options: { db?: string; profile?: string; cwd
       await removeCapstone(dir);
     },
     finish: () => removeCapstone(dir),
-    tidy: () => removeCapstone(dir),
+    tidy: () => tidyCapstone(dir),
   };
 }
 

@@ -8,7 +8,7 @@
 import type { SystemEvent } from '../drills/processes.js';
 import type { DrillSummary, ProcessView, RunnerEvent, StepSummary } from '../drills/types.js';
 import { besideVerdictWord, verdictWord } from '../drills/verdict-words.js';
-import { shownPath } from './paths.js';
+import { shownPath } from '../util/paths.js';
 import {
   appendHistory,
   getState,
@@ -42,6 +42,7 @@ export function stepRows(steps: readonly StepSummary[]): StepRow[] {
     sql: [...step.sql],
     operator: step.operator,
     hint: step.hint,
+    shows: step.shows,
     state: 'waiting',
   }));
 }

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { fixturesDir } from '../postgres/migrations.js';
 import { reviewStatically, reversesCreate, type ParsedStatement, type StaticReview } from './migration-static.js';
 import type { DrillOptions, Proposal, ProposalMark, ProposalSection } from './types.js';
+import { shownPath } from '../util/paths.js';
 
 export const defaultMigration = path.join(fixturesDir, 'proposed', 'add_expense_notes.sql');
 /** The deliberate break's proposal: a rider on another table. */
@@ -19,9 +20,7 @@ export function proposedFile(options: Pick<DrillOptions, 'migrationFile'>, broke
   return broken ? brokenMigration : (options.migrationFile ?? defaultMigration);
 }
 
-export function shownPath(file: string): string {
-  return path.relative(process.cwd(), file) || file;
-}
+export { shownPath } from '../util/paths.js';
 
 function marksOf(review: StaticReview, direction: 'up' | 'down', statement: ParsedStatement, createdByUp: ReadonlySet<string>): ProposalMark[] {
   const marks: ProposalMark[] = [];

@@ -134,6 +134,7 @@ export const migrationReview: Drill<State> = {
     {
       id: 'read',
       title: 'Read the proposed migration without running it',
+      shows: 'proposal',
       why: 'A migration is reviewed as text first: the PostgreSQL parser tells what each statement does before anything touches a database.',
       hint: {
         look: 'up_statements and down_statements must both be above zero. Read each statement the parser printed: the default proposal is one ALTER TABLE expenses ADD COLUMN notes text in up, and the matching DROP COLUMN in down.',

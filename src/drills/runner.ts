@@ -62,7 +62,7 @@ export function summarise(drill: Drill): DrillSummary {
 }
 
 export function stepSummary(step: Step, names: ProfileNames): StepSummary {
-  return { id: step.id, title: step.title, why: step.why, sql: stepSql(step, names), operator: step.operator, hint: step.hint };
+  return { id: step.id, title: step.title, why: step.why, sql: stepSql(step, names), operator: step.operator, hint: step.hint, shows: step.shows };
 }
 
 export async function runDrills(run: RunOptions): Promise<DrillResult[]> {

@@ -133,6 +133,8 @@ export interface StepSummary {
   /** Set when the operator must act on this step. */
   operator?: OperatorAsk['kind'];
   hint?: StepHint;
+  /** Set when what the step reads is the drill's proposal (its statements, never run): shown in place of SQL. */
+  shows?: 'proposal';
 }
 
 /**
@@ -240,6 +242,8 @@ export interface Step<S = unknown> {
   operator?: OperatorAsk['kind'];
   /** What the console's `h` shows for this step: every step of a drill has one (test/unit/hints.test.ts). */
   hint: StepHint;
+  /** Set when what the step reads is the drill's proposal (drill 1's migration, read and never run). */
+  shows?: 'proposal';
   run(ctx: DrillContext, state: S): Promise<void>;
 }
 

@@ -18,9 +18,10 @@ const panelTitles: Record<PanelName, string> = { proposal: 'proposal', counts: '
 const finishedRows = 5;
 const stepRowsUsed = 3;
 
-/** The statements to show, as display rows: each statement's lines, most recent statements kept. */
+/** The statements to show, as display rows: what the step ran (most recent kept), else what it declares. */
 export function sqlRows(current: CurrentDrill, room: number): string[] {
-  const statements = current.sql.length > 0 ? current.sql : (current.steps[Math.max(0, current.stepIndex)]?.sql ?? []);
+  const declared = current.steps[Math.max(0, current.stepIndex)]?.sql ?? [];
+  const statements = current.sql.length > 0 ? current.sql : declared;
   const rows = statements.flatMap((statement) => statement.split('\n').map((line) => line.replace(/\s+$/, '')).filter(Boolean));
   if (room <= 0) return [];
   if (rows.length <= room) return rows;
@@ -83,12 +84,12 @@ function stepPrompt(current: CurrentDrill, hasHint: boolean): string {
   const parts: string[] = [];
   const index = Math.max(0, current.stepIndex) + 1;
   if (current.phase === 'ready') {
-    parts.push(`${bindingById('start-drill').keys} runs step ${index}`, `${bindingById('run-rest').keys} runs the whole drill`);
-    if (!current.broken) parts.push(`${bindingById('break').keys} with its deliberate break`);
+    parts.push(`${bindingById('start-drill').keys}: run step ${index}`, `${bindingById('run-rest').keys}: the whole drill`);
+    if (!current.broken) parts.push(`${bindingById('break').keys}: with its break`);
   } else {
-    parts.push(`${bindingById('run-step').keys} runs step ${index}`, `${bindingById('run-rest').keys} runs the rest`);
+    parts.push(`${bindingById('run-step').keys}: run step ${index}`, `${bindingById('run-rest').keys}: the rest`);
   }
-  if (hasHint) parts.push(`${bindingById('hint').keys} hint`);
+  if (hasHint) parts.push(`${bindingById('hint').keys}: hint`);
   return parts.join(' · ');
 }
 
@@ -117,10 +118,11 @@ function PromptLine({ current, step }: { current: CurrentDrill; step: StepRow | 
 }
 
 /** Before the drill starts: its proposal (drill 1), then its steps, the tables it watches and its break. */
-function Overview({ current, height }: { current: CurrentDrill; height: number }) {
+function Overview({ current, height, proposal }: { current: CurrentDrill; height: number; proposal: boolean }) {
   const row = useConsole((state) => state.drills.find((candidate) => candidate.key === current.key));
   const lines: React.ReactNode[] = [];
-  if (current.proposal) lines.push(...proposalLines(current.proposal));
+  // The proposal with its marks, unless the step shown already shows it.
+  if (current.proposal && proposal) lines.push(...proposalLines(current.proposal));
   lines.push(<Span tone="dim">Steps</Span>);
   current.steps.forEach((step, index) => {
     lines.push(
@@ -221,14 +223,18 @@ export function DrillScreen({ height }: { height: number }) {
   // Fixed rows: header, the step, the prompt, and (once running) the panel tabs.
   const fixed = 1 + stepRowsUsed + 1 + (current.phase === 'ready' ? 0 : 1);
   const sqlRoom = Math.max(1, Math.min(12, Math.floor((height - fixed) / 3)));
-  const sql = sqlRows(current, sqlRoom);
-  const shownSql = sql.length > 0 ? sql : [];
-  const room = Math.max(1, height - fixed - Math.max(1, shownSql.length));
+  // A step that reads the proposal shows it, with the parser's marks, where SQL goes (it runs none of it).
+  const reads = step?.shows === 'proposal' && current.sql.length === 0 && current.proposal ? proposalLines(current.proposal) : undefined;
+  const readRows = reads ? Math.min(reads.length, Math.max(sqlRoom, Math.floor((height - fixed) / 2))) : 0;
+  const shownSql = reads ? [] : sqlRows(current, sqlRoom);
+  const room = Math.max(1, height - fixed - Math.max(1, reads ? readRows : shownSql.length));
   return (
     <Box flexDirection="column">
       {header}
       <StepLines current={current} step={step} columns={columns} />
-      {shownSql.length > 0 ? (
+      {reads ? (
+        <Lines lines={reads} height={readRows} />
+      ) : shownSql.length > 0 ? (
         shownSql.map((line, index) => (
           <Row key={index}>
             <Span tone="dim">{index === 0 ? 'SQL ' : '    '}</Span>
@@ -237,12 +243,12 @@ export function DrillScreen({ height }: { height: number }) {
         ))
       ) : (
         <Row>
-          <Span tone="dim">SQL none declared: what the step runs shows here, and in the transcript, as it runs</Span>
+          <Span tone="dim">SQL none declared for this step</Span>
         </Row>
       )}
       <PromptLine current={current} step={step} />
       {current.phase === 'ready' ? (
-        <Overview current={current} height={room} />
+        <Overview current={current} height={room} proposal={!reads} />
       ) : (
         <>
           <Tabs current={current} />

@@ -29,10 +29,16 @@ export function ResumeScreen() {
       </Row>
       <Row />
       <Row>
-        <Span>  Resuming keeps the {resume.done} finished drill{resume.done === 1 ? '' : 's'} with their verdicts and evidence; </Span>
+        <Span>
+          {'  '}Resuming keeps {resume.done === 1 ? 'the finished drill with its verdict' : `the ${resume.done} finished drills with their verdicts`} and
+          evidence;
+        </Span>
       </Row>
       <Row>
-        <Span>  drill {resume.done + 1} starts again from its first step. Starting over removes the saved capstone.</Span>
+        <Span>  drill {resume.done + 1} starts again from its first step.</Span>
+      </Row>
+      <Row>
+        <Span>  Starting over removes the saved capstone (and its kept PostgreSQL data).</Span>
       </Row>
     </Box>
   );

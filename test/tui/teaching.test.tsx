@@ -27,7 +27,7 @@ describe('step by step', () => {
     // Drill 1 opened: step 1 with its statement on screen, and nothing run.
     const first = await ui.waitFor((text) => text.includes('▷ Step 1 of 2 · migration_review step one · not run yet'), 'step 1 shown');
     expect(first).toContain('SQL select 1');
-    expect(first).toContain('enter runs step 1 · a runs the whole drill');
+    expect(first).toContain('enter: run step 1 · a: the whole drill');
     expect(log.some((line) => line.startsWith('run '))).toBe(false);
     expect(transcript().some((line) => line.includes('migration_review step one'))).toBe(false);
 
