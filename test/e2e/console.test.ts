@@ -11,7 +11,7 @@ if (!hasTmux()) throw new Error('the end-to-end tests need tmux (apt-get install
 
 let terminal: Terminal | undefined;
 afterEach(() => {
-  terminal?.kill();
+  terminal?.dispose();
   terminal = undefined;
 });
 
@@ -79,12 +79,12 @@ describe('the console in a terminal', () => {
     terminal = launch({ args: [], columns: 120, rows: 40 });
     await terminal.waitFor((screen) => /drills, in order ·/.test(screen), 'the drill list', 90_000);
     terminal.keys('Enter');
-    await terminal.waitFor((screen) => screen.includes('enter start drill'), 'drill 1');
-    terminal.keys('Enter');
+    await terminal.waitFor((screen) => screen.includes('enter run step 1'), 'drill 1');
+    terminal.keys('a');
     await terminal.waitFor((screen) => screen.includes('enter next drill'), 'drill 1 done', 60_000);
     terminal.keys('Enter');
-    await terminal.waitFor((screen) => screen.includes('enter start drill'), 'drill 2');
-    terminal.keys('Enter');
+    await terminal.waitFor((screen) => screen.includes('enter run step 1'), 'drill 2');
+    terminal.keys('a');
     // The crash drill has its tool server and Worker running when the terminal goes away.
     await terminal.waitFor((screen) => screen.includes('press k'), 'the kill ask', 60_000);
     const pids = terminal.tree();

@@ -29,7 +29,7 @@ beforeAll(async () => {
   writeFileSync(profileFile, JSON.stringify({ ...profile, processes }));
 });
 afterEach(() => {
-  terminal?.kill();
+  terminal?.dispose();
   terminal = undefined;
 });
 afterAll(async () => {
@@ -42,12 +42,12 @@ describe("the console on the operator's own processes", () => {
     terminal = launch({ args: ['--db', db.url, '--yes', '--profile', profileFile], columns: 120, rows: 40 });
     await terminal.waitFor((screen) => /drills, in order ·/.test(screen), 'the drill list', 90_000);
     terminal.keys('Enter');
-    await terminal.waitFor((screen) => screen.includes('enter start drill'), 'drill 1');
-    terminal.keys('Enter');
+    await terminal.waitFor((screen) => screen.includes('enter run step 1'), 'drill 1');
+    terminal.keys('a');
     await terminal.waitFor((screen) => screen.includes('enter next drill'), 'drill 1 done', 60_000);
     terminal.keys('Enter');
-    await terminal.waitFor((screen) => screen.includes('enter start drill'), 'drill 2');
-    terminal.keys('Enter');
+    await terminal.waitFor((screen) => screen.includes('enter run step 1'), 'drill 2');
+    terminal.keys('a');
     // Their processes run under the console: seen in its process tree by their command lines.
     const seen = await waitForTheirs(terminal);
     terminal.keys('C-c');

@@ -3,7 +3,9 @@
 // read with capture-pane and awaited with a predicate, never a fixed sleep.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { readFileSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -42,7 +44,10 @@ export interface Terminal {
   /** The PostgreSQL clusters this command started that still run (an orphan too, whoever its parent now is). */
   clusters(): Map<number, string>;
   resize(columns: number, rows: number): void;
+  /** Ends the session (a hangup for what runs in it). */
   kill(): void;
+  /** Ends the session and removes the working directory it made (once nothing runs in it). */
+  dispose(): void;
 }
 
 export interface Launch {
@@ -60,13 +65,30 @@ const marker = '__SOR_DRILLS_EXIT=';
  */
 const terminalVariable = 'SOR_E2E_TERMINAL';
 
+/**
+ * Removes a working directory the console ran in, and the embedded cluster a capstone kept
+ * for it outside (as root, under the temp dir, named in .sor-drills/embedded/cluster's pointer).
+ */
+export function removeWorkingDir(dir: string): void {
+  const pointer = path.join(dir, '.sor-drills', 'embedded', 'cluster', 'cluster-pointer.json');
+  if (existsSync(pointer)) {
+    const kept = (JSON.parse(readFileSync(pointer, 'utf8')) as { dir?: string }).dir;
+    if (kept && path.basename(kept).startsWith('sor-drills-home-')) rmSync(kept, { recursive: true, force: true });
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
 export function launch(options: Launch): Terminal {
   const name = `sor-e2e-${randomBytes(4).toString('hex')}`;
+  // A working directory of its own unless the test names one: what the console keeps there (.sor-drills/,
+  // .agent-history/) never reaches the checkout, and goes with the terminal.
+  const ownCwd = options.cwd === undefined ? mkdtempSync(path.join(tmpdir(), 'sor-e2e-cwd-')) : undefined;
+  const cwd = options.cwd ?? ownCwd!;
   const env = Object.entries({ ...options.env, [terminalVariable]: name })
     .map(([key, value]) => `${key}=${shellQuote(value)}`)
     .join(' ');
   // env -u CI: the console mounts Ink only outside CI. The pane stays after the command ends.
-  const command = `cd ${shellQuote(options.cwd ?? root)} && env -u CI ${env} node ${shellQuote(cliPath)} ${options.args.map(shellQuote).join(' ')}; echo ${marker}$?; sleep 3600`;
+  const command = `cd ${shellQuote(cwd)} && env -u CI ${env} node ${shellQuote(cliPath)} ${options.args.map(shellQuote).join(' ')}; echo ${marker}$?; sleep 3600`;
   execFileSync('tmux', ['new-session', '-d', '-s', name, '-x', String(options.columns ?? 120), '-y', String(options.rows ?? 40), command], {
     env: { ...process.env, CI: '' },
   });
@@ -113,6 +135,10 @@ export function launch(options: Launch): Terminal {
       } catch {
         // already gone
       }
+    },
+    dispose: () => {
+      terminal.kill();
+      if (ownCwd) removeWorkingDir(ownCwd);
     },
   };
   return terminal;
@@ -175,7 +201,8 @@ function clusterPostmasters(variable: string): Map<number, string> {
       const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
       const index = args.indexOf('-D');
       const dir = index >= 0 ? args[index + 1] : undefined;
-      if (!dir || !/sor-drills-pg-/.test(dir)) continue;
+      // A throwaway cluster (sor-drills-pg-*) or a capstone's kept one (its home, or sor-drills-home-* as root).
+      if (!dir || !/sor-drills-pg-|sor-drills-home-|\.sor-drills\//.test(dir)) continue;
       if (readFileSync(`/proc/${pid}/environ`, 'utf8').split('\0').includes(variable)) found.set(pid, dir);
     } catch {
       // gone
