@@ -196,8 +196,21 @@ describe('autopilot', () => {
     expectPress({}, 'restart', askKey('restart'));
     update({ ask: { ask: { kind: 'start', processes: ['worker-a'], prompt: 'start them' }, performing: false } });
     expectPress({}, 'operator', askKey('start'));
+    // A step shown and waiting: autoplay presses enter for it, as a person would; never while an ask waits.
+    update((state) => ({
+      ask: undefined,
+      current: { ...state.current!, stepIndex: 1, steps: state.current!.steps.map((step, index) => ({ ...step, state: index === 1 ? ('ready' as const) : step.state })) },
+    }));
+    expect(expectPress({}, 'run-step', 'enter').id).toContain(':step:1');
+    update({ ask: { ask: { kind: 'continue', prompt: 'go on' }, performing: false } });
+    expectPress({}, 'operator', askKey('continue'));
     update((state) => ({ ask: undefined, current: { ...state.current!, phase: 'finished' } }));
     expectPress({}, 'next-drill');
+  });
+
+  it('starts over rather than resume a saved capstone', () => {
+    resetStore({ screen: { name: 'resume' }, resume: { done: 3, total: 9, target: 't', updatedAt: 'u' } });
+    expectPress({}, 'resume-no', 'n');
   });
 
   it('with --out saves the bundle, then quits; without it leaves the decision to the operator', () => {
