@@ -234,3 +234,28 @@ export async function removeHome(place: HomePlace): Promise<void> {
   }
   await rmdir(home).catch(() => {});
 }
+
+/**
+ * Removes the clusters kept under the temp dir for homes that no longer want them: the
+ * home was deleted (the learner removed the project) or points elsewhere, and no live
+ * console owns the cluster. A home that still points at its cluster keeps it. Returns the
+ * directories removed.
+ */
+export async function cleanOrphanedHomes(root = tmpdir()): Promise<string[]> {
+  const removed: string[] = [];
+  const entries = await readdir(root).catch(() => [] as string[]);
+  for (const entry of entries) {
+    if (!entry.startsWith(homeClusterPrefix)) continue;
+    const dir = path.join(root, entry);
+    const owner = await readOwner(dir);
+    // One being made has no owner yet; one a live console holds is in use.
+    if (!owner?.home || ownerAlive(owner)) continue;
+    if (!(await isFallbackOf(dir, owner.home))) continue;
+    if ((await pointedAt(owner.home)) === dir) continue;
+    const pid = await postmasterPid(path.join(dir, 'data'));
+    if (pid !== undefined && (await isPostmasterOf(pid, path.join(dir, 'data')))) await stopPostmaster(pid);
+    await rm(dir, { recursive: true, force: true });
+    removed.push(dir);
+  }
+  return removed;
+}

@@ -25,7 +25,7 @@ import {
   writeOwner,
   type OwnerRecord,
 } from './cluster-files.js';
-import { claimCluster, placeHome, removeHome, type HomePlace } from './embedded-home.js';
+import { claimCluster, cleanOrphanedHomes, placeHome, removeHome, type HomePlace } from './embedded-home.js';
 import { withPgClient, ident } from './pg.js';
 
 export type { OwnerRecord } from './cluster-files.js';
@@ -160,6 +160,8 @@ export async function cleanStaleClusters(root = tmpdir()): Promise<string[]> {
     await rm(dir, { recursive: true, force: true });
     removed.push(dir);
   }
+  // And the clusters kept under the temp dir for homes that are gone.
+  removed.push(...(await cleanOrphanedHomes(root)));
   return removed;
 }
 

@@ -10,8 +10,8 @@ import { alive, hasTmux, launch, type Terminal } from './tmux.js';
 if (!hasTmux()) throw new Error('the end-to-end tests need tmux (apt-get install tmux; .ci/run installs it)');
 
 let terminal: Terminal | undefined;
-afterEach(() => {
-  terminal?.dispose();
+afterEach(async () => {
+  await terminal?.dispose();
   terminal = undefined;
 });
 

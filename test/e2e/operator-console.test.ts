@@ -28,8 +28,8 @@ beforeAll(async () => {
   profileFile = path.join(scratchDir('operator-console-'), 'profile.json');
   writeFileSync(profileFile, JSON.stringify({ ...profile, processes }));
 });
-afterEach(() => {
-  terminal?.dispose();
+afterEach(async () => {
+  await terminal?.dispose();
   terminal = undefined;
 });
 afterAll(async () => {

@@ -13,10 +13,10 @@ if (!hasTmux()) throw new Error('the end-to-end tests need tmux (apt-get install
 
 let terminal: Terminal | undefined;
 let cwd: string | undefined;
-afterEach(() => {
-  terminal?.dispose();
+afterEach(async () => {
+  await terminal?.dispose();
   terminal = undefined;
-  if (cwd) removeWorkingDir(cwd);
+  if (cwd) await removeWorkingDir(cwd);
   cwd = undefined;
 });
 

@@ -3,7 +3,8 @@
 // read with capture-pane and awaited with a predicate, never a fixed sleep.
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, readdirSync, rmSync } from 'node:fs';
+import { discardHome } from '../../src/postgres/embedded-home.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -47,7 +48,7 @@ export interface Terminal {
   /** Ends the session (a hangup for what runs in it). */
   kill(): void;
   /** Ends the session and removes the working directory it made (once nothing runs in it). */
-  dispose(): void;
+  dispose(): Promise<void>;
 }
 
 export interface Launch {
@@ -66,15 +67,12 @@ const marker = '__SOR_DRILLS_EXIT=';
 const terminalVariable = 'SOR_E2E_TERMINAL';
 
 /**
- * Removes a working directory the console ran in, and the embedded cluster a capstone kept
- * for it outside (as root, under the temp dir, named in .sor-drills/embedded/cluster's pointer).
+ * Removes a working directory the console ran in, with the embedded cluster a capstone kept
+ * for it (in .sor-drills/embedded/cluster, or as root under the temp dir, found through the
+ * home's pointer): the product's own discard, as `n starts over` does.
  */
-export function removeWorkingDir(dir: string): void {
-  const pointer = path.join(dir, '.sor-drills', 'embedded', 'cluster', 'cluster-pointer.json');
-  if (existsSync(pointer)) {
-    const kept = (JSON.parse(readFileSync(pointer, 'utf8')) as { dir?: string }).dir;
-    if (kept && path.basename(kept).startsWith('sor-drills-home-')) rmSync(kept, { recursive: true, force: true });
-  }
+export async function removeWorkingDir(dir: string): Promise<void> {
+  await discardHome(path.join(dir, '.sor-drills', 'embedded', 'cluster')).catch(() => false);
   rmSync(dir, { recursive: true, force: true });
 }
 
@@ -136,9 +134,9 @@ export function launch(options: Launch): Terminal {
         // already gone
       }
     },
-    dispose: () => {
+    dispose: async () => {
       terminal.kill();
-      if (ownCwd) removeWorkingDir(ownCwd);
+      if (ownCwd) await removeWorkingDir(ownCwd);
     },
   };
   return terminal;

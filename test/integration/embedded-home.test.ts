@@ -228,4 +228,21 @@ describe('a named home for the embedded cluster', () => {
       expect(existsSync(home)).toBe(false);
     },
   );
+
+  it.skipIf(!isRoot)('as root, a cluster kept under the temp dir for a home that was deleted is swept; one still pointed at is kept', async () => {
+    const kept = path.join(scratchDir('home-'), '.sor-drills', 'embedded', 'cluster');
+    const gone = path.join(scratchDir('home-'), '.sor-drills', 'embedded', 'cluster');
+    const keptCluster = await start({ home: kept });
+    const goneCluster = await start({ home: gone });
+    await keptCluster.stop();
+    await goneCluster.stop();
+    // The learner removed the project with the home in it: its cluster under the temp dir is nobody's now.
+    await rm(path.dirname(path.dirname(path.dirname(gone))), { recursive: true, force: true });
+    const removed = await cleanStaleClusters();
+    expect(removed).toContain(fallbackDir(gone));
+    expect(removed).not.toContain(fallbackDir(kept));
+    expect(existsSync(fallbackDir(gone))).toBe(false);
+    expect(existsSync(path.join(fallbackDir(kept), 'data', 'PG_VERSION'))).toBe(true);
+    expect(await discardHome(kept)).toBe(true);
+  });
 });
