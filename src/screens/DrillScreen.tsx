@@ -18,14 +18,26 @@ const panelTitles: Record<PanelName, string> = { proposal: 'proposal', counts: '
 const finishedRows = 5;
 const stepRowsUsed = 3;
 
-/** The statements to show, as display rows: what the step ran (most recent kept), else what it declares. */
-export function sqlRows(current: CurrentDrill, room: number): string[] {
+/**
+ * The statements to show, as display rows wrapped to the width (a query is read whole, not cut
+ * off at the edge): what the step ran (most recent kept), else what it declares.
+ */
+export function sqlRows(current: CurrentDrill, room: number, width = Number.POSITIVE_INFINITY): string[] {
   const declared = current.steps[Math.max(0, current.stepIndex)]?.sql ?? [];
   const statements = current.sql.length > 0 ? current.sql : declared;
-  const rows = statements.flatMap((statement) => statement.split('\n').map((line) => line.replace(/\s+$/, '')).filter(Boolean));
+  const lines = statements.flatMap((statement) => statement.split('\n').map((line) => line.replace(/\s+$/, '')).filter(Boolean));
+  const rows = Number.isFinite(width) ? lines.flatMap((line) => wrapLine(line, width)) : lines;
   if (room <= 0) return [];
   if (rows.length <= room) return rows;
   return [...rows.slice(0, Math.max(0, room - 1)), `… ${rows.length - room + 1} more lines (all of them in the transcript once it runs)`];
+}
+
+/** A line cut to the width at spaces where it can be, the rest indented two more. */
+function wrapLine(line: string, width: number): string[] {
+  if (line.length <= width || width < 20) return [line];
+  const indent = `${/^\s*/.exec(line)?.[0] ?? ''}  `;
+  const [first, ...rest] = wrapText(line, width);
+  return [first ?? '', ...wrapText(rest.join(' '), width - indent.length).map((part) => `${indent}${part}`)];
 }
 
 function Verdict({ current, columns }: { current: CurrentDrill; columns: number }) {
@@ -226,7 +238,7 @@ export function DrillScreen({ height }: { height: number }) {
   // A step that reads the proposal shows it, with the parser's marks, where SQL goes (it runs none of it).
   const reads = step?.shows === 'proposal' && current.sql.length === 0 && current.proposal ? proposalLines(current.proposal) : undefined;
   const readRows = reads ? Math.min(reads.length, Math.max(sqlRoom, Math.floor((height - fixed) / 2))) : 0;
-  const shownSql = reads ? [] : sqlRows(current, sqlRoom);
+  const shownSql = reads ? [] : sqlRows(current, sqlRoom, columns - 5);
   const room = Math.max(1, height - fixed - Math.max(1, reads ? readRows : shownSql.length));
   return (
     <Box flexDirection="column">

@@ -78,6 +78,21 @@ describe('step by step', () => {
   });
 });
 
+describe('a long statement', () => {
+  it('wraps to the terminal instead of being cut at its edge', async () => {
+    const long = `select "id", "status", "attempts", "last_error", "next_attempt_at", "dispatched_at" from outbox where "dedup_key" = 'expense-recorded:alice:T-101' and "tenant_id" = 'alice' -- the end`;
+    listState(0, { screen: { name: 'drill' }, terminal: { columns: 80, rows: 24 } });
+    await change((state) => ({
+      current: { ...state.current!, steps: state.current!.steps.map((step, index) => (index === 0 ? { ...step, sql: [long] } : step)) },
+    }));
+    const ui = await renderConsole();
+    const frame = await ui.waitFor((text) => text.includes('SQL select "id"'), 'the statement');
+    expect(frame).toContain('-- the end');
+    expect(frame.split('\n').every((line) => line.length <= 80)).toBe(true);
+    await ui.close();
+  });
+});
+
 describe('the hint', () => {
   it('h shows what to look for, the habit and the mistake for the step shown; esc closes it', async () => {
     listState(2, { screen: { name: 'drill' } });
