@@ -108,10 +108,21 @@ describe('Supervisor', () => {
     await sup.start({ name: 'child', args: ['-e', 'setInterval(() => {}, 1000)'], env: { PATH: process.env.PATH } });
     console.log(JSON.stringify({ event: 'child', pid: sup.get('child').pid }));
     const how = process.argv[2];
-    if (how === 'throw') setTimeout(() => { throw new Error('boom'); }, 10);
-    else if (how === 'bare-exit') setTimeout(() => process.exit(0), 10);
-    else if (how === 'normal') setTimeout(() => exitWith(0), 10);
-    else setInterval(() => {}, 1000);
+    // It ends only once the test has seen its child alive (the test writes the go file): else a
+    // loaded machine reads the child's pid after the console already ended and took it along.
+    const { existsSync } = await import('node:fs');
+    const go = process.env.LOG_DIR + '.go';
+    const end = () => {
+      if (how === 'throw') throw new Error('boom');
+      else if (how === 'bare-exit') process.exit(0);
+      else if (how === 'normal') exitWith(0);
+    };
+    const poll = setInterval(() => {
+      if (how !== 'wait' && existsSync(go)) {
+        clearInterval(poll);
+        end();
+      }
+    }, 5);
   `;
 
   it.each([
@@ -128,6 +139,7 @@ describe('Supervisor', () => {
     await sup.start({ name, args: [script, how], env: { PATH: process.env.PATH ?? '', LOG_DIR: path.join(logDir, name) } });
     const child = Number((await sup.waitForEvent(name, 'child', { timeoutMs: 10_000 })).pid);
     expect(isAlive(child)).toBe(true);
+    await writeFile(`${path.join(logDir, name)}.go`, '');
     if (signal) await sup.kill(name, signal);
     const ended = await sup.waitForExit(name);
     expect(ended.exitCode).toBe(code);
