@@ -1,8 +1,9 @@
 // The run journal as drill 2 reads it (src/drills/run-journal-resume-drill.ts): its
 // plan (turns, the crash turn, the Worker's name), the run's calls through turns,
-// the crash signature, the journal privileges the Worker role needs, and the
-// drill's state.
+// the crash signature, the resume latency (on the database's clock), the journal
+// privileges the Worker role needs, and the drill's state.
 import type { ProfileNames } from '../postgres/profile/index.js';
+import { errorMessage, sqlState } from '../postgres/pg.js';
 import { empty, type Identifier, sql, type Sql } from '../postgres/sql.js';
 import { jsonLines, type WorkerOptions } from '../reconciler/launch.js';
 import { type TenantState, type ToolServerState } from './common-steps.js';
@@ -46,6 +47,63 @@ export function runSignature(n: ProfileNames, runId: unknown): Sql {
 
 export async function calls(ctx: DrillContext, runId: string): Promise<CallRow[]> {
   return query<CallRow>(ctx, callsQuery(ctx.profile.names, runId));
+}
+
+/**
+ * The database's clock now, as text that keeps its microseconds. clock_timestamp(),
+ * not now(): the restart is timed on the clock the journal's started_at is written
+ * with (the reference tool server writes clock_timestamp(), a default of now() is
+ * the same clock), never on Node's, which may disagree with the server's.
+ */
+export async function databaseClock(ctx: DrillContext): Promise<string> {
+  const [row] = await query<{ at: string }>(ctx, sql`select clock_timestamp()::text as at`);
+  if (!row) throw new Error('select clock_timestamp() returned no row');
+  return row.at;
+}
+
+/** How long after the restart the Worker resumed, or why that was not recorded. */
+export type ResumeLatency = { ms: number; call: string; startedAt: string } | { unrecorded: string };
+
+/**
+ * The restart (the database's clock read just before the Worker was spawned) to the
+ * started_at of the run's first tool call journaled after it (a call the journal did
+ * not hold at the kill), both on the database's clock.
+ */
+export async function resumeLatency(ctx: DrillContext, runId: string, atCrash: CallRow[], restartedAt: string | undefined): Promise<ResumeLatency> {
+  const c = ctx.profile.names.tool_calls;
+  const t = ctx.profile.names.turns;
+  if (!c.started_at) return { unrecorded: `the profile maps no started_at for ${c.tableName}` };
+  if (!restartedAt) return { unrecorded: 'the restart was not timed' };
+  const known = atCrash.map((call) => call.id);
+  let rows;
+  try {
+    rows = await query<{ turn_no: number; call_no: number; tool: string; started_at: string | null; ms: number | null }>(
+      ctx,
+      sql`select t.${t.number} as turn_no, c.${c.number} as call_no, c.${c.tool} as tool, c.${c.started_at}::text as started_at,
+                 (extract(epoch from (c.${c.started_at} - ${restartedAt}::timestamptz)) * 1000)::float8 as ms
+            from ${c.table} c join ${t.table} t on t.${t.key} = c.${c.turn}
+           where t.${t.run} = ${runId} and not (c.${c.key}::text = any(${known}::text[]))
+           order by c.${c.started_at} nulls last, c.${c.key}
+           limit 1`,
+    );
+  } catch (error) {
+    const code = sqlState(error);
+    return { unrecorded: `${c.tableName}.${c.started_at.name} could not be read as a time${code ? ` (SQLSTATE ${code})` : ''}: ${errorMessage(error)}` };
+  }
+  const [first] = rows;
+  if (!first) return { unrecorded: `no call of the run was journaled after the restart` };
+  const call = `turn ${first.turn_no} call ${first.call_no} (${first.tool})`;
+  if (first.ms === null || first.started_at === null) return { unrecorded: `${call}, the first call after the restart, has no ${c.started_at.name}` };
+  if (first.ms < 0) {
+    return { unrecorded: `${call}, the first call after the restart, has ${c.started_at.name} ${first.started_at}, ${Math.round(-first.ms)} ms before the restart on the database's clock` };
+  }
+  return { ms: first.ms, call, startedAt: first.started_at };
+}
+
+/** The latency as the evidence line appends it. */
+export function resumedAfter(latency: ResumeLatency | undefined): string {
+  if (!latency) return 'resume latency not recorded: the restart was not timed';
+  return 'ms' in latency ? `resumed ${Math.round(latency.ms)} ms after the restart` : `resume latency not recorded: ${latency.unrecorded}`;
 }
 
 /** The privileges the Worker's journal needs on each table (the tool server writes it as the worker role). */
@@ -147,6 +205,10 @@ export interface State extends TenantState, ToolServerState {
   incompleteTurn?: number | null;
   /** What the restarted Worker said it did first; undefined when it said nothing in time. */
   restartLine?: RestartLine;
+  /** The restart's moment: the database's clock (clock_timestamp()) read by the drill just before it spawned the Worker again. */
+  restartedAt?: string;
+  /** From the restart to the first call of the run journaled after it, on the database's clock. */
+  resumeLatency?: ResumeLatency;
   /** tool_calls of the run written after the restart. */
   newCalls: CallRow[];
   /** New calls in turns completed before the crash, as `turn N call M (tool)`. */

@@ -21,7 +21,21 @@ import { naturalKeys, withEvidence } from './evidence.js';
 import { createDrillTenant, insertPending, sampleTransactions } from './inputs.js';
 import { countWord, query, shownSql } from './sql.js';
 import { need, type Drill } from './types.js';
-import { calls, crashTurn, endedBeforeTheKill, list, type RestartLine, runSignature, type State, timeline, turns, worker } from './run-journal-reads.js';
+import {
+  calls,
+  crashTurn,
+  databaseClock,
+  endedBeforeTheKill,
+  list,
+  type RestartLine,
+  resumedAfter,
+  resumeLatency,
+  runSignature,
+  type State,
+  timeline,
+  turns,
+  worker,
+} from './run-journal-reads.js';
 
 export { timeline } from './run-journal-reads.js';
 import { killTheirWorkerSide, operatorSide, restartTheirWorkerSide, startTheirToolServer, startTheirWorker, theirVerdict } from './run-journal-their-side.js';
@@ -227,6 +241,8 @@ export const runJournalResumeDrill: Drill<State> = {
             await ctx.operator.request(
               { kind: 'restart', process: worker, prompt: 'The crash signature is in the journal: restart the Worker' },
               async () => {
+                // The restart's moment, read on the database's clock just before the spawn.
+                state.restartedAt = await databaseClock(ctx);
                 await startWorker(sup, options!);
               },
             );
@@ -256,6 +272,16 @@ export const runJournalResumeDrill: Drill<State> = {
         const atCrash = new Set(state.callsAtCrash.map((call) => call.id));
         const after = await calls(ctx, runId);
         state.newCalls = after.filter((call) => !atCrash.has(call.id));
+        state.resumeLatency = await resumeLatency(ctx, runId, state.callsAtCrash, state.restartedAt);
+        ctx.observe('restarted_at', state.restartedAt ?? 'not timed');
+        ctx.observe(
+          'resume_latency',
+          'ms' in state.resumeLatency
+            ? `${Math.round(state.resumeLatency.ms)} ms: from the restart (the database's clock read just before the Worker was spawned) ` +
+                `to ${state.resumeLatency.call} started_at ${state.resumeLatency.startedAt}, the run's first call journaled after it` +
+                (options ? `; it includes the Worker's start, its MCP session, its journal read and its pace of ${options.pace_ms} ms before each call` : '')
+            : `not recorded: ${state.resumeLatency.unrecorded}`,
+        );
         if (theirs) {
           // Their Worker's output follows no contract: whether it resumed is read from the journal.
           const r = n.runs;
@@ -362,7 +388,7 @@ export const runJournalResumeDrill: Drill<State> = {
       evidence:
         `Run resumed from turn ${from} of ${total}. Turns ${list(earlier)} were not re-executed. ` +
         `Journal shows ${timeline(state.completedTurns, total)} with ${countWord(state.resumes)} gap${state.resumes === 1 ? '' : 's'} closed ` +
-        `(Worker pid ${String(state.workerPid)} killed by ${String(state.killedBy)} at ${String(state.crashPoint)}).`,
+        `(Worker pid ${String(state.workerPid)} killed by ${String(state.killedBy)} at ${String(state.crashPoint)}; ${resumedAfter(state.resumeLatency)}).`,
     };
   },
 };

@@ -10,7 +10,7 @@ import { drivesTheirWorker, hasOperator, operatorCommand, portOpen, sessionTag, 
 import { CouldNotDetermine } from './runner.js';
 import { query, shownSql } from './sql.js';
 import { need, type DrillContext } from './types.js';
-import { calls, crashTurn, list, missingJournalPrivileges, type State, timeline, turns, worker } from './run-journal-reads.js';
+import { calls, crashTurn, databaseClock, list, missingJournalPrivileges, resumedAfter, type State, timeline, turns, worker } from './run-journal-reads.js';
 
 /** The application_name of the reference tool server's sessions (src/reconciler/tool-server.ts). */
 const referenceToolServerTag = 'sor-tool-server';
@@ -222,6 +222,8 @@ export async function restartTheirWorkerSide(ctx: DrillContext, state: State, si
   await untilListening(sup, tools.name, tools.url, ctx.signal);
   log(`tool server restarted: pid ${String(sup.get(tools.name)?.pid)}`);
   await ctx.operator.request({ kind: 'restart', process: worker, prompt: 'The crash signature is in the journal: restart the Worker' }, async () => {
+    // The restart's moment, read on the database's clock just before the spawn (the tool server is already listening again).
+    state.restartedAt = await databaseClock(ctx);
     await sup.restart(worker);
   });
   let exit;
@@ -278,7 +280,7 @@ export function theirVerdict(ctx: DrillContext, state: State, side: OperatorSide
       `Journal shows ${timeline(state.completedTurns, total)} after one crash ` +
       `(${side.worker} pid ${String(state.workerPid)} and ${side.toolServer} pid ${String(side.toolServerPid)}, which held the write in flight, ` +
       `killed by ${String(state.killedBy)} at ${String(state.crashPoint)} while its next write to ${ctx.profile.names.tool_calls.tableName} ` +
-      `waited at the journal gate, after ${String(side.passes)} writes let through).`,
+      `waited at the journal gate, after ${String(side.passes)} writes let through; ${resumedAfter(state.resumeLatency)}).`,
   };
 }
 

@@ -75,6 +75,26 @@ describe('run_journal_resume_drill', () => {
     const runId = observed(events, 'run_id');
     const folder = result.evidenceDirs.at(-1)!;
     expect((await addedRows(folder)).filter((row) => row.id === runId)).toEqual([expect.objectContaining({ id: runId, status: 'finished' })]);
+    // How long after the restart the Worker resumed, on the database's clock: the restart's moment
+    // (observed) to the first call the journal holds after it, turn 3's write, read back here.
+    const latency = /\(Worker pid \d+ killed by SIGKILL at turn 3 call 1 \(claim, completed\); resumed (\d+) ms after the restart\)\.$/.exec(result.evidence);
+    expect(latency, result.evidence).not.toBeNull();
+    const restartedAt = observed(events, 'restarted_at')!;
+    const { rows } = await sql(
+      `select c.turn_no, c.call_no, round(extract(epoch from c.started_at - '${restartedAt}'::timestamptz) * 1000)::int as after_restart
+         from tool_calls c where c.run_id = '${runId}' and c.started_at >= '${restartedAt}'::timestamptz
+        order by c.started_at limit 1`,
+    );
+    expect(rows[0]).toMatchObject({ turn_no: 3, call_no: 2 });
+    const ms = Number(latency![1]);
+    expect(ms).toBeGreaterThanOrEqual(0);
+    expect(ms).toBeLessThan(15_000);
+    expect(Math.abs(ms - (rows[0] as { after_restart: number }).after_restart)).toBeLessThanOrEqual(1);
+    // Every call journaled before the kill started before the restart.
+    const { rows: early } = await sql(
+      `select count(*)::int as n from tool_calls c where c.run_id = '${runId}' and c.started_at < '${restartedAt}'::timestamptz`,
+    );
+    expect(early).toEqual([{ n: 7 }]);
   });
 
   it('fails with its deliberate break: resume off redoes the turns in a new run', async () => {

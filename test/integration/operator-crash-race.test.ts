@@ -83,6 +83,19 @@ describe("run_journal_resume_drill on the operator's Worker side", () => {
       ),
     ).toEqual([]);
     expect(await sql(`select count(*)::int as n from expenses where user_id = $1`, [tenant!.user_id])).toEqual([{ n: 5 }]);
+    // How long after the restart their Worker resumed, on the database's clock: the observed restart to
+    // the first call their tool server journaled after it (turn 3's second call), read back here.
+    const latency = /; resumed (\d+) ms after the restart\)\.$/.exec(result.evidence);
+    expect(latency, result.evidence).not.toBeNull();
+    const [first] = await sql<{ turn_index: number; seq: number; after_restart: number }>(
+      `select t.turn_index, c.seq, round(extract(epoch from c.started_at - $2::timestamptz) * 1000)::int as after_restart
+         from tool_calls c join turns t on t.id = c.turn_id
+        where t.run_id = $1 and c.started_at >= $2::timestamptz order by c.started_at limit 1`,
+      [runId, observed(events, 'restarted_at')],
+    );
+    expect(first).toMatchObject({ turn_index: 3, seq: 2 });
+    expect(Number(latency![1])).toBeGreaterThanOrEqual(0);
+    expect(Math.abs(Number(latency![1]) - first!.after_restart)).toBeLessThanOrEqual(1);
   });
 
   it("fails with the example's bug no-resume: the restarted Worker begins a new run and leaves the crashed one running", async () => {

@@ -200,6 +200,18 @@ describe('run_journal_resume_drill through the other profile', () => {
       [runId],
     );
     expect(calls).toEqual([]);
+    // The resume latency on the database's clock: the observed restart to the first call journaled after it.
+    const latency = / resumed (\d+) ms after the restart\)\.$/.exec(result.evidence);
+    expect(latency, result.evidence).not.toBeNull();
+    const { rows: first } = await sql(
+      `select t.turn_index, c.seq, round(extract(epoch from c.started_at - $2::timestamptz) * 1000)::int as after_restart
+         from tool_calls c join turns t on t.id = c.turn_id
+        where t.run_id = $1 and c.started_at >= $2::timestamptz order by c.started_at limit 1`,
+      [runId, observed(events, 'restarted_at')],
+    );
+    expect(first[0]).toMatchObject({ turn_index: 3, seq: 2 });
+    expect(Number(latency![1])).toBeGreaterThanOrEqual(0);
+    expect(Math.abs(Number(latency![1]) - (first[0] as { after_restart: number }).after_restart)).toBeLessThanOrEqual(1);
   });
 
   it('takes the status alone as the crash signature when the profile maps no finished_at', async () => {
@@ -212,6 +224,8 @@ describe('run_journal_resume_drill through the other profile', () => {
     const result = await runOne(runJournalResumeDrill, db, { system, profile: reduced, events });
     expect(result.verdict, result.reason).toBe('pass');
     expect(observed(events, 'crash_signature')).toBe('status=running, finished_at not recorded');
+    // Without tool_calls.started_at the latency cannot be read from the journal: the line says so.
+    expect(result.evidence).toMatch(/; resume latency not recorded: the profile maps no started_at for tool_calls\)\.$/);
   });
 
   it('fails when INSERT on tool_calls is revoked from the Worker role, naming the refusal', async () => {
