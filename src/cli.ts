@@ -14,6 +14,8 @@ const commands: Record<string, () => Promise<Command>> = {
   oracle: async () => (await import('./cli/oracle-command.js')).oracleCommand,
   tools: async () => (await import('./cli/tools-command.js')).toolsCommand,
   profile: async () => (await import('./cli/profile-command.js')).profileCommand,
+  pack: async () => (await import('./cli/pack-command.js')).packCommand,
+  verify: async () => (await import('./cli/verify-command.js')).verifyCommand,
 };
 
 /** The command a usage error's hint points to (undefined: the top-level usage). */

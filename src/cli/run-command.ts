@@ -130,8 +130,8 @@ async function masteryGate(run: Run, gate: BundleKey, decision: string): Promise
   const gated = run.results.map((result) => (result.key === gate ? broken : result));
   const drills: readonly Drill[] = run.session.drills;
   const paragraph = draftParagraph(gated, drills, run.target.display, run.session.names);
-  const document = await renderBundle(gated, drills, paragraph, process.cwd(), { target: run.target.display, when: new Date() });
   const gateOut = masteryBundlePath(run.out);
+  const document = await renderBundle(gated, drills, paragraph, process.cwd(), { target: run.target.display, when: new Date(), file: gateOut, kind: 'mastery' });
   await writeBundle(gateOut, document.text);
   const how = broken.verdict === 'pass' ? 'PASSED despite its break' : 'failed honestly';
   write(`mastery gate: ${gate} ${how}; second bundle (${decisionOf(gated)}) written to ${shown(gateOut)}`);
@@ -166,7 +166,7 @@ export async function runHeadless(input: RunInput): Promise<number> {
   try {
     const results = await session.run(headlessOperator, progressPrinter(write));
     const paragraph = draftParagraph(results, session.drills, target.display, session.names);
-    const document = await renderBundle(results, session.drills, paragraph, process.cwd(), { target: target.display, when });
+    const document = await renderBundle(results, session.drills, paragraph, process.cwd(), { target: target.display, when, file: out });
     await writeBundle(out, document.text);
     const decision = decisionOf(results);
     write(`release ${decision}: bundle written to ${shown(out)}`);

@@ -59,6 +59,8 @@ Usage
   sor-drills oracle       the db-state oracle around any command
   sor-drills tools        the Worker's four MCP tools on stdio (for MCP Inspector)
   sor-drills profile      draft a profile of a schema of your own from its catalog (for run --profile)
+  sor-drills pack BUNDLE  the bundle and every file it cites in one .tar.gz, for handing in
+  sor-drills verify FILE  check a bundle or an archive against the evidence its run wrote (exit 0, or 1)
   sor-drills help [COMMAND]   this help, or a command's (the same as sor-drills COMMAND --help)
   sor-drills --version
 

@@ -44,7 +44,7 @@ export async function saveDecision(
   patch({ saving: true, saveError: undefined });
   try {
     const bundle = await import('../drills/bundle.js');
-    const doc = await bundle.renderBundle(results, drills, draft.text, process.cwd(), { target, when: new Date() });
+    const doc = await bundle.renderBundle(results, drills, draft.text, process.cwd(), { target, when: new Date(), file: draft.path, kind: draft.kind });
     await bundle.writeBundle(draft.path, doc.text);
     const saved = path.resolve(draft.path);
     // Only what was written is clean: an edit made while writing keeps the draft dirty.

@@ -191,17 +191,63 @@ async function filesUnder(dir: string): Promise<string[]> {
   return out;
 }
 
-export async function manifest(dirs: readonly string[], base: string): Promise<string[]> {
+export async function manifest(files: readonly string[], base: string): Promise<string[]> {
   const lines: string[] = [];
-  for (const dir of dirs) {
-    for (const file of await filesUnder(dir)) {
-      const hash = createHash('sha256')
-        .update(await readFile(file))
-        .digest('hex');
-      lines.push(`${hash}  ${path.relative(base, file)}`);
-    }
+  for (const file of files) {
+    const hash = await sha256Of(file).catch(() => undefined);
+    if (hash) lines.push(`${hash}  ${path.relative(base, file)}`);
   }
   return lines;
+}
+
+export async function sha256Of(file: string): Promise<string> {
+  return createHash('sha256')
+    .update(await readFile(file))
+    .digest('hex');
+}
+
+/** The heading of the bundle's files index, which `sor-drills verify` and `pack` read. */
+export const filesHeading = '## Files (read by sor-drills verify)';
+
+/**
+ * The bundle's files index: for each drill, its record, its evidence folders and its process
+ * logs, relative to `root` (itself relative to the bundle file's folder), so a handed-in bundle
+ * (or its archive) can be checked against what the run wrote.
+ */
+export interface BundleIndex {
+  version: 1;
+  kind: 'run' | 'mastery';
+  target: string;
+  when: string;
+  root: string;
+  drills: Partial<Record<BundleKey, { verdict: string; broken: boolean; record?: string; evidence: string[]; logs: string[] }>>;
+}
+
+function bundleIndex(results: readonly DrillResult[], base: string, header: { target: string; when: Date; file?: string; kind?: 'run' | 'mastery' }): BundleIndex {
+  const relative = (file: string) => path.relative(base, file);
+  const drills: BundleIndex['drills'] = {};
+  for (const result of results) {
+    drills[result.key] = {
+      verdict: result.verdict,
+      broken: result.broken,
+      ...(result.record ? { record: relative(result.record) } : {}),
+      evidence: result.evidenceDirs.map(relative),
+      logs: (result.logs ?? []).map(relative),
+    };
+  }
+  const root = header.file ? path.relative(path.dirname(path.resolve(header.file)), path.resolve(base)) || '.' : '.';
+  return { version: 1, kind: header.kind ?? 'run', target: header.target, when: header.when.toISOString(), root, drills };
+}
+
+/** The files a bundle's manifest covers: each drill's evidence folders' files, its record and its logs. */
+export async function evidenceFilesOf(results: readonly DrillResult[]): Promise<string[]> {
+  const files = new Set<string>();
+  for (const result of results) {
+    for (const dir of result.evidenceDirs) for (const file of await filesUnder(dir)) files.add(file);
+    if (result.record) files.add(result.record);
+    for (const log of result.logs ?? []) files.add(log);
+  }
+  return [...files];
 }
 
 export interface BundleDocument {
@@ -216,7 +262,7 @@ export async function renderBundle(
   drills: readonly Drill[],
   paragraph: string,
   base: string,
-  header: { target: string; when: Date; title?: string },
+  header: { target: string; when: Date; title?: string; file?: string; kind?: 'run' | 'mastery' },
 ): Promise<BundleDocument> {
   const bundle = assembleBundle(results, drills);
   const lines: string[] = [JSON.stringify(bundle, null, 2), '', paragraph.trim(), ''];
@@ -235,18 +281,27 @@ export async function renderBundle(
         (folders ? ` [${folders}]` : ''),
     );
     for (const note of result.notes) lines.push(`  - ${note}`);
+    if (result.record) lines.push(`  - record: ${path.relative(base, result.record)}`);
+    if (result.logs?.length) lines.push(`  - process logs: ${result.logs.map((log) => path.relative(base, log)).join(', ')}`);
   }
-  const files = await manifest(
-    results.flatMap((result) => result.evidenceDirs),
-    base,
-  );
+  const files = await manifest(await evidenceFilesOf(results), base);
   lines.push('', '## Manifest (sha256)', '', '```', ...files, '```', '');
+  lines.push(filesHeading, '', '```json', JSON.stringify(bundleIndex(results, base, header), null, 2), '```', '');
   const text = maskSecrets(lines.join('\n'));
   return { bundle, paragraph, text };
 }
 
 export async function writeBundle(file: string, text: string): Promise<void> {
   await writeFileAtomic(file, text);
+}
+
+/** The files index at the bottom of a bundle file, if it has one. */
+export function parseBundleIndex(text: string): BundleIndex | undefined {
+  const at = text.indexOf(`${filesHeading}\n`);
+  if (at < 0) return undefined;
+  const block = /```json\n([\s\S]*?)\n```/.exec(text.slice(at));
+  if (!block) return undefined;
+  return JSON.parse(block[1]!) as BundleIndex;
 }
 
 /** Reads the JSON object back from the top of a bundle file (for tests and tooling). */

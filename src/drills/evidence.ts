@@ -70,7 +70,9 @@ export async function withEvidence(
   ctx.evidenceDirs.push(result.folder);
   ctx.emit({ type: 'diff', key: ctx.key, text: result.diffText, folder: result.folder });
   for (const expectation of result.expectations) {
-    ctx.observe(`oracle ${expectation.predicate}`, `${expectation.verdict}: ${expectation.evidence}`, expectation.verdict === 'satisfied');
+    // Satisfied is as the habit needs, unsatisfied against it; what the oracle could not tell is neither.
+    const ok = expectation.verdict === 'satisfied' ? true : expectation.verdict === 'unsatisfied' ? false : undefined;
+    ctx.observe(`oracle ${expectation.predicate}`, `${expectation.verdict}: ${expectation.evidence}`, ok);
   }
   if (thrown) throw thrown;
   return result;

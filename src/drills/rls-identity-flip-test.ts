@@ -436,7 +436,7 @@ export const rlsIdentityFlipTest: Drill<State> = {
           {
             label: `read ${table} as ${ctx.roles.reader} with no tenant context`,
             tables: [{ name: table, rows: false }],
-            expect: [`${table}:=`],
+            expect: [`${table}:+0`],
           },
           async (log) => {
             const read = await flip(ctx, state, ctx.roles.reader, contextOf(state, 'unset')!, 'read_unset');

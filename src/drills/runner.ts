@@ -5,6 +5,8 @@ import { builtInSource, type Profile, type ProfileInUse, type ProfileNames, type
 import type { Roles } from '../postgres/roles.js';
 import { errorMessage } from '../postgres/errors.js';
 import { maskSecrets } from '../postgres/url.js';
+import path from 'node:path';
+import { historyRoot, logOffsets, recordVersion, writeRecord, type LogSlice, type RecordedObservation, type RecordedStep } from './record.js';
 import { sqlState, withPgClient } from '../postgres/pg.js';
 import { describeMissing, findMissingNames, missingNameStates, nothingMissing, resolveNeeds, unmappedHint } from './reference-schema.js';
 import type {
@@ -112,6 +114,20 @@ export async function runDrill(drill: Drill, options: Omit<RunOptions, 'drills' 
   const run = { ...options, profile: await profileFor(options) };
   const broken = run.breaks.has(drill.key);
   const cleanups: Array<() => Promise<void> | void> = [];
+  // What the record keeps: each step's outcome, each observation (and the step that made it), the processes seen.
+  const recordedSteps: RecordedStep[] = [];
+  const observations: RecordedObservation[] = [];
+  let currentStep: string | undefined;
+  const processNames = new Set<string>();
+  const unsubscribe =
+    typeof run.system.subscribe === 'function'
+      ? run.system.subscribe((event) => processNames.add(event.type === 'process' ? event.process.name : event.name))
+      : () => {};
+  for (const process of typeof run.system.list === 'function' ? run.system.list() : []) {
+    if (process.state === 'running' || process.state === 'starting') processNames.add(process.name);
+  }
+  const supervisor = typeof run.system.supervisor === 'function' ? run.system.supervisor() : undefined;
+  const offsets = await logOffsets(supervisor?.logDir);
   const controller = new AbortController();
   const onAbort = () => controller.abort(run.signal?.reason);
   run.signal?.addEventListener('abort', onAbort, { once: true });
@@ -141,7 +157,9 @@ export async function runDrill(drill: Drill, options: Omit<RunOptions, 'drills' 
     system: run.system,
     // What is shown is masked once, here: a password in a statement or a URL never reaches a screen or a log.
     observe(label, value, ok) {
-      run.emit({ type: 'observation', key: drill.key, label, value: maskSecrets(display(value)), ok });
+      const shown = maskSecrets(display(value));
+      observations.push({ step: currentStep, label, value: shown, ...(ok === undefined ? {} : { ok }) });
+      run.emit({ type: 'observation', key: drill.key, label, value: shown, ok });
     },
     showSql(sql) {
       run.emit({ type: 'sql', key: drill.key, sql: maskSecrets(sql.trim()) });
@@ -175,11 +193,14 @@ export async function runDrill(drill: Drill, options: Omit<RunOptions, 'drills' 
       }
     }
     run.emit({ type: 'step-started', key: drill.key, index, step: summary });
+    currentStep = step.id;
     try {
       await step.run(ctx, state);
+      recordedSteps.push({ id: step.id, title: step.title, ok: true });
       run.emit({ type: 'step-finished', key: drill.key, index, ok: true });
     } catch (error) {
       failure = stepFailure(step, error);
+      recordedSteps.push({ id: step.id, title: step.title, ok: false, summary: failure.reason });
       run.emit({ type: 'step-finished', key: drill.key, index, ok: false, summary: failure.reason });
       break;
     }
@@ -196,6 +217,7 @@ export async function runDrill(drill: Drill, options: Omit<RunOptions, 'drills' 
     ? { verdict: failure.verdict, evidence: failure.reason, reason: failure.reason }
     : drill.verdict(ctx, state);
   if (verdict.verdict !== 'pass' && !verdict.reason) verdict = { ...verdict, reason: verdict.evidence };
+  unsubscribe();
   const result: DrillResult = {
     key: drill.key,
     verdict: verdict.verdict,
@@ -206,6 +228,31 @@ export async function runDrill(drill: Drill, options: Omit<RunOptions, 'drills' 
     notes: ctx.notes,
     durationMs: Date.now() - started,
   };
+  const slices: LogSlice[] = [...processNames].flatMap((name) => {
+    const file = supervisor?.get(name)?.logFile;
+    return file ? [{ name, file, from: offsets.get(file) ?? 0 }] : [];
+  });
+  const root = historyRoot(run.options.evidenceRoot);
+  try {
+    const written = await writeRecord(run.options.evidenceRoot, {
+      version: recordVersion,
+      key: drill.key,
+      broken,
+      startedAt: new Date(started).toISOString(),
+      finishedAt: new Date().toISOString(),
+      stepCount: drill.steps.length,
+      steps: recordedSteps,
+      observations,
+      verdict: result.verdict,
+      evidence: result.evidence,
+      ...(result.reason ? { reason: result.reason } : {}),
+      evidenceDirs: result.evidenceDirs.map((dir) => path.relative(root, dir)),
+    }, slices);
+    result.record = written.file;
+    if (written.logs.length > 0) result.logs = written.logs;
+  } catch (error) {
+    run.emit({ type: 'log', message: `the record of ${drill.key} could not be written: ${errorMessage(error)}` });
+  }
   run.emit({ type: 'drill-finished', key: drill.key, result });
   return result;
 }

@@ -65,6 +65,10 @@ export interface DrillResult {
   /** Anything the bundle must record besides the verdict (e.g. a migration's drop override). */
   notes: string[];
   durationMs: number;
+  /** The drill's machine-readable record (src/drills/record.ts), when it was written. */
+  record?: string;
+  /** The logs of the processes that ran during the drill. */
+  logs?: string[];
 }
 
 /** What the operator is asked to do. In the console a key does it; headless, the runner does. */

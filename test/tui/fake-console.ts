@@ -4,6 +4,9 @@
 // session whose process control is either a fake Worker (kill and restart do
 // nothing) or the real one the test hands in (src/drills/processes.ts).
 import { ConsoleController, type ConsoleOptions } from '../../src/console/controller.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
 import { openCapstone, type ConsoleDeps, type ConsoleSession } from '../../src/console/deps.js';
 import { askKey } from '../../src/console/keys.js';
 import type { DrillSystem, ProcessControl, SystemEvent } from '../../src/drills/processes.js';
@@ -105,7 +108,15 @@ function fakeWorker(log: string[]): { control: ProcessControl; crash: DrillActio
   return { control, crash };
 }
 
+/** One .agent-history of the fake run's own (its drills write their records there), removed at exit. */
+function fakeHistory(): { oracle: string } {
+  const dir = mkdtempSync(path.join(tmpdir(), 'sor-fake-history-'));
+  process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+  return { oracle: path.join(dir, 'oracle') };
+}
+
 function fakeSession(log: string[], options: FakeOptions): ConsoleSession {
+  const history = fakeHistory();
   const worker = fakeWorker(log);
   const processes = options.processes ?? worker.control;
   const drills = fakeDrills(options.actions ?? { run_journal_resume_drill: worker.crash });
@@ -124,7 +135,7 @@ function fakeSession(log: string[], options: FakeOptions): ConsoleSession {
         embedded: false,
         roles: defaultRoles,
         profile,
-        options: { paceMs: 0, claimHoldMs: 0, evidenceRoot: '/tmp/unused' },
+        options: { paceMs: 0, claimHoldMs: 0, evidenceRoot: history.oracle },
         operator,
         breaks: new Set(broken ? [key] : []),
         system: {} as DrillSystem,

@@ -10,7 +10,7 @@ import { bindingById } from '../../src/console/keys.js';
 import { getState } from '../../src/store.js';
 import type { Proposal } from '../../src/drills/types.js';
 import { fakeDeps, startConsole } from './fake-console.js';
-import { change, failOnActWarnings, keys, listState, renderConsole, typed } from './helpers.js';
+import { change, failOnActWarnings, inAct, keys, listState, renderConsole, typed } from './helpers.js';
 import { resetStore } from '../../src/store.js';
 
 failOnActWarnings();
@@ -72,7 +72,7 @@ describe('step by step', () => {
     await ui.waitFor((text) => text.includes('quit, stopping it'), 'the question');
     await ui.press('y');
     await expect(ui.controller.quit).resolves.toBe(130);
-    await ui.controller.settled();
+    await inAct(() => ui.controller.settled());
     expect(transcript().some((line) => line.includes('stopped by the operator'))).toBe(true);
     await ui.close();
   });
@@ -223,7 +223,7 @@ describe('a capstone that resumes', () => {
     await first.press('q');
     await first.press('y');
     await expect(first.controller.quit).resolves.toBe(130);
-    await first.controller.settled();
+    await inAct(() => first.controller.settled());
     await first.close();
     const saved = readdirSync(path.join(cwd, '.sor-drills'));
     expect(saved).toHaveLength(1);
@@ -242,7 +242,7 @@ describe('a capstone that resumes', () => {
     await second.waitFor((text) => text.includes('▷ Step 1 of 2 · idempotency_retry_test step one · not run yet'), 'drill 3 from its first step');
     await second.press('q');
     await expect(second.controller.quit).resolves.toBe(130);
-    await second.controller.settled();
+    await inAct(() => second.controller.settled());
     await second.close();
 
     const third = await console(cwd);
@@ -252,7 +252,7 @@ describe('a capstone that resumes', () => {
     expect(getState().drills.every((row) => row.status === 'waiting')).toBe(true);
     expect(readdirSync(path.join(cwd, '.sor-drills'))).toEqual([]);
     await third.press('q');
-    await third.controller.settled();
+    await inAct(() => third.controller.settled());
     await third.close();
   });
 
@@ -275,7 +275,7 @@ describe('a capstone that resumes', () => {
     expect(readdirSync(path.join(cwd, '.sor-drills'))).toEqual([]);
     await ui.press('q');
     await ui.press('y');
-    await ui.controller.settled();
+    await inAct(() => ui.controller.settled());
     await ui.close();
   });
 });

@@ -103,7 +103,7 @@ export async function raceReferenceWorkers(ctx: DrillContext, state: State): Pro
       {
         label: 'Worker A claims first; Worker B claims while A holds its row',
         tables: [{ name: p.tableName, filter: { [p.tenant.name]: tenant }, key: [p.key.name] }],
-        expect: [`${p.tableName}:=`],
+        expect: [`${p.tableName}:+0`],
         volatiles: [...(p.lease_until ? [p.lease_until.name] : []), ...naturalKeys(ctx, ['pending_transactions'])],
       },
       async (log) => {
