@@ -7,7 +7,7 @@
 import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { z } from 'zod';
-import { createEvidenceFolder } from '../oracle/evidence.js';
+import { createEvidenceFolder } from '../oracle/index.js';
 import { maskSecrets } from '../postgres/url.js';
 import { bundleKeys, type BundleKey, type Verdict } from './types.js';
 
