@@ -16,7 +16,7 @@ import type { DrillSession } from '../drills/session.js';
 export const headlessPaceMs = 50;
 
 export const runUsage = `Usage: sor-drills run [--db URL] [--yes] [--profile FILE] [--break KEY]... [--only KEY]... [--migration FILE]
-                      [--out FILE] [--json] [--junit FILE] [--gate KEY] [--pace MS] [--keep]
+                      [--out FILE] [--json] [--junit FILE] [--gate KEY] [--pack] [--pace MS] [--keep]
                       [--worker-role NAME] [--reader-role NAME] [--owner-role NAME] [--no-color]
 
 Runs the nine drills in order, headless (progress on stderr), and writes the evidence bundle.
@@ -35,6 +35,8 @@ Flags
   --junit FILE      also write JUnit XML, one test case per drill (drills not run are skipped)
   --gate KEY        mastery gate: when all nine pass, repeat KEY with its deliberate break
                     and write that honest failure as a second bundle beside the first (<name>.mastery.md)
+  --pack            also pack the bundle (and the mastery bundle) with its evidence into <bundle>.tar.gz
+                    for handing in; sor-drills verify checks it
   --pace MS         milliseconds the Worker waits between tool calls (default ${headlessPaceMs})
   --keep            leave the embedded cluster running after exit and print how to connect
   --worker-role NAME, --reader-role NAME, --owner-role NAME
@@ -177,6 +179,12 @@ export async function runHeadless(input: RunInput): Promise<number> {
     }
     let code: number = decision === 'PERMITTED' ? exitCodes.ok : exitCodes.blocked;
     if (input.gate) code = (await masteryGate({ session, target, results, out }, input.gate, decision)) ?? code;
+    if (input.pack) {
+      const { defaultArchivePath, packBundle } = await import('../drills/pack.js');
+      const archive = defaultArchivePath(out);
+      const files = await packBundle(out, archive);
+      write(`packed ${files.length} files into ${shown(archive)} for handing in (sor-drills verify checks it)`);
+    }
     if (input.json) await new Promise<void>((resolve) => process.stdout.write(`${JSON.stringify(document.bundle, null, 2)}\n`, () => resolve()));
     return code;
   } finally {

@@ -26,6 +26,7 @@ export const runFlags = {
   json: { type: 'boolean' },
   junit: { type: 'string' },
   gate: { type: 'string' },
+  pack: { type: 'boolean' },
   pace: { type: 'string' },
   keep: { type: 'boolean' },
   'worker-role': { type: 'string' },
@@ -40,6 +41,8 @@ export interface RunInput {
   yes: boolean;
   keep: boolean;
   json: boolean;
+  /** --pack: the bundle and its evidence packed into <bundle>.tar.gz too. */
+  pack: boolean;
   breaks: BundleKey[];
   only: BundleKey[];
   gate?: BundleKey;
@@ -68,6 +71,7 @@ export function checkRunInput(values: Record<string, unknown>, env: NodeJS.Proce
     yes: Boolean(values.yes),
     keep: keepFlag(values.keep, db),
     json: Boolean(values.json),
+    pack: Boolean(values.pack),
     breaks: bundleKeysOf('--break', values.break),
     only: bundleKeysOf('--only', values.only),
     gate,

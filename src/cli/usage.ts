@@ -80,7 +80,7 @@ Flags of the console
   --json            no console: run headless and print the bundle on stdout
 ${commonFlagsHelp()}
   -v, --version     the version
-  Headless only (see sor-drills run --help): --only KEY, --migration FILE, --junit FILE, --gate KEY,
+  Headless only (see sor-drills run --help): --only KEY, --migration FILE, --junit FILE, --gate KEY, --pack,
   --worker-role NAME, --reader-role NAME, --owner-role NAME
 
 ${environmentHelp(['DATABASE_URL', 'SOR_WORKER_URL', 'NEON_API_KEY', 'PG', 'TMPDIR', 'NO_COLOR', 'CI'])}

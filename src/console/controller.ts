@@ -29,7 +29,7 @@ import { exitCodes, type ExitCode } from '../util/exit-codes.js';
 import type { Target } from '../postgres/target.js';
 import { onCleanup } from '../util/lifecycle.js';
 import { activeDecision, appendHistory, drillRunning, getState, update, type ConsoleState } from '../store.js';
-import { decisionDrafts, defaultBundlePath, masteryPath, saveDecision } from './decision.js';
+import { decisionDrafts, defaultBundlePath, masteryPath, packDecisions, saveDecision } from './decision.js';
 import { loadDeps, workerPaceMs, type CapstoneStore, type ConsoleDeps, type ConsoleSession, type Poller } from './deps.js';
 import type { CapstoneState } from './capstone.js';
 import { applyProcessEvent, applyRunnerEvent, drillRows, stepRows } from './events.js';
@@ -180,6 +180,9 @@ export class ConsoleController {
         return;
       case 'save':
         void this.save(state);
+        return;
+      case 'pack':
+        void this.perform(() => this.pack());
         return;
       case 'quit':
         if (drillRunning(state)) {
@@ -584,6 +587,12 @@ export class ConsoleController {
     } catch (error) {
       update({ notice: { text: `the finished capstone could not be removed from .sor-drills/: ${errorMessage(error)}`, tone: 'warn' } });
     }
+  }
+
+  private async pack(): Promise<void> {
+    const { session, target } = this.resources;
+    if (!session || !target) return;
+    await packDecisions((index) => saveDecision(index, this.results[index], session.drills, target.display));
   }
 
   private async save(state: ConsoleState): Promise<void> {

@@ -56,3 +56,28 @@ export async function saveDecision(
     patch({ saving: false, saveError: errorMessage(error) });
   }
 }
+
+/**
+ * Packs the run's saved bundle (and the mastery bundle beside it, when saved) for handing in:
+ * `sor-drills pack`'s archive, beside the bundle. Each unsaved draft is saved first.
+ */
+export async function packDecisions(save: (index: number) => Promise<void>): Promise<void> {
+  const decisions = getState().decisions;
+  for (const [index, draft] of decisions.entries()) {
+    if (draft.dirty || !draft.savedPath) await save(index);
+  }
+  const run = getState().decisions.find((draft) => draft.kind === 'run');
+  if (!run?.savedPath || run.dirty) {
+    update({ notice: { text: 'not packed: the bundle could not be saved first', tone: 'bad' } });
+    return;
+  }
+  try {
+    const { defaultArchivePath, packBundle } = await import('../drills/pack.js');
+    const out = defaultArchivePath(run.savedPath);
+    const files = await packBundle(run.savedPath, out);
+    update({ notice: { text: `packed ${files.length} files into ${out} (sor-drills verify checks it)`, tone: 'ok' } });
+    appendHistory([{ text: `packed the bundle for handing in: ${out}`, tone: 'ok' }]);
+  } catch (error) {
+    update({ notice: { text: `not packed: ${errorMessage(error)}`, tone: 'bad' } });
+  }
+}

@@ -26,6 +26,7 @@ export type Intent =
   | { type: 'interrupt' }
   | { type: 'consent'; yes: boolean }
   | { type: 'save' }
+  | { type: 'pack' }
   | { type: 'edit' }
   | { type: 'edit-done' }
   | { type: 'editor-key'; input: string; key: EditorKey }

@@ -109,6 +109,15 @@ export const bindings: readonly Binding[] = [
     intent: () => ({ type: 'save' }),
   },
   {
+    id: 'pack',
+    keys: 'p',
+    group: 'decision',
+    help: 'pack the bundle for handing in: one .tar.gz with its evidence (saved first); sor-drills verify checks it',
+    footer: () => 'pack for handing in',
+    when: (state) => on(state, 'decision') && free(state) && state.decisions.some((draft) => draft.kind === 'run') && !state.decisions.some((draft) => draft.saving),
+    intent: () => ({ type: 'pack' }),
+  },
+  {
     id: 'edit-done',
     keys: 'esc',
     group: 'decision',

@@ -23,7 +23,7 @@ beforeAll(async () => {
   dir = scratchDir('pack-');
   for (const [name, extra] of [
     ['healthy', ['--gate', 'idempotency_retry_test']],
-    ['blocked', ['--only', 'migration_review', '--only', 'idempotency_retry_test', '--only', 'append_only_event_test', '--break', 'idempotency_retry_test']],
+    ['blocked', ['--only', 'migration_review', '--only', 'idempotency_retry_test', '--only', 'append_only_event_test', '--break', 'idempotency_retry_test', '--pack']],
   ] as const) {
     const cwd = path.join(dir, name);
     await mkdir(cwd, { recursive: true });
@@ -34,9 +34,18 @@ beforeAll(async () => {
     const bundle = path.join(cwd, 'evidence', 'bundle.md');
     const verified = await runCli(['verify', bundle], { cwd });
     expect(verified.exitCode, verified.stdout).toBe(0);
-    const packed = await runCli(['pack', bundle], { cwd });
-    expect(packed.exitCode, packed.stderr).toBe(0);
-    expect(packed.stderr).toMatch(/^packed \d+ files into .*bundle\.tar\.gz$/m);
+    if (name === 'healthy') {
+      const packed = await runCli(['pack', bundle], { cwd });
+      expect(packed.exitCode, packed.stderr).toBe(0);
+      expect(packed.stderr).toMatch(/^packed \d+ files into .*bundle\.tar\.gz$/m);
+      // A second pack over it is refused without --force.
+      const again = await runCli(['pack', bundle], { cwd });
+      expect(again.exitCode).toBe(2);
+      expect(again.stderr).toMatch(/already exists; add --force/);
+    } else {
+      // run --pack packed it as the run ended.
+      expect(ran.stderr).toMatch(/^packed \d+ files into evidence\/bundle\.tar\.gz for handing in/m);
+    }
     // Handed in: the archive alone reaches the instructor; the run's folder stays with the learner.
     const handedIn = path.join(dir, `${name}.tar.gz`);
     await cp(path.join(cwd, 'evidence', 'bundle.tar.gz'), handedIn);
