@@ -3,10 +3,11 @@
 // SQL on screen before it runs, a hint, the crash drill's queries in the scrollback, and a
 // learner who quits after drill 2 resuming there; then the race drill's names agreeing
 // between its evidence line, the process panel and the diff it wrote.
-import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
+import { runCli } from '../helpers/cli.js';
 import { alive, hasTmux, launch, removeWorkingDir, type Terminal } from './tmux.js';
 
 if (!hasTmux()) throw new Error('the end-to-end tests need tmux (apt-get install tmux; .ci/run installs it)');
@@ -119,12 +120,48 @@ describe('the console that teaches', () => {
     expect(claimedBy(diff, first!)).toMatch(/^worker-a/);
     expect(claimedBy(diff, next!)).toMatch(/^worker-b/);
 
+    // The rest of the capstone, each drill run through with a; then p packs it for handing in.
+    for (const number of [5, 6, 7, 8, 9]) {
+      terminal.keys('Enter');
+      await terminal.waitFor((screen) => screen.includes('Step 1 of') && screen.includes(`Drill ${number}/9`), `drill ${number} shown`, 30_000);
+      terminal.keys('a');
+      await throughDrill(terminal, number);
+    }
+    terminal.keys('Enter');
+    await terminal.waitFor((screen) => screen.includes('Release PERMITTED'), 'the decision', 30_000);
+    terminal.keys('p');
+    const packed = await terminal.waitFor((screen) => /packed \d+ files into \S+\.tar\.gz/.test(screen), 'the archive', 60_000);
+    const archive = /packed \d+ files into (\S+\.tar\.gz)/.exec(packed)![1]!;
+    const verified = await runCli(['verify', archive], { cwd });
+    expect(verified.exitCode, verified.stdout).toBe(0);
+    // The resumed drills' evidence is in it too: drill 1 ran in the first session.
+    expect(verified.stdout).toMatch(/^ {2}1\. migration_review: pass: /m);
+    // Finished: the capstone's state and its kept cluster go.
     const pids = terminal.tree();
     terminal.keys('q');
-    expect(await terminal.exitCode(60_000)).toBe(130);
+    expect(await terminal.exitCode(60_000)).toBe(0);
     await expectNothingLeft(pids, terminal);
+    expect(existsSync(path.join(cwd, '.sor-drills', 'embedded'))).toBe(false);
   }, 600_000);
 });
+
+/** Answers what the drill asks (k, r, enter) until its verdict is on screen; it must pass. */
+async function throughDrill(terminal: Terminal, number: number): Promise<void> {
+  const answered = new Set<string>();
+  const screen = await terminal.waitFor(
+    (text) => {
+      const ask = /press (k|r|enter) {2}(.+)/.exec(text);
+      if (ask && !answered.has(ask[0])) {
+        answered.add(ask[0]);
+        terminal.keys(ask[1] === 'enter' ? 'Enter' : ask[1]!);
+      }
+      return /✓ PASS|✗ FAIL|\? COULD NOT/.test(text) && text.includes(`Drill ${number}/9`);
+    },
+    `drill ${number}'s verdict`,
+    120_000,
+  );
+  expect(screen, `drill ${number}`).toContain('✓ PASS');
+}
 
 /** The claimed_by the diff's after-side gives the row with this id (its `+` lines up to the next row). */
 function claimedBy(diff: string, id: string): string | undefined {
