@@ -57,6 +57,9 @@ const resultSchema = z.object({
   broken: z.boolean(),
   notes: z.array(z.string()),
   durationMs: z.number().nonnegative(),
+  // The drill's record and log parts: a resumed capstone's bundle cites them (sor-drills verify).
+  record: z.string().optional(),
+  logs: z.array(z.string()).optional(),
 });
 
 const stateSchema = z

@@ -108,6 +108,14 @@ describe('the saved capstone', () => {
     expect(doneCount(loaded.state!)).toBe(2);
   });
 
+  it("keeps each result's record and log parts, which a resumed capstone's bundle cites", async () => {
+    const dir = path.join(scratchDir('capstone-'), '.sor-drills', 'embedded');
+    const cited = { ...result('migration_review'), record: '/w/.agent-history/records/migration_review/20250101T000000/record.json', logs: ['/w/a.log'] };
+    await saveCapstone(dir, state([cited]));
+    const loaded = await loadCapstone(dir);
+    expect(loaded.state?.results[0]).toEqual(cited);
+  });
+
   it('is written atomically (no temporary file left), the file 0600 and its directories 0700', async () => {
     const cwd = scratchDir('capstone-');
     const dir = path.join(cwd, '.sor-drills', 'embedded');
