@@ -20,6 +20,7 @@ export const workerEnvAllowList = [
   'SOR_RESUME',
   'SOR_MODE',
   'SOR_PAUSE_AFTER',
+  'SOR_CLAIM_HOLD_MS',
 ] as const;
 
 export type WorkerEnvName = (typeof workerEnvAllowList)[number];

@@ -226,6 +226,11 @@ export interface WorkerOptions {
   mode?: WorkerMode;
   /** `turn.call`: stall after executing that call (not after reusing it), so it can be killed mid-turn. */
   pauseAfter?: string;
+  /**
+   * Each claim asks the tool server to hold its row lock this long (hold_ms): the race
+   * drill's Workers, whose holds the drill ends early (releaseHolds) once it has seen the race.
+   */
+  claimHoldMs?: number;
   /** The boundary drill's deliberate break: hands the Worker DATABASE_URL. Never otherwise. */
   leakDatabaseUrl?: string;
   processName?: string;
@@ -244,6 +249,7 @@ export function workerEnv(options: WorkerOptions, source: NodeJS.ProcessEnv = pr
       SOR_RESUME: (options.resume ?? true) ? '1' : '0',
       SOR_MODE: options.mode ?? 'run',
       SOR_PAUSE_AFTER: options.pauseAfter,
+      SOR_CLAIM_HOLD_MS: options.claimHoldMs,
       DATABASE_URL: options.leakDatabaseUrl,
     },
     source,

@@ -20,6 +20,12 @@ export interface WorkerConfig {
    * model call would, so the operator can kill it mid-turn. A reused call does not stall.
    */
   pauseAfter: string | undefined;
+  /**
+   * The hold each claim asks for (the claim tool's hold_ms), or none: the race drill's
+   * Workers ask for a long one, which the drill ends as soon as it has seen the second
+   * Worker's claim (SIGUSR2 to the tool server), so the bound is only for a stuck race.
+   */
+  claimHoldMs: number | undefined;
 }
 
 /** The Worker's settings, from its allow-listed environment (system.ts startWorker). */
@@ -32,6 +38,7 @@ export function readWorkerConfig(env: NodeJS.ProcessEnv): WorkerConfig {
     throw new Error(`SOR_PAUSE_AFTER must be turn.call (e.g. 3.1), got ${pauseAfter}`);
   }
   if (turns < 1) throw new Error('SOR_TURNS must be at least 1');
+  const claimHoldMs = env.SOR_CLAIM_HOLD_MS ? intSetting(env, 'SOR_CLAIM_HOLD_MS', 0) : undefined;
   return {
     toolsUrl: requiredSetting(env, 'SOR_TOOLS_URL'),
     token: requiredSetting(env, 'SOR_TOOLS_TOKEN'),
@@ -42,6 +49,7 @@ export function readWorkerConfig(env: NodeJS.ProcessEnv): WorkerConfig {
     resume: !['0', 'false', 'off', 'no'].includes((env.SOR_RESUME ?? '1').toLowerCase()),
     mode,
     pauseAfter,
+    claimHoldMs,
   };
 }
 

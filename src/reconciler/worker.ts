@@ -1,6 +1,7 @@
 // Process entry: the reference Worker, an MCP client of the tool server. It
 // holds no database credentials: its environment is the allow-list of env.ts
-// (tool server URL and token, its name, tenant, pace, turns, resume, mode).
+// (tool server URL and token, its name, tenant, pace, turns, resume, mode, and
+// the claim hold it asks for, if any).
 //
 // On start (mode 'run', resume on) it asks the journal for its latest crashed
 // run; if there is one it resumes from the last incomplete turn, reusing the
@@ -105,7 +106,8 @@ async function run(config: WorkerConfig, client: Client): Promise<number> {
   };
 
   for (let turn = fromTurn; turn <= of; turn += 1) {
-    const claimed = (await step(turn, 1, 'claim', {}, config.mode === 'claim-once')) as unknown as ClaimResult;
+    const hold = config.claimHoldMs === undefined ? {} : { hold_ms: config.claimHoldMs };
+    const claimed = (await step(turn, 1, 'claim', hold, config.mode === 'claim-once')) as unknown as ClaimResult;
     // Nothing claimed: the server ended the turn with the claim (and the run, on the last turn).
     if (config.mode === 'claim-once' || claimed.transaction_id === null) continue;
     const written = (await step(turn, 2, 'write', writeArguments(config.tenant, claimed))) as unknown as WriteResult;
