@@ -266,11 +266,10 @@ async function findReplayRun(ctx: DrillContext): Promise<{ id: string; source: R
 async function makeReplayRun(ctx: DrillContext, why: string): Promise<string> {
   const cannot = (error: unknown) =>
     new CouldNotDetermine(`${why}, and the reference Worker could not make a run: ${errorMessage(error)}`, { cause: error });
-  // The tool server first: when the Worker side cannot start, the drill writes no tenant.
-  const tools = await ctx.system.toolServer({}).catch((error: unknown) => {
+  // The tool server first (the session's shared one): when the Worker side cannot start, the drill writes no tenant.
+  const tools = await ctx.system.sharedToolServer().catch((error: unknown) => {
     throw cannot(error);
   });
-  ctx.defer(() => ctx.system.stop(tools.name));
   const tenant = await createDrillTenant(ctx, 'append');
   const pending = await insertPending(ctx, tenant.id, sampleTransactions.slice(0, 1));
   ctx.observe('pending', pending);

@@ -43,8 +43,11 @@ export interface ToolServerStepOptions<S> {
 }
 
 /**
- * Starts the tool server (stopping a running one first), stops it when the drill
- * ends, and keeps its address and token in `state.tools`.
+ * The tool server for the drill, its address and token kept in `state.tools`. Run
+ * unbroken with the server's own settings, it is the session's shared one (started
+ * if none runs, left running when the drill ends: processes.ts). With the drill's
+ * break switches on, or a hold or lease of its own, it is a fresh one of the drill's
+ * own (replacing the shared one), stopped when the drill ends.
  */
 export function toolServerStep<S extends ToolServerState>(
   options: ToolServerStepOptions<S>,
@@ -55,12 +58,16 @@ export function toolServerStep<S extends ToolServerState>(
     why: options.why,
     hint: options.hint,
     async run(ctx, state) {
-      const server = await ctx.system.toolServer({
-        breaks: ctx.broken ? (options.breaks ?? {}) : {},
-        claimHoldMs: options.claimHoldMs?.(ctx),
-        leaseMs: options.leaseMs,
-      });
-      ctx.defer(() => ctx.system.stop(server.name));
+      const breaks = ctx.broken ? (options.breaks ?? {}) : {};
+      const claimHoldMs = options.claimHoldMs?.(ctx);
+      const own = Object.values(breaks).some(Boolean) || claimHoldMs !== undefined || options.leaseMs !== undefined;
+      let server: ToolServer;
+      if (own) {
+        server = await ctx.system.toolServer({ breaks, claimHoldMs, leaseMs: options.leaseMs });
+        ctx.defer(() => ctx.system.stop(server.name));
+      } else {
+        server = await ctx.system.sharedToolServer();
+      }
       state.tools = server;
       ctx.observe('tool_server', server.url.replace(/\/mcp$/, ''));
       await options.after?.(ctx, state);

@@ -1,6 +1,15 @@
 // The Reconciler's processes as the drills and the console see them. The drills
 // start what they need (tool server, Workers, relay, email service) through
 // this; the console's kill and restart keys act on the same processes.
+//
+// One tool server is shared across the drills that run it unbroken (no break, the
+// server's default hold and lease): started by the first drill that asks for it and
+// kept until the session ends, so each of those drills does not wait for a process
+// start. A drill that needs its own (a deliberate break of the tool server, or other
+// settings) gets a fresh one, which replaces the shared one and is stopped when that
+// drill ends; the next drill that asks for the shared one then starts it again. So
+// does a drill that finds it no longer running as it was started (killed, stopped,
+// restarted by the operator's key).
 import { Supervisor, type ProcessState } from '../reconciler/supervisor.js';
 import {
   checkActAs,
@@ -51,8 +60,21 @@ export interface DrillSystem extends ProcessControl {
    * login is possible it throws CouldNotDetermine saying what would make one.
    */
   workerUrl(): Promise<string>;
-  /** Starts the tool server (stopping a running one first), with the drill's breaks. */
+  /**
+   * Starts a tool server of the drill's own (stopping a running one first, the shared one
+   * included), with the drill's breaks and settings: the drill stops it when it ends.
+   */
   toolServer(options?: { breaks?: ToolBreaks; claimHoldMs?: number; leaseMs?: number }): Promise<ToolServer>;
+  /**
+   * The session's unbroken tool server, shared across drills: the one already running when
+   * it is still the process this started (same pid), else a fresh one (stopping whatever
+   * runs under its name first). Drills do not stop it; stopAll() and stop() do.
+   */
+  sharedToolServer(): Promise<ToolServer>;
+  /** Stops the shared tool server if it runs: before a drill that needs the target to itself (no session on it). */
+  stopShared(): Promise<void>;
+  /** The shared tool server's pid while it runs as started, else undefined (what tells it from a drill's own). */
+  sharedPid(): number | undefined;
   /** Starts the email service (stopping a running one first); `dedupKey`: where senders put their key. */
   emailService(options?: { dedupKey?: { header: string } | { body: string } }): Promise<EmailService>;
   /** Stops and forgets one process if it runs. */
@@ -133,6 +155,9 @@ function view(info: {
 export function createDrillSystem(options: DrillSystemOptions): DrillSystem {
   let supervisor: Supervisor | undefined;
   let workerUrl: Promise<string> | undefined;
+  /** The shared tool server and the pid it was started with; a start in flight is shared too. */
+  let shared: { server: ToolServer; pid: number | undefined } | undefined;
+  let sharedStart: Promise<ToolServer> | undefined;
   const listeners = new Set<(event: SystemEvent) => void>();
   const get = () => {
     if (!supervisor) {
@@ -176,6 +201,7 @@ export function createDrillSystem(options: DrillSystemOptions): DrillSystem {
       return workerUrl;
     },
     async toolServer(toolOptions = {}) {
+      shared = undefined;
       await stop('tool-server');
       return startToolServer(get(), {
         databaseUrl: await system.workerUrl(),
@@ -185,6 +211,35 @@ export function createDrillSystem(options: DrillSystemOptions): DrillSystem {
         role: options.roles.worker,
         profile: options.profile ?? referenceWithRoles(options.roles),
       });
+    },
+    sharedToolServer() {
+      if (shared) {
+        const info = supervisor?.get(shared.server.name);
+        if (info?.state === 'running' && info.pid === shared.pid) return Promise.resolve(shared.server);
+        shared = undefined;
+      }
+      sharedStart ??= (async () => {
+        try {
+          const server = await system.toolServer();
+          shared = { server, pid: get().get(server.name)?.pid };
+          return server;
+        } finally {
+          sharedStart = undefined;
+        }
+      })();
+      return sharedStart;
+    },
+    sharedPid() {
+      if (!shared) return undefined;
+      const info = supervisor?.get(shared.server.name);
+      return info?.state === 'running' && info.pid === shared.pid ? shared.pid : undefined;
+    },
+    async stopShared() {
+      await sharedStart?.catch(() => {});
+      if (!shared) return;
+      const { server, pid } = shared;
+      shared = undefined;
+      if (supervisor?.get(server.name)?.pid === pid) await stop(server.name);
     },
     async emailService(emailOptions = {}) {
       await stop('email-service');

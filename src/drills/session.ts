@@ -61,6 +61,29 @@ export async function resolveSessionProfile(target: Pick<Target, 'url' | 'displa
   return inUse;
 }
 
+/**
+ * The drill as the session runs it: one that needs the target to itself (no other session
+ * on it: the migration drill's CREATE DATABASE ... TEMPLATE) first stops the shared tool
+ * server, whose pool keeps its connections open between drills. Nothing else changes.
+ */
+function withTargetToItself<S>(drill: Drill<S>, system: DrillSystem): Drill<S> {
+  const [first, ...rest] = drill.steps;
+  if (!drill.needsExclusiveDatabase || !first) return drill;
+  return {
+    ...drill,
+    steps: [
+      {
+        ...first,
+        async run(ctx, state) {
+          await system.stopShared();
+          return first.run(ctx, state);
+        },
+      },
+      ...rest,
+    ],
+  };
+}
+
 export function createSession(options: SessionOptions): DrillSession {
   const roles = options.profile?.profile.roles ?? options.roles ?? defaultRoles;
   const profile = options.profile?.profile ?? referenceWithRoles(roles);
@@ -88,6 +111,7 @@ export function createSession(options: SessionOptions): DrillSession {
     options: options.options,
     system,
   };
+  const sessionDrills = allDrills.map((drill) => withTargetToItself(drill as Drill<unknown>, system));
   // The processes' own events (state changes, log lines) are not runner events: whoever
   // shows them subscribes to `processes` for the session's life, between drills too.
   return {
@@ -97,10 +121,10 @@ export function createSession(options: SessionOptions): DrillSession {
     processes: system,
     async run(operator, emit, signal) {
       const profileInUse = await resolved();
-      return runDrills({ ...base, profile: profileInUse, drills: allDrills, operator, breaks: options.breaks, only: options.only, signal, emit });
+      return runDrills({ ...base, profile: profileInUse, drills: sessionDrills, operator, breaks: options.breaks, only: options.only, signal, emit });
     },
     async runOne(key, broken, operator, emit) {
-      const drill = allDrills.find((candidate) => candidate.key === key);
+      const drill = sessionDrills.find((candidate) => candidate.key === key);
       if (!drill) throw new Error(`no drill ${key}`);
       const profileInUse = await resolved();
       return runDrill(drill, { ...base, profile: profileInUse, operator, breaks: new Set(broken ? [key] : []), emit });

@@ -26,6 +26,9 @@ export const noProcesses: DrillSystem = {
   },
   workerUrl: refuse,
   toolServer: refuse,
+  sharedToolServer: refuse,
+  stopShared: async () => {},
+  sharedPid: () => undefined,
   emailService: refuse,
 };
 
@@ -93,6 +96,18 @@ export async function testSystem(db: Pick<TestDatabase, 'url'>, profile?: Profil
 }
 
 export type TestSystem = DrillSystem & { dispose(): Promise<void> };
+
+/**
+ * The processes still running, but the session's shared tool server: a drill leaves
+ * that one running for the next (src/drills/processes.ts), and nothing else.
+ */
+export function leftRunning(system: DrillSystem) {
+  const shared = system.sharedPid();
+  return system
+    .list()
+    .filter((process) => process.state === 'running' || process.state === 'starting')
+    .filter((process) => !(process.name === 'tool-server' && process.pid !== undefined && process.pid === shared));
+}
 
 /**
  * A test file's database and Reconciler processes: made before its tests, and

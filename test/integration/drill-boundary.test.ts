@@ -42,8 +42,13 @@ async function run(
     toolBreaks?: { rawSqlTool?: boolean };
   } = {},
 ): Promise<DrillResult> {
+  // The break's tool half replaces whichever tool server the drill asks for, the shared one too.
   const processes: TestSystem = options.toolBreaks
-    ? { ...system, toolServer: (tool = {}) => system.toolServer({ ...tool, breaks: options.toolBreaks }) }
+    ? {
+        ...system,
+        toolServer: (tool = {}) => system.toolServer({ ...tool, breaks: options.toolBreaks }),
+        sharedToolServer: () => system.toolServer({ breaks: options.toolBreaks }),
+      }
     : system;
   return runDrill(mcpBoundaryTest, {
     url: db.url,

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
 import { addedRows, removedRows } from '../helpers/diff-rows.js';
-import { runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
+import { leftRunning, runOne, useDrillTarget, type TestSystem } from '../helpers/drills.js';
 import { outboxRelayRetryTest } from '../../src/drills/outbox-relay-retry-test/index.js';
 import { withPgClient } from '../../src/postgres/pg.js';
 import type { RunnerEvent } from '../../src/drills/types.js';
@@ -83,7 +83,7 @@ describe('outbox_relay_retry_test', () => {
     const restarted = events.find((event) => event.type === 'observation' && event.label === 'relay_restarted') as { value: string };
     expect(restarted.value).toMatch(/^pid \d+$/);
     expect(restarted.value).not.toBe(`pid ${pid}`);
-    expect(system.list().filter((process) => process.state === 'running')).toEqual([]);
+    expect(leftRunning(system)).toEqual([]);
   });
 
   it("leaves another tenant's pending, due outbox row untouched, and its email is never sent", async () => {

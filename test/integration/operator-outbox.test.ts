@@ -6,7 +6,7 @@
 // the drill started is gone when it ends.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
-import { runOne, testSystem, type TestSystem } from '../helpers/drills.js';
+import { leftRunning, runOne, testSystem, type TestSystem } from '../helpers/drills.js';
 import { dropOtherRoles, exampleProfile, installOtherReconciler, otherRoles, resolveExample } from '../helpers/other-reconciler.js';
 import { outboxRelayRetryTest } from '../../src/drills/outbox-relay-retry-test/index.js';
 import { withPgClient } from '../../src/postgres/pg.js';
@@ -46,10 +46,11 @@ async function drillRow(events: RunnerEvent[]) {
   return rows[0] as { id: string; status: string; attempt_count: number; last_error: string | null; sent_at: Date | null };
 }
 
-/** Every process the drill started has ended (its pid no longer runs). */
+/** Every process the drill started has ended (its pid no longer runs), but the session's shared tool server. */
 function nothingLeftRunning(): void {
-  expect(system.list().filter((process) => process.state === 'running' || process.state === 'starting')).toEqual([]);
-  expect(system.supervisor().startedPids().filter(isAlive)).toEqual([]);
+  expect(leftRunning(system)).toEqual([]);
+  const shared = system.sharedPid();
+  expect(system.supervisor().startedPids().filter((pid) => pid !== shared && isAlive(pid))).toEqual([]);
 }
 
 /** The relay the supervisor ran was the example's (its relay_started line says which bug it ran with). */

@@ -6,7 +6,7 @@
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
 import { addedRows } from '../helpers/diff-rows.js';
-import { runOne, type TestSystem } from '../helpers/drills.js';
+import { leftRunning, runOne, type TestSystem } from '../helpers/drills.js';
 import { useOtherTarget, type OtherRoles } from '../helpers/other-reconciler.js';
 import { idempotencyRetryTest } from '../../src/drills/idempotency-retry-test.js';
 import { concurrencyClaimTest } from '../../src/drills/concurrency-claim-test/index.js';
@@ -141,7 +141,7 @@ describe('outbox_relay_retry_test through the other profile', () => {
         `Outbox row ${row.id} ended in sent (attempt_count 2). ` +
         'Email service received exactly one delivery for this dedup_key (3 requests).',
     );
-    expect(system.list().filter((process) => process.state === 'running')).toEqual([]);
+    expect(leftRunning(system)).toEqual([]);
   });
 
   it('fails when the target revokes UPDATE on outbox_messages from the worker role, and the grant is put back', async () => {

@@ -91,8 +91,8 @@ export const outboxRelayRetryTest: Drill<State> = {
       sql: (n) => [queueSql(n), rowSql(n)].map(shownSql),
       async run(ctx, state) {
         const tenant = need(state.tenant, 'the drill tenant');
-        const server = await ctx.system.toolServer();
-        ctx.defer(() => ctx.system.stop(server.name));
+        // The session's shared tool server: the queue call is the Worker's, unbroken in every run of this drill.
+        const server = await ctx.system.sharedToolServer();
         const dedupKey = `expense-recorded:${tenant.id}:outbox-drill`;
         const answer = await withToolsClient(server, (client) =>
           callTool(client, 'queue', {
@@ -103,7 +103,6 @@ export const outboxRelayRetryTest: Drill<State> = {
             body: `An expense was recorded for ${tenant.id}; this email is sent by the outbox relay.`,
           }),
         );
-        await ctx.system.stop(server.name);
         ctx.observe('queue_call', answer.isError ? `error: ${answer.text}` : answer.text, !answer.isError);
         if (answer.isError) throw new Error(`the queue tool failed: ${answer.text}`);
         const n = ctx.profile.names;
