@@ -13,7 +13,8 @@ import { bundleKeys, type BundleKey, type Drill, type DrillResult, type RunnerEv
 import { verdictLine } from '../drills/verdict-words.js';
 import type { DrillSession } from '../drills/session.js';
 
-export const headlessPaceMs = 50;
+/** Nobody watches a headless run: the Worker does not pause between calls unless --pace says so. */
+export const headlessPaceMs = 0;
 
 export const runUsage = `Usage: sor-drills run [--db URL] [--yes] [--profile FILE] [--break KEY]... [--only KEY]... [--migration FILE]
                       [--out FILE] [--json] [--junit FILE] [--gate KEY] [--pack] [--pace MS] [--keep]

@@ -30,7 +30,7 @@ import type { Target } from '../postgres/target.js';
 import { onCleanup } from '../util/lifecycle.js';
 import { activeDecision, appendHistory, drillRunning, getState, update, type ConsoleState } from '../store.js';
 import { decisionDrafts, defaultBundlePath, masteryPath, packDecisions, saveDecision } from './decision.js';
-import { loadDeps, workerPaceMs, type CapstoneStore, type ConsoleDeps, type ConsoleSession, type Poller } from './deps.js';
+import { loadDeps, raceHoldMs, workerPaceMs, type CapstoneStore, type ConsoleDeps, type ConsoleSession, type Poller } from './deps.js';
 import type { CapstoneState } from './capstone.js';
 import { applyProcessEvent, applyRunnerEvent, drillRows, stepRows } from './events.js';
 import type { Intent } from './intents.js';
@@ -352,7 +352,11 @@ export class ConsoleController {
       profile,
       roles: this.options.roles,
       breaks: new Set(this.options.breaks),
-      options: { ...deps.defaultDrillOptions, paceMs: workerPaceMs(this.options, deps.defaultDrillOptions.paceMs) },
+      options: {
+        ...deps.defaultDrillOptions,
+        paceMs: workerPaceMs(this.options, deps.defaultDrillOptions.paceMs),
+        claimHoldMs: raceHoldMs(this.options, deps.defaultDrillOptions.claimHoldMs),
+      },
     });
     const poller = deps.createPoller(target.url);
     this.resources.session = session;

@@ -122,3 +122,15 @@ export function workerPaceMs(options: { auto?: boolean; paceMs?: number }, headl
   if (!options.auto) return Math.max(headless, humanWorkerPaceMs);
   return Math.max(headless, options.paceMs ?? 0);
 }
+
+/** How long, at least, the race's first claim holds its row when a person watches. */
+export const humanRaceHoldMs = 1_500;
+
+/**
+ * The least time the race's first claim holds its row when a person watches (the drill
+ * ends the hold once it has seen the second Worker's claim, and not before this), so the
+ * held row can be seen; autoplay and the headless run hold it only until then.
+ */
+export function raceHoldMs(options: { auto?: boolean }, headless: number): number {
+  return options.auto ? headless : Math.max(headless, humanRaceHoldMs);
+}

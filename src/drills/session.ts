@@ -35,9 +35,14 @@ export interface DrillSession {
   close(): Promise<void>;
 }
 
+/**
+ * A run nobody watches (the headless run, tests): the Worker does not pause between
+ * calls and the race's first claim is held exactly until the second Worker's claim is
+ * seen. The console sets its own, a person's, pace (src/console/deps.ts).
+ */
 export const defaultDrillOptions: DrillOptions = {
-  paceMs: 50,
-  claimHoldMs: 1_500,
+  paceMs: 0,
+  claimHoldMs: 0,
   evidenceRoot: path.resolve('.agent-history', 'oracle'),
   neon:
     process.env.NEON_API_KEY && process.env.NEON_PROJECT_ID
