@@ -54,7 +54,11 @@ export function requireClaimColumns(ctx: DrillContext): void {
 /** The drill tenant's rows a claim may take now: two are needed, or there is nothing to race over. */
 export async function checkClaimable(ctx: DrillContext, state: State): Promise<void> {
   const tenant = need(state.tenant, 'the drill tenant').id;
-  ctx.observe('claim_hold_ms', state.operator?.holdMs ?? ctx.options.claimHoldMs);
+  if (state.operator) ctx.observe('claim_hold_ms', state.operator.holdMs);
+  else {
+    const least = ctx.options.claimHoldMs > 0 ? `, and at least ${ctx.options.claimHoldMs} ms so it can be watched` : '';
+    ctx.observe('claim_hold', `until the drill has seen worker-b lock a row or wait for one${least}`);
+  }
   const p = ctx.profile.names.pending_transactions;
   // A claim whose lease ran out is claimable again; without a lease column a claimed row never is.
   const expired = p.lease_until

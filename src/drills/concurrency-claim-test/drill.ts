@@ -11,10 +11,12 @@
 // row (pg_locks: the tool server's session, by application_name, holding a lock on
 // the table in a transaction that has locked a row), so A is first by construction.
 //
-// The tool server holds every claimed row until the drill releases it (SIGUSR2,
-// launch.ts releaseHolds), and the drill releases A's only once it has seen B lock
-// a row of its own or wait for one (and at least the visible claim hold has passed):
-// the race is observed however slowly the second Worker starts, never timed.
+// Each Worker's claim asks the tool server to hold its row (hold_ms, a bound for a
+// stuck race only), and the drill releases the holds (SIGUSR2, launch.ts releaseHolds)
+// only once it has seen B lock a row of its own or wait for one (and, in the console,
+// at least the visible claim hold has passed): A holds its row until B's claim is
+// seen, however slowly the second Worker starts; nothing waits on a timer. The tool
+// server is the session's shared one unless the drill runs broken (no SKIP LOCKED).
 //
 // When the profile declares the operator's own Worker (processes.worker), two of
 // theirs race instead, through their tool server when declared (else the reference

@@ -1,6 +1,9 @@
 // The race on the reference Worker side: two reference Workers (mode claim-once)
-// through the reference tool server, whose claims hold their row lock until the
-// drill releases them (SIGUSR2, launch.ts releaseHolds).
+// through the reference tool server (the session's shared one when unbroken), each
+// claim asking the server to hold its row lock (hold_ms, a bound only): the drill
+// ends the holds (SIGUSR2, launch.ts releaseHolds) as soon as it has seen B's claim
+// lock a row of its own or B's session wait for A's lock. So A holds its row exactly
+// until B's claim is seen, however slowly B starts: an event, never a timer.
 import { jsonLines, releaseHolds, startWorker } from '../../reconciler/launch.js';
 import { waitFor, WaitTimeout } from '../../util/wait.js';
 import { toolServerStep } from '../common-steps.js';
@@ -10,12 +13,15 @@ import { need, type DrillContext } from '../types.js';
 import { startAThenB } from './a-then-b.js';
 import { checkClaimable, claimsOf } from './claims.js';
 import { sampleLockWaits } from './locks.js';
-import { ended, leaseMs, toolServerApplication, workerNames, workers, type State } from './state.js';
+import { ended, toolServerApplication, workerNames, workers, type State } from './state.js';
 
-/** The tool server's hold: longer than any race takes; the drill ends it (releaseHolds) once it has seen the race. */
-const heldUntilReleased = 60_000;
 /** How long A may take to hold its row, and B to lock one or to begin waiting for one. */
 const arrivalTimeoutMs = 30_000;
+/**
+ * The hold each Worker's claim asks for: the bound on a stuck race only (the drill ends
+ * it once it has seen B arrive, or gives up after arrivalTimeoutMs and ends it then).
+ */
+const holdBoundMs = arrivalTimeoutMs + 5_000;
 
 /**
  * Whether a tool server's line says one of the drill's Workers locked one of this run's
@@ -35,7 +41,8 @@ function lockedWorkers(ctx: DrillContext, toolServer: string, names: string[], r
 /**
  * Once B has started (A holding its row since `aHeldAt`): waits until B has either locked
  * a row of its own or begun to wait for one (`lockWaits()` > 0), or has ended; and at
- * least the visible claim hold has passed since A held its row.
+ * least the visible claim hold (ctx.options.claimHoldMs: 0 headless, a person's pace in
+ * the console) has passed since A held its row.
  */
 async function waitForB(ctx: DrillContext, toolServer: string, rows: string[], aHeldAt: number, lockWaits: () => number): Promise<void> {
   const b = workers[1];
@@ -69,16 +76,21 @@ async function releaseUntilDone(ctx: DrillContext, toolServer: string, names: st
   );
 }
 
+/** Ends whatever claim hold is still in progress in the tool server, if it still runs. */
+async function releaseLeftHolds(ctx: DrillContext, toolServer: string): Promise<void> {
+  const sup = ctx.system.supervisor();
+  if (sup.get(toolServer)?.state !== 'running') return;
+  await releaseHolds(sup, toolServer);
+}
+
 export const referenceToolServer = toolServerStep<State>({
-  title: 'Start the tool server with a visible claim hold',
+  title: 'Start the tool server',
   why: 'Each claim holds its row lock until the drill has seen the second Worker arrive, so the second Worker meets a row the first still holds.',
   hint: {
-    look: 'claim_hold_ms is the least time a claim keeps its row lock open (the drill ends the hold once it has seen B arrive), and claimable lists the two rows a claim may take now. A claimed row whose lease has run out counts as claimable again.',
+    look: 'claim_hold says how long a claim keeps its row lock open: until the drill has seen B arrive (B locking a row of its own, or waiting for A\u2019s). claimable lists the two rows a claim may take now. A claimed row whose lease has run out counts as claimable again.',
     mistake: 'A claim that commits status claimed with no lease. If that Worker dies, the row stays claimed forever and nobody picks it up; a lease_until that expires lets another Worker reclaim it.',
   },
   breaks: { noSkipLocked: true },
-  claimHoldMs: () => heldUntilReleased,
-  leaseMs,
   after: checkClaimable,
 });
 
@@ -93,6 +105,9 @@ export async function raceReferenceWorkers(ctx: DrillContext, state: State): Pro
   const sup = ctx.system.supervisor();
   const names = workerNames;
   state.workerNames = names;
+  // A race that ended early (a timeout, a failed start) leaves no hold behind in the tool
+  // server, which may be the session's shared one: run last, once the Workers are stopped.
+  ctx.defer(() => releaseLeftHolds(ctx, tools.name));
   // Postgres's own view of the race: the tool server's sessions waiting for a lock
   // (another application's lock waits on a busy target are not the claim's).
   const sampler = sampleLockWaits(ctx, toolServerApplication, 'any');
@@ -113,7 +128,15 @@ export async function raceReferenceWorkers(ctx: DrillContext, state: State): Pro
           timeoutMs: arrivalTimeoutMs,
           start: async (worker) => {
             ctx.defer(() => ctx.system.stop(worker.process));
-            await startWorker(sup, { name: worker.process, processName: worker.process, tenant, tools, pace_ms: 0, mode: 'claim-once' });
+            await startWorker(sup, {
+              name: worker.process,
+              processName: worker.process,
+              tenant,
+              tools,
+              pace_ms: 0,
+              mode: 'claim-once',
+              claimHoldMs: holdBoundMs,
+            });
             log(`${worker.process} started`);
           },
         });
