@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
-import type { Readable } from 'node:stream';
+import { BufferedFile } from './document-writer.js';
 import type { RowStore } from './types.js';
 
 /** Splits a COPY text-format line into its fields (`\N` is null), undoing COPY's backslash escapes. */
@@ -53,13 +53,21 @@ export function unescapeCopy(field: string): string | null {
   return out;
 }
 
-/** Where rows go while they are read: memory up to `threshold` lines, then a file. */
+/**
+ * Where rows go while they are read: memory up to `threshold` lines, then a file. Takes the
+ * COPY payloads as ranges of the connection's buffers (copy-out.ts), copying them into its own.
+ */
 export class RowSink {
   private chunks: Buffer[] = [];
+  private buffer: Buffer = Buffer.allocUnsafe(1 << 16);
+  private used = 0;
   private lines = 0;
-  private file: WriteStream | undefined;
+  private file: BufferedFile | undefined;
   private filePath: string | undefined;
   private ownedDir: string | undefined;
+  private opening: Promise<void> | undefined;
+  /** Where the newlines of the file's current buffer have been counted up to. */
+  private counted = 0;
 
   constructor(
     private readonly threshold: number,
@@ -72,25 +80,42 @@ export class RowSink {
   }
 
   get streamed(): boolean {
-    return this.file !== undefined;
+    return this.filePath !== undefined;
   }
 
-  async write(chunk: Buffer): Promise<void> {
-    let at = chunk.indexOf(10);
-    while (at !== -1) {
-      this.lines += 1;
-      at = chunk.indexOf(10, at + 1);
-    }
-    if (!this.file) {
-      this.chunks.push(chunk);
-      if (this.lines <= this.threshold) return;
-      await this.openFile();
-      const buffered = this.chunks;
-      this.chunks = [];
-      for (const piece of buffered) await this.append(piece);
+  /** Appends buf[start, end). */
+  data(buf: Buffer, start: number, end: number): void {
+    const length = end - start;
+    if (this.file) {
+      const file = this.file;
+      if (file.pos + length > file.buf.length) {
+        this.lines += countLines(file.buf.subarray(this.counted, file.pos));
+        file.reserve(length);
+        this.counted = 0;
+      }
+      file.pos += buf.copy(file.buf, file.pos, start, end);
       return;
     }
-    await this.append(chunk);
+    if (this.used + length > this.buffer.length) this.seal(length);
+    this.used += buf.copy(this.buffer, this.used, start, end);
+  }
+
+  /** Counts the lines of the buffer so far and sets it aside (in memory, or in the file once there are many). */
+  private seal(next = 0): void {
+    if (this.used > 0) {
+      const piece = this.buffer.subarray(0, this.used);
+      this.lines += countLines(piece);
+      this.chunks.push(piece);
+    }
+    this.buffer = Buffer.allocUnsafe(Math.max(1 << 16, next));
+    this.used = 0;
+    if (this.lines > this.threshold && !this.opening && !this.file) this.opening = this.openFile();
+  }
+
+  /** A promise while the file is behind (or being opened). */
+  ready(): Promise<void> | undefined {
+    if (this.opening) return this.opening;
+    return this.file?.ready();
   }
 
   private async openFile(): Promise<void> {
@@ -100,22 +125,32 @@ export class RowSink {
       this.ownedDir = dir;
     }
     this.filePath = path.join(dir, `${this.label.replace(/[^A-Za-z0-9_.-]/g, '_')}.${randomBytes(4).toString('hex')}.rows`);
-    this.file = createWriteStream(this.filePath);
-    this.file.on('error', () => {});
-  }
-
-  private async append(chunk: Buffer): Promise<void> {
-    const file = this.file!;
-    if (!file.write(chunk)) await once(file, 'drain');
+    const file = await BufferedFile.create(this.filePath);
+    // Rows that came while the file was being opened are in `buffer`: they follow the sealed ones.
+    for (const piece of this.chunks) {
+      file.reserve(piece.length);
+      file.pos += piece.copy(file.buf, file.pos);
+    }
+    this.chunks = [];
+    const waiting = this.buffer.subarray(0, this.used);
+    file.reserve(waiting.length);
+    file.pos += waiting.copy(file.buf, file.pos);
+    this.lines += countLines(waiting);
+    this.used = 0;
+    this.counted = file.pos;
+    this.file = file;
+    this.opening = undefined;
   }
 
   async finish(): Promise<RowStore> {
+    // The last lines decide too: more than `threshold` in all, and the rows go to the file.
+    this.seal();
+    if (this.opening) await this.opening;
     if (this.file) {
       const file = this.file;
-      await new Promise<void>((resolve, reject) => {
-        file.once('error', reject);
-        file.end(() => resolve());
-      });
+      this.lines += countLines(file.buf.subarray(this.counted, file.pos));
+      await file.drain();
+      await file.close();
       return { kind: 'file', path: this.filePath!, count: this.lines, ...(this.ownedDir ? { ownedDir: this.ownedDir } : {}) };
     }
     const text = Buffer.concat(this.chunks).toString('utf8');
@@ -128,17 +163,24 @@ export class RowSink {
   /** Removes what was written so far (after a failed read). */
   async discard(): Promise<void> {
     this.chunks = [];
+    if (this.opening) await this.opening.catch(() => {});
     if (this.file) {
-      this.file.destroy();
-      if (this.filePath) await rm(this.filePath, { force: true });
+      await this.file.drain().catch(() => {});
+      await this.file.close().catch(() => {});
     }
+    if (this.filePath) await rm(this.filePath, { force: true });
     if (this.ownedDir) await rm(this.ownedDir, { recursive: true, force: true });
   }
 }
 
-/** Copies a COPY TO stream into a sink, respecting back-pressure. */
-export async function drainInto(stream: Readable, sink: RowSink): Promise<void> {
-  for await (const chunk of stream) await sink.write(chunk as Buffer);
+function countLines(buf: Buffer): number {
+  let lines = 0;
+  let at = buf.indexOf(10);
+  while (at !== -1) {
+    lines += 1;
+    at = buf.indexOf(10, at + 1);
+  }
+  return lines;
 }
 
 /**

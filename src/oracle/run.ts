@@ -2,7 +2,7 @@
 //   snapshot before -> exercise the action -> wait for quiescence -> snapshot after
 //   -> normalise both -> diff -> apply the predicates -> verdict
 // leaving the eight files of the evidence folder and returning what they say.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm, rmdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { errorMessage } from '../postgres/pg.js';
@@ -16,7 +16,6 @@ import { prettyLines } from './json-text.js';
 import { normalise } from './normalise.js';
 import { describeExpectation, evaluate, expectationColumns, needsSchema, parseExpectation } from './predicates.js';
 import { waitForQuiescence } from './quiescence.js';
-import { writeSnapshotFiles } from './render.js';
 import { releaseSnapshot, scopeTables, snapshot } from './snapshot.js';
 import type {
   ActionResult,
@@ -158,6 +157,32 @@ function findings(input: {
   return out;
 }
 
+/** `dir` and those of its parents that do not exist yet, innermost first. */
+async function missingDirectories(dir: string): Promise<string[]> {
+  const missing: string[] = [];
+  for (let at = dir; ; at = path.dirname(at)) {
+    const exists = await stat(at).then(
+      () => true,
+      () => false,
+    );
+    if (exists || path.dirname(at) === at) return missing;
+    missing.push(at);
+  }
+}
+
+/** Removes each directory in turn while it is empty (files the snapshot left are its own temporaries). */
+async function removeEmpty(dirs: string[]): Promise<void> {
+  const [folder, ...rest] = dirs;
+  if (folder) await rm(folder, { recursive: true, force: true });
+  for (const dir of rest) {
+    try {
+      await rmdir(dir);
+    } catch {
+      return;
+    }
+  }
+}
+
 export async function runOracle(options: RunOracleOptions): Promise<OracleResult> {
   checkCardId(options.card);
   const expectations = options.expectations.map((entry) => (typeof entry === 'string' ? parseExpectation(entry) : entry));
@@ -171,14 +196,23 @@ export async function runOracle(options: RunOracleOptions): Promise<OracleResult
   let before: Snapshot | undefined;
   let after: Snapshot | null = null;
   try {
-    before = await snapshot(options.url, scope, {
-      workDir,
-      onTable: (table) => emit({ type: 'snapshot', phase: 'before', table: table.table, count: table.count, streamed: table.streamed }),
-    });
-    const folder = await createEvidenceFolder(options.dir ?? defaultEvidenceRoot, options.card, options.now?.() ?? new Date());
+    // The folder first: the before-snapshot writes its two files as its rows stream in. A snapshot
+    // that fails leaves no folder behind (nor the directories made for it), as if never begun.
+    const root = options.dir ?? defaultEvidenceRoot;
+    const made = await missingDirectories(path.resolve(root, options.card));
+    const folder = await createEvidenceFolder(root, options.card, options.now?.() ?? new Date());
     const files = evidencePaths(folder);
+    try {
+      before = await snapshot(options.url, scope, {
+        workDir,
+        onTable: (table) => emit({ type: 'snapshot', phase: 'before', table: table.table, count: table.count, streamed: table.streamed }),
+        files: { raw: files['before.json'], normalised: files['before.normalised.json'] },
+      });
+    } catch (error) {
+      await removeEmpty([folder, ...made]);
+      throw error;
+    }
     const normalisedBefore = normalise(before);
-    await writeSnapshotFiles(normalisedBefore, files['before.json'], files['before.normalised.json']);
 
     emit({ type: 'action-start', label: 'run' in options.action ? options.action.label : options.action.command });
     const action = await runAction(options.action, folder, secrets);
@@ -199,9 +233,13 @@ export async function runOracle(options: RunOracleOptions): Promise<OracleResult
       after = await snapshot(options.url, scopeForAfter(scope, before), {
         workDir,
         onTable: (table) => emit({ type: 'snapshot', phase: 'after', table: table.table, count: table.count, streamed: table.streamed }),
+        files: {
+          raw: files['after.json'],
+          normalised: files['after.normalised.json'],
+          counts: Object.fromEntries(before.tables.map((table) => [table.table, table.count])),
+        },
       });
       const normalisedAfter = normalise(after);
-      await writeSnapshotFiles(normalisedAfter, files['after.json'], files['after.normalised.json']);
       snapshotDiff = await diff(normalisedBefore, normalisedAfter, {
         file: files['diff.txt'],
         sampleLimit: options.sampleLimit,

@@ -8,12 +8,18 @@
 // everything else by its text in `collate "C"` order, which is the order the diff's
 // merge compares in. Rows stay in memory up to the stream threshold and go to a file
 // beyond it. Schema state comes from pg_catalog, never from a cache.
+//
+// Asked for its files (SnapshotOptions.files), the same pass writes the raw and the
+// normalised document as the rows arrive (snapshot-files.ts): one read of the table
+// for the diff's rows and both evidence files.
 import type pg from 'pg';
-import { to as copyTo } from 'pg-copy-streams';
+import { CopyOut, type CopyConsumer } from './copy-out.js';
 import { ident, literal, sqlState, TargetError, withPgClient, errorMessage } from '../postgres/pg.js';
 import { maskUrl, UsageError } from '../postgres/url.js';
 import { readTableCatalog } from './catalog.js';
-import { drainInto, releaseStore, RowSink } from './rows.js';
+import { releaseStore, RowSink } from './rows.js';
+import { asWriteError, EvidenceWriteError, SnapshotFiles, writing, type SnapshotFileTargets } from './snapshot-files.js';
+import type { CopyRowEncoder } from './copy-encoder.js';
 import type { ColumnInfo, KeyKind, NaturalKey, Scalar, Scope, Snapshot, TableScope, TableSnapshot, VolatileSpec } from './types.js';
 import { defaultVolatiles, isVolatileColumn } from './volatiles.js';
 
@@ -24,6 +30,12 @@ export interface SnapshotOptions {
   workDir?: string;
   /** Called after each table is read. */
   onTable?: (table: TableSnapshot) => void;
+  /**
+   * Also write the snapshot's raw and normalised documents (before.json, before.normalised.json),
+   * in the same pass over the rows, each atomically: the files writeSnapshotFiles(normalise(snapshot))
+   * would write, byte for byte.
+   */
+  files?: SnapshotFileTargets;
 }
 
 /** The scope's tables as TableScope objects, sorted by name, one per name. */
@@ -49,6 +61,8 @@ export async function snapshot(url: string, scope: Scope, options: SnapshotOptio
     async (client) => {
       const session = await prepareSession(client);
       const read: TableSnapshot[] = [];
+      const base = { target: maskUrl(url), engine: `PostgreSQL ${session.version}`, volatiles };
+      const files = options.files ? await writing(() => SnapshotFiles.create(options.files!)) : undefined;
       try {
         for (const table of tables) {
           const result = await readTable(client, table, {
@@ -58,21 +72,19 @@ export async function snapshot(url: string, scope: Scope, options: SnapshotOptio
             schema: Boolean(scope.schema || table.schema),
             bypassesRls: session.bypassesRls,
             user: session.user,
+            files: files && { writer: files, partial: (current) => ({ ...base, takenAt: new Date().toISOString(), tables: [...read, current] }) },
           });
           read.push(result);
           options.onTable?.(result);
         }
+        const taken: Snapshot = { takenAt: new Date().toISOString(), ...base, tables: read };
+        if (files) await writing(() => files.finish(taken));
+        return taken;
       } catch (error) {
         for (const table of read) await releaseStore(table.rows);
+        await files?.abort();
         throw error;
       }
-      return {
-        takenAt: new Date().toISOString(),
-        target: maskUrl(url),
-        engine: `PostgreSQL ${session.version}`,
-        volatiles,
-        tables: read,
-      };
     },
     { applicationName: 'sor-drills oracle' },
   );
@@ -109,6 +121,8 @@ interface ReadOptions {
   schema: boolean;
   bypassesRls: boolean;
   user: string;
+  /** The evidence files written while the rows stream, and the snapshot so far with a table added. */
+  files?: { writer: SnapshotFiles; partial: (current: TableSnapshot) => Snapshot };
 }
 
 interface Relation {
@@ -119,13 +133,16 @@ interface Relation {
   owner: string;
   rls: boolean;
   forceRls: boolean;
+  /** The planner's row estimate (pg_class.reltuples; -1 when never vacuumed or analysed). */
+  estimate: number;
 }
 
 async function resolveRelation(client: pg.Client, name: string): Promise<Relation | null> {
   try {
     const { rows } = await client.query<Relation>(
       `select c.oid::int as oid, n.nspname as schema, c.relname as name, c.relkind::text as kind,
-              pg_get_userbyid(c.relowner) as owner, c.relrowsecurity as rls, c.relforcerowsecurity as "forceRls"
+              pg_get_userbyid(c.relowner) as owner, c.relrowsecurity as rls, c.relforcerowsecurity as "forceRls",
+              c.reltuples::float8 as estimate
          from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where c.oid = to_regclass($1)`,
       [name],
@@ -308,7 +325,7 @@ async function readTable(client: pg.Client, table: TableScope, options: ReadOpti
   const relation = await resolveRelation(client, table.name);
   const filter = table.filter && Object.keys(table.filter).length > 0 ? (table.filter as Record<string, Scalar>) : null;
   if (!relation) {
-    return {
+    const missing: TableSnapshot = {
       table: table.name,
       qualified: null,
       exists: false,
@@ -323,6 +340,13 @@ async function readTable(client: pg.Client, table: TableScope, options: ReadOpti
       schemaRequested: options.schema,
       rlsFiltered: false,
     };
+    const files = options.files;
+    if (files && missing.rows) {
+      // Its (empty) rows have their place in the documents all the same.
+      writing(() => files.writer.beginTable(files.partial(missing)));
+      writing(() => files.writer.endTable());
+    }
+    return missing;
   }
   const qualified = `${ident(relation.schema)}.${ident(relation.name)}`;
   const columns = await readColumns(client, relation.oid);
@@ -333,6 +357,18 @@ async function readTable(client: pg.Client, table: TableScope, options: ReadOpti
   const catalog = options.schema ? await readTableCatalog(client, relation.schema, relation.name) : null;
   const rlsFiltered =
     relation.rls && !options.bypassesRls && !(relation.owner === options.user && !relation.forceRls);
+  const shell = {
+    table: table.name,
+    qualified: `${relation.schema}.${relation.name}`,
+    exists: true,
+    filter,
+    columns,
+    key,
+    volatileColumns: columns.filter((column) => volatile.has(column.name)).map((column) => column.name),
+    catalog,
+    schemaRequested: options.schema,
+    rlsFiltered,
+  };
 
   let count: number;
   let rows: TableSnapshot['rows'] = null;
@@ -348,25 +384,58 @@ async function readTable(client: pg.Client, table: TableScope, options: ReadOpti
     }
   } else {
     const sink = new RowSink(options.threshold, options.workDir, table.name);
+    const files = options.files;
+    let encoder: CopyRowEncoder | undefined;
+    if (files) {
+      // The table as the documents show it before its rows are read: the count is the likely one.
+      const likely = files.writer.likelyCount(table.name, filter ? 0 : relation.estimate);
+      const current: TableSnapshot = {
+        ...shell,
+        count: likely,
+        rows: { kind: 'memory', lines: [], count: likely },
+        streamed: false,
+      };
+      encoder = writing(() => files.writer.beginTable(files.partial(current)));
+    }
+    const encoding = encoder;
+    const consumer: CopyConsumer = {
+      data: encoding
+        ? (buf, start, end) => {
+            try {
+              encoding.data(buf, start, end);
+            } catch (error) {
+              throw asWriteError(error);
+            }
+            sink.data(buf, start, end);
+          }
+        : (buf, start, end) => sink.data(buf, start, end),
+      ready: () => {
+        const spool = sink.ready();
+        const evidence = files && writing(() => files.writer.ready());
+        return spool && evidence ? Promise.all([spool, evidence]).then(() => undefined) : (spool ?? evidence);
+      },
+    };
     try {
-      await drainInto(client.query(copyTo(copyStatement(qualified, table, columns, key))), sink);
+      const copy = client.query(new CopyOut(copyStatement(qualified, table, columns, key), consumer));
+      await copy.done;
+      if (files) writing(() => files.writer.endTable());
     } catch (error) {
       await sink.discard();
-      throw error instanceof UsageError ? error : describeReadError(table.name, error, options.user);
+      throw error instanceof UsageError || error instanceof EvidenceWriteError ? error : describeReadError(table.name, error, options.user);
     }
-    streamed = sink.streamed;
     rows = await sink.finish();
+    streamed = sink.streamed;
     count = rows.count;
   }
   return {
-    table: table.name,
-    qualified: `${relation.schema}.${relation.name}`,
+    table: shell.table,
+    qualified: shell.qualified,
     exists: true,
     count,
     filter,
     columns,
     key,
-    volatileColumns: columns.filter((column) => volatile.has(column.name)).map((column) => column.name),
+    volatileColumns: shell.volatileColumns,
     rows,
     streamed,
     catalog,
