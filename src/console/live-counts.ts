@@ -9,6 +9,7 @@
 // connected to it.
 import { update, type TableCount } from '../store.js';
 import { errorMessage } from '../postgres/errors.js';
+import { benchLine, benchLogging } from './bench-log.js';
 
 export interface CountClient {
   query<R extends Record<string, unknown>>(sql: string, values?: unknown[]): Promise<{ rows: R[] }>;
@@ -129,10 +130,13 @@ export class LiveCounts {
     if (this.paused || this.stopped || this.tables.length === 0) return;
     this.ticks += 1;
     const tables = this.tables;
+    const started = performance.now();
+    let queries = 0;
     try {
       const client = await this.connection();
       if (this.paused || this.stopped) return;
       if (!this.present) {
+        queries += 1;
         const { rows } = await client.query<{ name: string }>(
           `select name from unnest($1::text[]) as name where to_regclass(name) is not null`,
           [tables],
@@ -142,6 +146,7 @@ export class LiveCounts {
       const present = this.present;
       const counts = new Map<string, number | null>(tables.map((table) => [table, null]));
       if (present.length > 0) {
+        queries += 1;
         const { rows } = await client.query<{ name: string; n: string }>(countSql(present), present);
         for (const row of rows) counts.set(row.name, Number(row.n));
       }
@@ -156,6 +161,9 @@ export class LiveCounts {
       if (code === '55P03' || code === '57014') return; // lock or statement timeout: just a skipped tick
       this.onError(errorMessage(error));
       await this.close();
+    } finally {
+      // Bench hook (bench/key-latency): the poller's own load on the target.
+      if (benchLogging) benchLine('poll', `queries=${queries} ms=${(performance.now() - started).toFixed(1)}`);
     }
   }
 

@@ -12,7 +12,8 @@ import { getState, resetStore, store, update } from '../store.js';
 import { startAutopilot } from './autopilot.js';
 import { ConsoleController, type ConsoleOptions } from './controller.js';
 import { bootLabel } from './deps.js';
-import { createKeyRouter } from './key-router.js';
+import { benchLine, benchLogging, frameView, keyName } from './bench-log.js';
+import { createKeyRouter, type KeyHandler } from './key-router.js';
 
 export type { ConsoleOptions } from './controller.js';
 
@@ -90,7 +91,14 @@ export async function startConsole(options: ConsoleOptions): Promise<number> {
   });
   const paceMs = options.paceMs ?? defaultPaceMs;
   const controller = new ConsoleController({ ...options, paceMs });
-  const onKey = createKeyRouter(getState, controller.dispatch);
+  const routeKey = createKeyRouter(getState, controller.dispatch);
+  // Bench hook (bench/key-latency): each key as it arrives, before the router handles it.
+  const onKey: KeyHandler = benchLogging
+    ? (input, key) => {
+        benchLine('key', keyName(input, key));
+        routeKey(input, key);
+      }
+    : routeKey;
 
   const benchFile = process.env.SOR_DRILLS_FIRST_FRAME_FILE;
   let firstFrame = true;
@@ -98,8 +106,10 @@ export async function startConsole(options: ConsoleOptions): Promise<number> {
   const instance: Instance = render(<App onKey={onKey} />, {
     // Ctrl-C is a key like any other here (raw mode): the console stops its processes and PostgreSQL first.
     exitOnCtrlC: false,
-    onRender: () => {
+    onRender: ({ renderTime }) => {
       for (const resolve of frameWaiters.splice(0)) resolve();
+      // Bench hook (bench/key-latency): every frame, with what it shows and how long Ink took to draw it.
+      if (benchLogging) benchLine('frame', `${frameView(getState())} render=${renderTime.toFixed(1)}`);
       if (!firstFrame) return;
       firstFrame = false;
       // Bench hook (bench/first-frame): when the first frame was drawn, on the wall clock.
