@@ -42,7 +42,7 @@ export async function defaultCommand(args: string[]): Promise<number> {
     const { runHeadless } = await import('./run-command.js');
     return runHeadless(input);
   }
-  const { startConsole } = await import('../console/start.js');
+  const { startConsole } = await (await import('../console/load.js')).loadConsole();
   return startConsole({
     db: input.db,
     keep: input.keep,
