@@ -21,6 +21,7 @@ export const workerEnvAllowList = [
   'SOR_MODE',
   'SOR_PAUSE_AFTER',
   'SOR_CLAIM_HOLD_MS',
+  'SOR_WAIT_FOR_GO',
 ] as const;
 
 export type WorkerEnvName = (typeof workerEnvAllowList)[number];

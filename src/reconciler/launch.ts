@@ -10,6 +10,7 @@
 //   startRelay(sup, options)               -> ProcessInfo            the outbox relay
 //   startEmailService(sup, options?)       -> EmailService            { url, failNext, report }
 //   releaseHolds(sup, name)                -> number                  claim holds ended early (SIGUSR2)
+//   goWorker(sup, name)                    -> void                    a Worker started waitForGo makes its calls
 // Child processes run the COMPILED scripts (dist/reconciler/*.js), never a TS
 // loader: scriptPath() finds them from dist/ and from the TypeScript sources.
 import { randomBytes } from 'node:crypto';
@@ -231,6 +232,8 @@ export interface WorkerOptions {
    * drill's Workers, whose holds the drill ends early (releaseHolds) once it has seen the race.
    */
   claimHoldMs?: number;
+  /** Connect and wait for goWorker() before the first call (the race's B, started beside A). */
+  waitForGo?: boolean;
   /** The boundary drill's deliberate break: hands the Worker DATABASE_URL. Never otherwise. */
   leakDatabaseUrl?: string;
   processName?: string;
@@ -250,6 +253,7 @@ export function workerEnv(options: WorkerOptions, source: NodeJS.ProcessEnv = pr
       SOR_MODE: options.mode ?? 'run',
       SOR_PAUSE_AFTER: options.pauseAfter,
       SOR_CLAIM_HOLD_MS: options.claimHoldMs,
+      SOR_WAIT_FOR_GO: options.waitForGo ? '1' : undefined,
       DATABASE_URL: options.leakDatabaseUrl,
     },
     source,
@@ -258,7 +262,20 @@ export function workerEnv(options: WorkerOptions, source: NodeJS.ProcessEnv = pr
 
 /** Starts a Worker; resolves once it runs (wait on its JSON lines for progress). Restart it with sup.restart(name). */
 export async function startWorker(sup: Supervisor, options: WorkerOptions): Promise<ProcessInfo> {
-  return sup.start({ name: options.processName ?? options.name, args: [scriptPath('worker')], env: workerEnv(options) });
+  const name = options.processName ?? options.name;
+  const info = await sup.start({ name, args: [scriptPath('worker')], env: workerEnv(options) });
+  // Ready means connected to the tool server and waiting: only then can it be let go.
+  if (options.waitForGo) await sup.waitForEvent(name, 'ready', { timeoutMs: startTimeoutMs });
+  return info;
+}
+
+/** Lets a Worker started with waitForGo make its calls (SIGUSR2); resolves once it has said `go`. */
+export async function goWorker(sup: Supervisor, name: string): Promise<void> {
+  const pid = sup.get(name)?.pid;
+  if (pid === undefined || sup.get(name)?.state !== 'running') throw new Error(`${name} is not running: it cannot be let go`);
+  const since = sup.cursor(name);
+  process.kill(pid, 'SIGUSR2');
+  await sup.waitForEvent(name, 'go', { timeoutMs: startTimeoutMs, since });
 }
 
 export interface RelayOptions {

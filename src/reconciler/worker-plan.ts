@@ -26,6 +26,12 @@ export interface WorkerConfig {
    * Worker's claim (SIGUSR2 to the tool server), so the bound is only for a stuck race.
    */
   claimHoldMs: number | undefined;
+  /**
+   * Connect, say `ready`, and make no call until SIGUSR2 (then say `go`): a Worker whose
+   * process starts beside another's, while its first call must come after a moment the
+   * drill watches for (the race's B, started with A and let go once A holds its row).
+   */
+  waitForGo: boolean;
 }
 
 /** The Worker's settings, from its allow-listed environment (system.ts startWorker). */
@@ -50,6 +56,7 @@ export function readWorkerConfig(env: NodeJS.ProcessEnv): WorkerConfig {
     mode,
     pauseAfter,
     claimHoldMs,
+    waitForGo: env.SOR_WAIT_FOR_GO === '1',
   };
 }
 

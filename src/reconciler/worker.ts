@@ -10,6 +10,8 @@
 // that finds nothing, which ends the turn by itself. It sleeps SOR_PACE_MS
 // before each call so an operator can kill it mid-turn.
 // Mode 'claim-once' (the race drill): one claim in a new 1-turn run, no resume.
+// SOR_WAIT_FOR_GO=1: once connected it says `ready` and makes no call until SIGUSR2
+// (the race drill starts B beside A and lets it go once A holds its row).
 //
 // stdout, one JSON line each:
 //   run_started {run_id, worker, tenant, turns}
@@ -19,6 +21,7 @@
 //   call_completed {run_id, turn, call, tool, result}
 //   call_failed {run_id, turn, call, tool, error, error_code}
 //   run_finished {run_id, turns}
+//   ready {worker}, go {worker}                  SOR_WAIT_FOR_GO: connected and waiting; let go
 //   worker_error {message}                       the tool server could not be reached
 // Exit: 0 the run finished; 1 a tool call failed (the server recorded it and
 // failed the run); 2 bad settings; 3 the tool server could not be reached.
@@ -117,6 +120,17 @@ async function run(config: WorkerConfig, client: Client): Promise<number> {
   return workerExitCodes.finished;
 }
 
+/** Resolves true on the first SIGUSR2, false if none comes within the stall bound; a later SIGUSR2 is ignored. */
+function goSignal(): Promise<boolean> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), stallMs);
+    process.on('SIGUSR2', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+  });
+}
+
 async function main(): Promise<number> {
   let config: WorkerConfig;
   try {
@@ -129,8 +143,18 @@ async function main(): Promise<number> {
   const transport = new StreamableHTTPClientTransport(new URL(config.toolsUrl), {
     requestInit: { headers: { authorization: `Bearer ${config.token}` } },
   });
+  // Installed before the connection, so a go that comes right after `ready` is not lost.
+  const go = config.waitForGo ? goSignal() : undefined;
   try {
     await client.connect(transport);
+    if (go) {
+      emit('ready', { worker: config.name });
+      if (!(await go)) {
+        process.stderr.write(`worker: no go (SIGUSR2) within ${stallMs / 60_000} min\n`);
+        return workerExitCodes.badSettings;
+      }
+      emit('go', { worker: config.name });
+    }
     return await run(config, client);
   } catch (error) {
     if (error instanceof ToolFailure) {

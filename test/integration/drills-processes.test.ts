@@ -148,7 +148,7 @@ describe('concurrency_claim_test', () => {
     // One name per Worker: Worker A is the process worker-a, which started first, held its row
     // (seen in pg_locks) before worker-b started, and wrote its own name into claimed_by.
     expect(result.evidence).toContain(` (Worker A is worker-a, Worker B worker-b; B locked its row `);
-    expect(observed(events, 'worker-a holds its row')).toMatch(/^yes: session pid \d+ of the tool server holds Row(Share|Exclusive)Lock on pending_transactions for its claim; worker-b starts now$/);
+    expect(observed(events, 'worker-a holds its row')).toMatch(/^yes: session pid \d+ of the tool server holds Row(Share|Exclusive)Lock on pending_transactions for its claim; worker-b \(started beside it, waiting\) goes now$/);
     expect(observed(events, 'claim by worker-a')).toBe(`${first} (completed)`);
     expect(observed(events, 'claim by worker-b')).toBe(`${next} (completed)`);
     expect(JSON.parse(observed(events, 'claimed_by')!)).toEqual([`${first}: worker-a`, `${next}: worker-b`]);

@@ -121,8 +121,9 @@ describe('the shared tool server', () => {
 });
 
 /**
- * The system with Worker B's process start held back until `gate` resolves: the drill
- * asks for B once it has seen A hold its row, and B then arrives as late as the test says.
+ * The system with Worker B's process start held back until `gate` resolves: B's claim,
+ * which the drill lets go only once it has seen A hold its row and B wait, then comes
+ * as late as the test says.
  */
 function withBHeldBack(inner: DrillSystem, gate: () => Promise<void>): DrillSystem {
   const sup = inner.supervisor();
@@ -147,15 +148,17 @@ describe("the race's hold: A keeps its row until B's claim is seen", () => {
     // Every look at A's row while B is away: whether a session of the tool server still held it.
     const looks: boolean[] = [];
     let bAllowedAt = 0;
+    const aHolds = async () => (await observer.query(rowLockHolders, ['sor-tool-server', 'pending_transactions'])).rows.length > 0;
     const gate = async () => {
+      // B's process may be asked for beside A's: first A's claim holds its row.
+      await waitFor('A to hold its row', aHolds, { timeoutMs: 20_000, intervalMs: 20 });
       const since = Date.now();
       // Held back until A has kept its row longer than the console's visible hold (the longest
       // fixed hold the drills know), looking at pg_locks all along; A must hold at every look.
       await waitFor(
         `A to have held its row for more than ${humanRaceHoldMs} ms with B away`,
         async () => {
-          const { rows } = await observer.query(rowLockHolders, ['sor-tool-server', 'pending_transactions']);
-          looks.push(rows.length > 0);
+          looks.push(await aHolds());
           return Date.now() - since > humanRaceHoldMs && looks.length >= 10;
         },
         { timeoutMs: 20_000, intervalMs: 50 },

@@ -4,7 +4,8 @@
 // ends the holds (SIGUSR2, launch.ts releaseHolds) as soon as it has seen B's claim
 // lock a row of its own or B's session wait for A's lock. So A holds its row exactly
 // until B's claim is seen, however slowly B starts: an event, never a timer.
-import { jsonLines, releaseHolds, startWorker } from '../../reconciler/launch.js';
+import { goWorker, jsonLines, releaseHolds, startWorker, type ToolServer } from '../../reconciler/launch.js';
+import type { Supervisor } from '../../reconciler/supervisor.js';
 import { waitFor, WaitTimeout } from '../../util/wait.js';
 import { toolServerStep } from '../common-steps.js';
 import { naturalKeys, withEvidence } from '../evidence.js';
@@ -76,6 +77,11 @@ async function releaseUntilDone(ctx: DrillContext, toolServer: string, names: st
   );
 }
 
+/** A race Worker: one claim, asking for the hold the drill ends; `waitForGo`: connected, it waits for goWorker(). */
+function startRaceWorker(sup: Supervisor, name: string, tenant: string, tools: ToolServer, waitForGo: boolean) {
+  return startWorker(sup, { name, processName: name, tenant, tools, pace_ms: 0, mode: 'claim-once', claimHoldMs: holdBoundMs, waitForGo });
+}
+
 /** Ends whatever claim hold is still in progress in the tool server, if it still runs. */
 async function releaseLeftHolds(ctx: DrillContext, toolServer: string): Promise<void> {
   const sup = ctx.system.supervisor();
@@ -122,21 +128,26 @@ export async function raceReferenceWorkers(ctx: DrillContext, state: State): Pro
         volatiles: [...(p.lease_until ? [p.lease_until.name] : []), ...naturalKeys(ctx, ['pending_transactions'])],
       },
       async (log) => {
+        const waiting = new Set<string>();
         const start = await startAThenB(ctx, {
           tag: toolServerApplication,
           toolServer: 'the tool server',
           timeoutMs: arrivalTimeoutMs,
-          start: async (worker) => {
+          // B's process starts beside A's and waits; start(B) lets it make its claim.
+          ready: async (worker) => {
             ctx.defer(() => ctx.system.stop(worker.process));
-            await startWorker(sup, {
-              name: worker.process,
-              processName: worker.process,
-              tenant,
-              tools,
-              pace_ms: 0,
-              mode: 'claim-once',
-              claimHoldMs: holdBoundMs,
-            });
+            waiting.add(worker.process);
+            await startRaceWorker(sup, worker.process, tenant, tools, true);
+            log(`${worker.process} started, waiting to be let go`);
+          },
+          start: async (worker) => {
+            if (waiting.has(worker.process)) {
+              await goWorker(sup, worker.process);
+              log(`${worker.process} let go`);
+              return;
+            }
+            ctx.defer(() => ctx.system.stop(worker.process));
+            await startRaceWorker(sup, worker.process, tenant, tools, false);
             log(`${worker.process} started`);
           },
         });
