@@ -126,8 +126,8 @@ export async function runDrill(drill: Drill, options: Omit<RunOptions, 'drills' 
   for (const process of typeof run.system.list === 'function' ? run.system.list() : []) {
     if (process.state === 'running' || process.state === 'starting') processNames.add(process.name);
   }
-  const supervisor = typeof run.system.supervisor === 'function' ? run.system.supervisor() : undefined;
-  const offsets = await logOffsets(supervisor?.logDir);
+  // Where each process log stands now (the session's logs live in <history>/processes): the drill's part begins there.
+  const offsets = await logOffsets(path.join(historyRoot(run.options.evidenceRoot), 'processes'));
   const controller = new AbortController();
   const onAbort = () => controller.abort(run.signal?.reason);
   run.signal?.addEventListener('abort', onAbort, { once: true });
@@ -228,6 +228,7 @@ export async function runDrill(drill: Drill, options: Omit<RunOptions, 'drills' 
     notes: ctx.notes,
     durationMs: Date.now() - started,
   };
+  const supervisor = processNames.size > 0 ? supervisorOf(run.system) : undefined;
   const slices: LogSlice[] = [...processNames].flatMap((name) => {
     const file = supervisor?.get(name)?.logFile;
     return file ? [{ name, file, from: offsets.get(file) ?? 0 }] : [];
@@ -281,6 +282,15 @@ async function checkNames(drill: Drill, ctx: DrillContext): Promise<Failure | un
     return { verdict: 'could-not-determine', reason: `could not determine: ${describeMissing(missing)}` };
   } catch (error) {
     return { verdict: 'could-not-determine', reason: `could not determine: the target's tables could not be read: ${errorMessage(error)}` };
+  }
+}
+
+/** The session's supervisor, once processes ran (a system with none to give, as in a test, gives none). */
+function supervisorOf(system: DrillSystem): ReturnType<DrillSystem['supervisor']> | undefined {
+  try {
+    return typeof system.supervisor === 'function' ? system.supervisor() : undefined;
+  } catch {
+    return undefined;
   }
 }
 
