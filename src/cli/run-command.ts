@@ -144,12 +144,25 @@ async function masteryGate(run: Run, gate: BundleKey, decision: string): Promise
 /** The headless run of checked input: every decided path writes the bundle, and prints it with --json. */
 export async function runHeadless(input: RunInput): Promise<number> {
   const when = new Date();
-  const { createSession, defaultDrillOptions, resolveSessionProfile } = await import('../drills/session.js');
   const { renderBundle, writeBundle, draftParagraph, decisionOf, defaultBundlePath } = await import('../drills/bundle.js');
+  const { defaultEvidenceRoot } = await import('../drills/evidence-root.js');
   // The places the run writes without a flag naming them, checked as the flags' files were.
   const out = input.out ?? writableFile('--out', defaultBundlePath(when));
-  writableDirectory('the evidence folder', defaultDrillOptions.evidenceRoot, shown(defaultDrillOptions.evidenceRoot));
+  const evidenceRoot = defaultEvidenceRoot();
+  writableDirectory('the evidence folder', evidenceRoot, shown(evidenceRoot));
+  // The drills, the oracle and the MCP SDK load while the cluster initialises (a child
+  // process): nothing needs them before the target is up.
+  const drillsModule = import('../drills/session.js');
+  drillsModule.catch(() => {});
   const target = await readyTarget(input);
+  let drillsLoaded;
+  try {
+    drillsLoaded = await drillsModule;
+  } catch (error) {
+    await target.close();
+    throw error;
+  }
+  const { createSession, defaultDrillOptions, resolveSessionProfile } = drillsLoaded;
   let profile;
   try {
     profile = await resolveSessionProfile(target, input.profile, input.roles);

@@ -6,6 +6,7 @@ import type { Target } from '../postgres/target.js';
 import { builtInSource, type GivenProfile, ProfileError, type ProfileInUse, type ProfileNames, profileNames, referenceWithRoles, resolveProfile } from '../postgres/profile/index.js';
 import { withPgClient } from '../postgres/pg.js';
 import { defaultRoles, type Roles } from '../postgres/roles.js';
+import { defaultEvidenceRoot } from './evidence-root.js';
 import { drills as allDrills } from './index.js';
 import { runDrill, runDrills } from './runner.js';
 import { createDrillSystem, type DrillSystem } from './processes.js';
@@ -43,7 +44,7 @@ export interface DrillSession {
 export const defaultDrillOptions: DrillOptions = {
   paceMs: 0,
   claimHoldMs: 0,
-  evidenceRoot: path.resolve('.agent-history', 'oracle'),
+  evidenceRoot: defaultEvidenceRoot(),
   neon:
     process.env.NEON_API_KEY && process.env.NEON_PROJECT_ID
       ? { apiKey: process.env.NEON_API_KEY, projectId: process.env.NEON_PROJECT_ID }
