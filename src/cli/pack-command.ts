@@ -4,7 +4,7 @@
 import { existsSync } from 'node:fs';
 import { commonFlagsHelp, parse, printHelp } from './args.js';
 import { readableFile, writableFile } from './input-checks.js';
-import { signalExitsHelp } from './usage.js';
+import { environmentHelp, signalExitsHelp } from './usage.js';
 import { exitCodes } from '../util/exit-codes.js';
 import { UsageError } from '../postgres/url.js';
 
@@ -24,6 +24,8 @@ Flags
   --out FILE        where to write the archive (default: the bundle's name with .tar.gz)
   --force           overwrite --out when it already exists (refused without it)
 ${commonFlagsHelp()}
+
+${environmentHelp(['TMPDIR'], { TMPDIR: 'where the archive is staged while it is written (default /tmp)' })}
 
 Exit codes
   0 packed   2 bad usage (no such bundle, a bundle without a files index, --out exists)

@@ -3,7 +3,7 @@
 // the file; then the summary an instructor reads. Exit 0 consistent, 1 not, 2 bad usage.
 import { commonFlagsHelp, parse, printHelp } from './args.js';
 import { readableFile } from './input-checks.js';
-import { signalExitsHelp } from './usage.js';
+import { environmentHelp, signalExitsHelp } from './usage.js';
 import { exitCodes } from '../util/exit-codes.js';
 import { UsageError } from '../postgres/url.js';
 
@@ -23,12 +23,16 @@ an absolute path, a .. or a link is refused before anything is extracted.
 
 ${commonFlagsHelp()}
 
+${environmentHelp(['TMPDIR'], { TMPDIR: 'where an archive is extracted to be checked, then removed (default /tmp)' })}
+
 Exit codes
   0 consistent   1 not consistent (one line per finding)   2 bad usage (no such file)
   ${signalExitsHelp}`;
 
+export const verifyFlags = {} as const;
+
 export async function verifyCommand(args: string[]): Promise<number> {
-  const { values, positionals } = parse(args, {}, true);
+  const { values, positionals } = parse(args, verifyFlags, true);
   if (values.help) {
     await printHelp(verifyUsage);
     return exitCodes.ok;

@@ -15,6 +15,8 @@ import { setupFlags } from '../../src/cli/setup-command.js';
 import { oracleFlags } from '../../src/cli/oracle-command.js';
 import { toolsFlags } from '../../src/cli/tools-command.js';
 import { profileFlags } from '../../src/cli/profile-command.js';
+import { packFlags } from '../../src/cli/pack-command.js';
+import { verifyFlags } from '../../src/cli/verify-command.js';
 import { exitCodes } from '../../src/util/exit-codes.js';
 
 // The libpq variables src/postgres/ reads to fill in a connection string.
@@ -35,6 +37,8 @@ const commands = [
   { name: 'oracle', flags: oracleFlags, environment: ['DATABASE_URL', 'TMPDIR', ...pgVariables] },
   { name: 'tools', flags: toolsFlags, environment: ['DATABASE_URL', ...pgVariables] },
   { name: 'profile', flags: profileFlags, environment: ['DATABASE_URL', ...pgVariables] },
+  { name: 'pack', flags: packFlags, environment: ['TMPDIR'] },
+  { name: 'verify', flags: verifyFlags, environment: ['TMPDIR'] },
 ];
 
 const args = (name: string, ...rest: string[]) => (name ? [name, ...rest] : rest);
@@ -79,8 +83,8 @@ describe('usage errors', () => {
       [['setup', '--frobnicate'], 'sor-drills: unknown flag --frobnicate; see sor-drills setup --help'],
       [['run', '--json=yes'], 'sor-drills: --json takes no value; see sor-drills run --help'],
       [['--frobnicate'], 'sor-drills: unknown flag --frobnicate; see sor-drills --help'],
-      [['frobnicate'], 'sor-drills: unknown command: frobnicate (the commands are setup, run, oracle, tools, profile); see sor-drills --help'],
-      [['help', 'frobnicate'], 'sor-drills: unknown command: frobnicate (the commands are setup, run, oracle, tools, profile); see sor-drills --help'],
+      [['frobnicate'], 'sor-drills: unknown command: frobnicate (the commands are setup, run, oracle, tools, profile, pack, verify); see sor-drills --help'],
+      [['help', 'frobnicate'], 'sor-drills: unknown command: frobnicate (the commands are setup, run, oracle, tools, profile, pack, verify); see sor-drills --help'],
       [['help', 'run', 'setup'], 'sor-drills: help takes one command, not "setup"; see sor-drills --help'],
     ] as const) {
       const result = await runCli([...command]);
