@@ -45,6 +45,33 @@ byteClass[BACKSLASH] = special;
 
 const hex = Buffer.from('0123456789abcdef', 'latin1');
 
+const planPrefix = 0;
+const planRun = 1;
+const planRunWithPrefix = 2;
+const planJson = 3;
+
+/** Copies src[at, end) to out[pos...], four bytes at a time; returns the new position. */
+function copyBytes(src: Uint8Array, srcView: DataView, at: number, end: number, out: Uint8Array, outView: DataView, pos: number): number {
+  while (at + 4 <= end) {
+    outView.setInt32(pos, srcView.getInt32(at, true), true);
+    at += 4;
+    pos += 4;
+  }
+  while (at < end) out[pos++] = src[at++]!;
+  return pos;
+}
+
+/** Are the four bytes of w (little-endian) all plain: no control byte, `"`, backslash or byte >= 0x80? */
+function plainWord(w: number): boolean {
+  const quote = w ^ 0x22222222;
+  const backslash = w ^ 0x5c5c5c5c;
+  return ((((w - 0x20202020) & ~w) | ((quote - 0x01010101) & ~quote) | ((backslash - 0x01010101) & ~backslash) | w) & 0x80808080) === 0;
+}
+
+function viewOf(buf: Uint8Array): DataView {
+  return new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+}
+
 const kindString = 0;
 const kindNumber = 1;
 const kindBool = 2;
@@ -103,6 +130,8 @@ export interface EncoderOptions {
   /** The string renderers, for what the byte path leaves to render.ts. */
   rawRender: RowRenderer;
   normRender: RowRenderer;
+  /** The key columns (indexes into `columns`): their COPY text goes to the third output, a line per row. */
+  keyColumns?: number[];
 }
 
 /** The line could not be encoded on the byte path (render.ts renders it). */
@@ -119,10 +148,11 @@ export class CopyRowEncoder {
   private readonly kinds: Uint8Array;
   private readonly columns: ColumnInfo[];
   private readonly rawPrefix: Uint8Array[];
-  private readonly normIndex: Int32Array;
   private readonly normPrefix: Uint8Array[];
   private readonly rawNext: Buffer;
   private readonly normNext: Buffer;
+  private readonly rawNextView: DataView;
+  private readonly normNextView: DataView;
   private readonly rawIndent: Buffer;
   private readonly normIndent: Buffer;
   private readonly bound: number;
@@ -132,24 +162,45 @@ export class CopyRowEncoder {
   private readonly valueEnd: Int32Array;
   private readonly normJson: string[];
   private carry: Buffer | null = null;
+  private readonly keyColumns: Int32Array;
+  /** Every raw prefix in one array (column c's at rawPrefixAt[c] .. rawPrefixAt[c + 1]), and the normalised ones. */
+  private readonly prefixes: Uint8Array;
+  private readonly prefixView: DataView;
+  private readonly rawPrefixAt: Int32Array;
+  /**
+   * How the normalised row is put together from the raw one, as triples (what, a, b): a normalised
+   * prefix (prefixes[a, b)), a run of raw columns a..b copied with the prefixes between them (from
+   * column a's value, or from its prefix when the two rows' prefixes agree), or a json value (a).
+   */
+  private readonly plan: Int32Array;
+  // DataViews of the buffers last seen, to move four bytes at a time.
+  private srcSeen: Uint8Array | null = null;
+  private srcView!: DataView;
+  private rawSeen: Uint8Array | null = null;
+  private rawView!: DataView;
+  private normSeen: Uint8Array | null = null;
+  private normView!: DataView;
 
   constructor(
     private readonly options: EncoderOptions,
     private readonly raw: ByteOutput,
     private readonly norm: ByteOutput,
+    private readonly keys?: ByteOutput,
   ) {
+    this.keyColumns = Int32Array.from(keys ? (options.keyColumns ?? []) : []);
     const { columns } = options;
     this.columns = columns;
     this.count = columns.length;
     this.kinds = Uint8Array.from(columns.map(kindOf));
     const prefix = (name: string, first: boolean) => Uint8Array.from(Buffer.from(`${first ? '' : ','}${JSON.stringify(name)}:`, 'utf8'));
     this.rawPrefix = columns.map((column, index) => prefix(column.name, index === 0));
-    this.normIndex = Int32Array.from(options.normalised);
     this.normPrefix = options.normalised.map((position, index) => prefix(columns[position]!.name, index === 0));
     this.rawIndent = Buffer.from(options.rawIndent, 'utf8');
     this.normIndent = Buffer.from(options.normIndent, 'utf8');
     this.rawNext = Buffer.concat([Buffer.from(',\n'), this.rawIndent]);
     this.normNext = Buffer.concat([Buffer.from(',\n'), this.normIndent]);
+    this.rawNextView = viewOf(this.rawNext);
+    this.normNextView = viewOf(this.normNext);
     // Per byte of a line a value takes at most 6 bytes (`\u00XX`), plus its name, its quotes (or
     // `false` for `f`), the braces and the separator.
     this.bound =
@@ -159,6 +210,39 @@ export class CopyRowEncoder {
     this.valueStart = new Int32Array(columns.length);
     this.valueEnd = new Int32Array(columns.length);
     this.normJson = new Array<string>(columns.length).fill('');
+
+    const normPrefixBytes = this.normPrefix;
+    this.prefixes = Uint8Array.from(Buffer.concat([...this.rawPrefix, ...normPrefixBytes]));
+    this.prefixView = new DataView(this.prefixes.buffer, this.prefixes.byteOffset, this.prefixes.byteLength);
+    this.rawPrefixAt = new Int32Array(columns.length + 1);
+    for (let column = 0; column < columns.length; column += 1) {
+      this.rawPrefixAt[column + 1] = this.rawPrefixAt[column]! + this.rawPrefix[column]!.length;
+    }
+    const order = options.normalised;
+    const normPrefixAt = new Int32Array(order.length + 1);
+    normPrefixAt[0] = this.rawPrefixAt[columns.length]!;
+    for (let index = 0; index < order.length; index += 1) normPrefixAt[index + 1] = normPrefixAt[index]! + normPrefixBytes[index]!.length;
+    const plan: number[] = [];
+    for (let index = 0; index < order.length; ) {
+      const column = order[index]!;
+      if (this.kinds[column] === kindJson) {
+        plan.push(planPrefix, normPrefixAt[index]!, normPrefixAt[index + 1]!, planJson, column, column);
+        index += 1;
+        continue;
+      }
+      // The run: the raw columns after this one that follow it in the normalised row too (their
+      // prefixes, `,"name":`, are the same bytes in both rows).
+      let last = column;
+      let next = index + 1;
+      while (next < order.length && order[next] === last + 1 && this.kinds[last + 1] !== kindJson) {
+        last += 1;
+        next += 1;
+      }
+      if (index > 0 && column > 0) plan.push(planRunWithPrefix, column, last);
+      else plan.push(planPrefix, normPrefixAt[index]!, normPrefixAt[index + 1]!, planRun, column, last);
+      index = next;
+    }
+    this.plan = Int32Array.from(plan);
   }
 
   /** buf[start, end): the next bytes of the COPY's text. */
@@ -209,16 +293,21 @@ export class CopyRowEncoder {
     if (!this.line(buf, start, end)) this.slowLine(buf.toString('utf8', start, end));
   }
 
+  /** What goes before a row in each document: its indent, after `,\n` for all but the first. */
   private separator(): void {
     const raw = this.raw;
     const norm = this.norm;
-    if (this.rows === 0) {
-      raw.pos += this.rawIndent.copy(raw.buf, raw.pos);
-      norm.pos += this.normIndent.copy(norm.buf, norm.pos);
-    } else {
-      raw.pos += this.rawNext.copy(raw.buf, raw.pos);
-      norm.pos += this.normNext.copy(norm.buf, norm.pos);
+    const from = this.rows === 0 ? 2 : 0;
+    if (raw.buf !== this.rawSeen) {
+      this.rawSeen = raw.buf;
+      this.rawView = viewOf(raw.buf);
     }
+    if (norm.buf !== this.normSeen) {
+      this.normSeen = norm.buf;
+      this.normView = viewOf(norm.buf);
+    }
+    raw.pos = copyBytes(this.rawNext, this.rawNextView, from, this.rawNext.length, raw.buf, this.rawView, raw.pos);
+    norm.pos = copyBytes(this.normNext, this.normNextView, from, this.normNext.length, norm.buf, this.normView, norm.pos);
     this.rows += 1;
   }
 
@@ -232,6 +321,14 @@ export class CopyRowEncoder {
     this.separator();
     this.raw.pos += this.raw.buf.write(rawText, this.raw.pos, 'utf8');
     this.norm.pos += this.norm.buf.write(normText, this.norm.pos, 'utf8');
+    const keys = this.keys;
+    if (keys) {
+      // A field the line lacks reads as null, as splitCopyLine's caller reads it.
+      const parts = line.split('\t');
+      const text = `${Array.from(this.keyColumns, (column) => parts[column] ?? '\\N').join('\t')}\n`;
+      keys.reserve(Buffer.byteLength(text));
+      keys.pos += keys.buf.write(text, keys.pos, 'utf8');
+    }
   }
 
   /**
@@ -248,13 +345,23 @@ export class CopyRowEncoder {
     const normMark = norm.pos;
     this.separator();
 
+    if (src !== this.srcSeen) {
+      this.srcSeen = src;
+      this.srcView = viewOf(src);
+    }
+    // (separator() has seen the output buffers.)
+    const out = raw.buf;
+    const srcView = this.srcView;
+    const outView = this.rawView;
+    const prefixes = this.prefixes;
+    const prefixView = this.prefixView;
+    const rawPrefixAt = this.rawPrefixAt;
     const count = this.count;
     const kinds = this.kinds;
     const fieldStart = this.fieldStart;
     const fieldEnd = this.fieldEnd;
     const valueStart = this.valueStart;
     const valueEnd = this.valueEnd;
-    const out = raw.buf;
     let pos = raw.pos;
     let at = start;
     let nonAscii = 0;
@@ -264,8 +371,7 @@ export class CopyRowEncoder {
         if (at >= end || src[at] !== TAB) return this.undo(rawMark, normMark);
         at += 1;
       }
-      const prefix = this.rawPrefix[column]!;
-      for (let index = 0; index < prefix.length; index += 1) out[pos++] = prefix[index]!;
+      pos = copyBytes(prefixes, prefixView, rawPrefixAt[column]!, rawPrefixAt[column + 1]!, out, outView, pos);
       valueStart[column] = pos;
       fieldStart[column] = at;
       const kind = kinds[column]!;
@@ -281,17 +387,28 @@ export class CopyRowEncoder {
       } else if (kind === kindString) {
         out[pos++] = QUOTE;
         let slow = false;
-        for (; at < end; at += 1) {
+        for (;;) {
+          // Four plain bytes at a time; a word with anything else in it goes byte by byte.
+          while (at + 4 <= end) {
+            const word = srcView.getInt32(at, true);
+            if (!plainWord(word)) break;
+            outView.setInt32(pos, word, true);
+            at += 4;
+            pos += 4;
+          }
+          if (at >= end) break;
           const c = src[at]!;
           const type = byteClass[c]!;
           if (type === plain) {
             out[pos++] = c;
+            at += 1;
             continue;
           }
           if (type === delimiter) break;
           if (type === high) {
             nonAscii = 1;
             out[pos++] = c;
+            at += 1;
             continue;
           }
           if (type === newline) return this.undo(rawMark, normMark);
@@ -301,10 +418,10 @@ export class CopyRowEncoder {
             if (next === BACKSLASH || next === 0x62 || next === 0x66 || next === 0x6e || next === 0x72 || next === 0x74) {
               out[pos++] = BACKSLASH;
               out[pos++] = next;
-              at += 1;
+              at += 2;
             } else if (next === 0x76) {
               pos = unicodeEscape(0x0b, out, pos);
-              at += 1;
+              at += 2;
             } else {
               // An escape COPY does not write: render.ts reads the field.
               at = this.fieldEndFrom(src, at, end);
@@ -316,26 +433,33 @@ export class CopyRowEncoder {
           } else if (c === QUOTE) {
             out[pos++] = BACKSLASH;
             out[pos++] = QUOTE;
+            at += 1;
           } else {
             // A raw control byte (COPY writes those other than \b \t \n \v \f \r as they are).
             pos = unicodeEscape(c, out, pos);
+            at += 1;
           }
         }
         if (!slow) out[pos++] = QUOTE;
       } else if (kind === kindNumber || kind === kindBool) {
         let clean = true;
-        for (; at < end; at += 1) {
+        for (;;) {
+          while (at + 4 <= end) {
+            const word = srcView.getInt32(at, true);
+            if (!plainWord(word)) break;
+            outView.setInt32(pos, word, true);
+            at += 4;
+            pos += 4;
+          }
+          if (at >= end) break;
           const c = src[at]!;
           const type = byteClass[c]!;
-          if (type === plain) {
-            out[pos++] = c;
-            continue;
-          }
           if (type === delimiter) break;
           if (type === newline) return this.undo(rawMark, normMark);
           if (type === high) nonAscii = 1;
-          clean = false;
+          if (type !== plain) clean = false;
           out[pos++] = c;
+          at += 1;
         }
         const first = valueStart[column]!;
         if (kind === kindNumber) {
@@ -371,23 +495,37 @@ export class CopyRowEncoder {
     out[pos++] = 0x7d;
     raw.pos = pos;
 
-    // The normalised row: its columns in their order, the same value bytes (json values without volatile keys).
+    const keys = this.keys;
+    if (keys) {
+      // The key columns' COPY text, as the diff's merge compares it.
+      const keyColumns = this.keyColumns;
+      keys.reserve(end - start + keyColumns.length + 1);
+      const kb = keys.buf;
+      let k = keys.pos;
+      for (let index = 0; index < keyColumns.length; index += 1) {
+        if (index > 0) kb[k++] = TAB;
+        const column = keyColumns[index]!;
+        const until = fieldEnd[column]!;
+        for (let from = fieldStart[column]!; from < until; from += 1) kb[k++] = src[from]!;
+      }
+      kb[k++] = NEWLINE;
+      keys.pos = k;
+    }
+
+    // The normalised row, put together from the raw one as the plan says.
     const target = norm.buf;
+    const targetView = this.normView;
     let to = norm.pos;
     target[to++] = 0x7b;
-    const normIndex = this.normIndex;
-    for (let index = 0; index < normIndex.length; index += 1) {
-      const column = normIndex[index]!;
-      const prefix = this.normPrefix[index]!;
-      for (let at = 0; at < prefix.length; at += 1) target[to++] = prefix[at]!;
-      if (kinds[column] === kindJson) {
-        to += target.write(this.normJson[column]!, to, 'utf8');
-      } else {
-        const from = valueStart[column]!;
-        const until = valueEnd[column]!;
-        if (until - from > 64) to += out.copy(target, to, from, until);
-        else for (let at = from; at < until; at += 1) target[to++] = out[at]!;
-      }
+    const plan = this.plan;
+    for (let step = 0; step < plan.length; step += 3) {
+      const what = plan[step]!;
+      const a = plan[step + 1]!;
+      const b = plan[step + 2]!;
+      if (what === planPrefix) to = copyBytes(prefixes, prefixView, a, b, target, targetView, to);
+      else if (what === planRun) to = copyBytes(out, outView, valueStart[a]!, valueEnd[b]!, target, targetView, to);
+      else if (what === planRunWithPrefix) to = copyBytes(out, outView, valueStart[a]! - (rawPrefixAt[a + 1]! - rawPrefixAt[a]!), valueEnd[b]!, target, targetView, to);
+      else to += target.write(this.normJson[a]!, to, 'utf8');
     }
     target[to++] = 0x7d;
     norm.pos = to;

@@ -5,10 +5,13 @@
 // Both sides' rows arrive sorted by the same key in the same order (the snapshot's
 // COPY ordered them; compareKeys() compares the way Postgres ordered), so the rows
 // are diffed by a sorted merge that reads each side once, a batch at a time: a
-// million-row table is never held in memory, on either side.
+// million-row table is never held in memory, on either side. A snapshot that wrote
+// its files as it read is merged from its normalised file's own lines, compared as
+// bytes, with its keys read beside them (diff-sides.ts): no row is rendered again.
 import { canonicalJson, compareIntText, compareText } from './json-text.js';
-import { normalisedDocument, normalisedRenderer, type DocumentPart, type RowRenderer } from './render.js';
-import { AtomicTextWriter, rowCursor, splitCopyLine, type RowCursor } from './rows.js';
+import { CopyLineSide, mergeSide, NormalisedFileSide, type MergeSide } from './diff-sides.js';
+import { normalisedDocument, type DocumentPart } from './render.js';
+import { AtomicTextWriter } from './rows.js';
 import type {
   KeyKind,
   NormalisedSnapshot,
@@ -115,15 +118,6 @@ function countOnly(before: NormalisedTable, after: NormalisedTable): TableDiff {
   return tableShell(before, after);
 }
 
-interface Side {
-  table: NormalisedTable;
-  cursor: RowCursor;
-  keyPositions: number[];
-  render: RowRenderer;
-  total: number;
-  read: number;
-}
-
 function sameLayout(before: NormalisedTable, after: NormalisedTable): boolean {
   const a = before.source.columns;
   const b = after.source.columns;
@@ -141,16 +135,10 @@ function keysCompatible(before: NormalisedTable, after: NormalisedTable): boolea
   return a.wholeRow === b.wholeRow && a.columns.join('\u0000') === b.columns.join('\u0000') && a.kinds.join() === b.kinds.join();
 }
 
-function compareKeys(
-  a: Array<string | null>,
-  b: Array<string | null>,
-  positionsA: number[],
-  positionsB: number[],
-  kinds: KeyKind[],
-): number {
+function compareKeys(a: Array<string | null>, b: Array<string | null>, kinds: KeyKind[]): number {
   for (let index = 0; index < kinds.length; index += 1) {
-    const x = a[positionsA[index]!] ?? null;
-    const y = b[positionsB[index]!] ?? null;
+    const x = a[index] ?? null;
+    const y = b[index] ?? null;
     if (x === y) continue;
     // Postgres orders nulls last in ascending order.
     if (x === null) return 1;
@@ -159,6 +147,22 @@ function compareKeys(
     if (order !== 0) return order;
   }
   return 0;
+}
+
+function sameKey(a: Array<string | null>, b: Array<string | null>): boolean {
+  return a.length === b.length && a.every((value, index) => value === b[index]);
+}
+
+/**
+ * Does the normalised text hold the key, so that two equal texts have equal keys? Only when every
+ * key column is in it and none is a json value (whose volatile keys the text leaves out).
+ */
+function keyInText(table: NormalisedTable): boolean {
+  const normalised = new Set(table.columns.map((column) => column.name));
+  return table.source.key.columns.every((name) => {
+    const column = table.source.columns.find((entry) => entry.name === name);
+    return normalised.has(name) && column?.render !== 'json';
+  });
 }
 
 function parseRow(text: string): Row {
@@ -191,22 +195,8 @@ async function mergeTable(
   result.rowsCompared = true;
   const positions = (table: NormalisedTable) =>
     table.source.key.columns.map((name) => table.source.columns.findIndex((column) => column.name === name));
-  const a: Side = {
-    table: before,
-    cursor: rowCursor(partBefore.store),
-    keyPositions: positions(before),
-    render: normalisedRenderer(before, snapshotBefore.volatiles),
-    total: partBefore.store?.count ?? 0,
-    read: 0,
-  };
-  const b: Side = {
-    table: after,
-    cursor: rowCursor(partAfter.store),
-    keyPositions: positions(after),
-    render: normalisedRenderer(after, snapshotAfter.volatiles),
-    total: partAfter.store?.count ?? 0,
-    read: 0,
-  };
+  const a = mergeSide(before, partBefore.store, snapshotBefore.volatiles, positions(before));
+  const b = mergeSide(after, partAfter.store, snapshotAfter.volatiles, positions(after));
   const indentA = partBefore.indent;
   const indentB = partAfter.indent;
   const compatible = keysCompatible(before, after);
@@ -215,130 +205,120 @@ async function mergeTable(
   const kinds = before.source.exists ? before.source.key.kinds : after.source.key.kinds;
   const normPositions = before.columns.map((column) => before.source.columns.findIndex((c) => c.name === column.name));
   const jsonAt = new Set(normPositions.filter((position) => before.source.columns[position]!.render === 'json'));
+  // Two COPY sides with the same columns: equal lines are equal rows, and equal normalised fields equal texts.
+  const copyPair = layout && a instanceof CopyLineSide && b instanceof CopyLineSide ? { a, b } : null;
+  // Two normalised files: equal texts (as bytes) are equal rows when the texts hold the keys, else the keys say.
+  const filePair = a instanceof NormalisedFileSide && b instanceof NormalisedFileSide ? { a, b, keyInText: keyInText(before) && keyInText(after) } : null;
 
-  const line = (side: Side, fields: Array<string | null>, indent: string) => {
-    const comma = side.read < side.total ? ',' : '';
-    return `${indent}${side.render(fields)}${comma}`;
+  /** The very same row on both sides (equal keys and equal normalised texts)? */
+  const sameRow = (): boolean => {
+    if (copyPair) return copyPair.a.cursor.sameAs(copyPair.b.cursor);
+    if (filePair) return filePair.a.sameBodyAs(filePair.b) && (filePair.keyInText || filePair.a.sameKeyAs(filePair.b));
+    return a.body() === b.body() && sameKey(a.key(), b.key());
   };
-  const removed = (fields: Array<string | null>) => {
+  /** Rows of equal keys: are their normalised texts equal? */
+  const sameText = (): boolean => {
+    if (copyPair) {
+      const fieldsA = copyPair.a.copyFields();
+      const fieldsB = copyPair.b.copyFields();
+      for (const position of normPositions) {
+        const x = fieldsA[position] ?? null;
+        const y = fieldsB[position] ?? null;
+        if (x === y) continue;
+        return jsonAt.has(position) ? a.body() === b.body() : false;
+      }
+      return true;
+    }
+    if (filePair) return filePair.a.sameBodyAs(filePair.b);
+    return a.body() === b.body();
+  };
+
+  const line = (side: MergeSide, indent: string, text: string) => `${indent}${text}${side.read < side.total ? ',' : ''}`;
+  const removed = () => {
+    const text = a.body();
+    a.advance();
     a.read += 1;
-    const text = line(a, fields, indentA);
-    writer.removed(text);
+    writer.removed(line(a, indentA, text));
     result.removedCount += 1;
-    if (result.removed.length < sampleLimit) result.removed.push(parseRow(a.render(fields)));
+    if (result.removed.length < sampleLimit) result.removed.push(parseRow(text));
     else result.truncated = true;
   };
-  const added = (fields: Array<string | null>) => {
+  const added = () => {
+    const text = b.body();
+    b.advance();
     b.read += 1;
-    const text = line(b, fields, indentB);
-    writer.added(text);
+    writer.added(line(b, indentB, text));
     result.addedCount += 1;
-    if (result.added.length < sampleLimit) result.added.push(parseRow(b.render(fields)));
+    if (result.added.length < sampleLimit) result.added.push(parseRow(text));
     else result.truncated = true;
   };
 
   try {
-    const load = async (cursor: RowCursor): Promise<boolean> => {
-      const ready = cursor.load();
+    const load = async (side: MergeSide): Promise<boolean> => {
+      const ready = side.load();
       return ready === true || ready === false ? ready : await ready;
     };
     if (!compatible) {
       // The key changed between the snapshots (a migration dropped or changed it): no row can be matched.
-      while (await load(a.cursor)) {
-        const text = a.cursor.text();
-        a.cursor.advance();
-        removed(splitCopyLine(text));
+      while (await load(a)) {
+        removed();
         if (writer.shouldFlush) await writer.flush();
       }
-      while (await load(b.cursor)) {
-        const text = b.cursor.text();
-        b.cursor.advance();
-        added(splitCopyLine(text));
+      while (await load(b)) {
+        added();
         if (writer.shouldFlush) await writer.flush();
       }
       return result;
     }
     for (;;) {
-      let hasA = a.cursor.load();
+      let hasA = a.load();
       if (hasA !== true && hasA !== false) hasA = await hasA;
-      let hasB = b.cursor.load();
+      let hasB = b.load();
       if (hasB !== true && hasB !== false) hasB = await hasB;
       if (!hasA && !hasB) break;
       if (writer.shouldFlush) await writer.flush();
       if (!hasA) {
-        const text = b.cursor.text();
-        b.cursor.advance();
-        added(splitCopyLine(text));
+        added();
         continue;
       }
       if (!hasB) {
-        const text = a.cursor.text();
-        a.cursor.advance();
-        removed(splitCopyLine(text));
+        removed();
         continue;
       }
       const lastA = a.read + 1 === a.total;
       const lastB = b.read + 1 === b.total;
-      if (layout && lastA === lastB && a.cursor.sameAs(b.cursor)) {
+      if (lastA === lastB && sameRow()) {
         // The common case: the very same row. It is only decoded if it lands in a hunk's context.
         const comma = lastA ? '' : ',';
-        const captured = a.cursor.capture();
-        a.cursor.advance();
-        b.cursor.advance();
+        const captured = a.capture();
+        a.advance();
+        b.advance();
         a.read += 1;
         b.read += 1;
-        writer.same(() => `${indentA}${a.render(splitCopyLine(captured()))}${comma}`);
+        writer.same(() => `${indentA}${captured()}${comma}`);
         continue;
       }
-      const lineA = a.cursor.text();
-      const lineB = b.cursor.text();
-      const fieldsA = splitCopyLine(lineA);
-      const fieldsB = splitCopyLine(lineB);
-      const order = compareKeys(fieldsA, fieldsB, a.keyPositions, b.keyPositions, kinds);
+      const order = compareKeys(a.key(), b.key(), kinds);
       if (order < 0) {
-        a.cursor.advance();
-        removed(fieldsA);
+        removed();
         continue;
       }
       if (order > 0) {
-        b.cursor.advance();
-        added(fieldsB);
+        added();
         continue;
       }
-      a.cursor.advance();
-      b.cursor.advance();
-      let equal: boolean;
-      let textA: string | undefined;
-      let textB: string | undefined;
-      if (layout) {
-        equal = true;
-        for (const position of normPositions) {
-          const x = fieldsA[position] ?? null;
-          const y = fieldsB[position] ?? null;
-          if (x === y) continue;
-          if (jsonAt.has(position)) {
-            textA ??= a.render(fieldsA);
-            textB ??= b.render(fieldsB);
-            equal = textA === textB;
-          } else equal = false;
-          break;
-        }
-      } else {
-        textA = a.render(fieldsA);
-        textB = b.render(fieldsB);
-        equal = textA === textB;
-      }
-      if (equal && lastA === lastB) {
-        a.read += 1;
-        b.read += 1;
-        const comma = lastA ? '' : ',';
-        writer.same(() => `${indentA}${textA ?? a.render(fieldsA)}${comma}`);
-        continue;
-      }
+      const equal = sameText();
+      const textA = a.body();
+      const textB = b.body();
+      a.advance();
+      b.advance();
       a.read += 1;
       b.read += 1;
-      textA ??= a.render(fieldsA);
-      textB ??= b.render(fieldsB);
+      if (equal && lastA === lastB) {
+        const comma = lastA ? '' : ',';
+        writer.same(`${indentA}${textA}${comma}`);
+        continue;
+      }
       writer.removed(`${indentA}${textA}${lastA ? '' : ','}`);
       writer.added(`${indentB}${textB}${lastB ? '' : ','}`);
       if (equal) continue; // only the trailing comma moved: the row itself is unchanged
@@ -352,8 +332,8 @@ async function mergeTable(
     }
     return result;
   } finally {
-    await a.cursor.close();
-    await b.cursor.close();
+    await a.close();
+    await b.close();
   }
 }
 

@@ -148,8 +148,11 @@ export class StreamedDocument {
     this.rowsStart = -1;
   }
 
-  /** Writes the last lines, puts the final text of every line in place, and renames the file into place. */
-  async finish(parts: DocumentPart[]): Promise<void> {
+  /**
+   * Writes the last lines, puts the final text of every line in place, and renames the file into
+   * place. Returns where each table's rows ended up in it (by table index): bytes start to end.
+   */
+  async finish(parts: DocumentPart[]): Promise<Map<number, { start: number; end: number }>> {
     const last = parts[parts.length - 1];
     if (parts.length !== this.written.length + 1 || last?.kind !== 'lines') {
       throw new Error('the document does not end as it was written');
@@ -176,14 +179,19 @@ export class StreamedDocument {
       for (const patch of patches) await this.file.writeAt(patch.text, patch.offset);
       await this.file.close();
       await rename(this.file.path, this.target);
-      return;
+      const ranges = new Map<number, { start: number; end: number }>();
+      for (const written of this.written) {
+        if (written.kind === 'rows') ranges.set(written.index, { start: written.offset, end: written.offset + written.length });
+      }
+      return ranges;
     }
-    await this.rewrite(parts);
+    return this.rewrite(parts);
   }
 
   /** A count changed its number of digits: the document again, its rows copied from the first file. */
-  private async rewrite(parts: DocumentPart[]): Promise<void> {
+  private async rewrite(parts: DocumentPart[]): Promise<Map<number, { start: number; end: number }>> {
     const again = await BufferedFile.create(`${this.target}.${randomBytes(4).toString('hex')}.tmp`);
+    const ranges = new Map<number, { start: number; end: number }>();
     try {
       for (const [index, part] of parts.entries()) {
         if (part.kind === 'lines') {
@@ -191,6 +199,7 @@ export class StreamedDocument {
           continue;
         }
         const written = this.written[index] as Extract<Written, { kind: 'rows' }>;
+        ranges.set(written.index, { start: again.position, end: again.position + written.length });
         for (let done = 0; done < written.length; ) {
           const length = Math.min(chunkSize, written.length - done);
           again.reserve(length);
@@ -211,6 +220,7 @@ export class StreamedDocument {
     await this.file.close();
     await rm(this.file.path, { force: true });
     await rename(again.path, this.target);
+    return ranges;
   }
 
   async abort(): Promise<void> {

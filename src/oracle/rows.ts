@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
+import type { ByteOutput } from './copy-encoder.js';
 import { BufferedFile } from './document-writer.js';
 import type { RowStore } from './types.js';
 
@@ -173,6 +174,98 @@ export class RowSink {
   }
 }
 
+/**
+ * Lines written by an encoder (the key columns' text of each row, copy-encoder.ts): a ByteOutput
+ * held in memory while small, spilled to a file beyond `memoryLimit` bytes.
+ */
+export class LineSpool implements ByteOutput {
+  buf: Buffer = Buffer.allocUnsafe(1 << 16);
+  pos = 0;
+  private chunks: Buffer[] = [];
+  private bytes = 0;
+  private file: BufferedFile | undefined;
+  private filePath: string | undefined;
+  private ownedDir: string | undefined;
+  private opening: Promise<void> | undefined;
+
+  constructor(
+    private readonly workDir: string | undefined,
+    private readonly label: string,
+    private readonly memoryLimit = 4 << 20,
+  ) {}
+
+  reserve(bytes: number): void {
+    if (this.pos + bytes <= this.buf.length) return;
+    this.seal();
+    if (bytes > this.buf.length) this.buf = Buffer.allocUnsafe(bytes);
+  }
+
+  private seal(): void {
+    if (this.pos === 0) return;
+    if (this.file) {
+      this.file.reserve(this.pos);
+      this.file.pos += this.buf.copy(this.file.buf, this.file.pos, 0, this.pos);
+      this.pos = 0;
+      return;
+    }
+    this.chunks.push(this.buf.subarray(0, this.pos));
+    this.bytes += this.pos;
+    this.buf = Buffer.allocUnsafe(this.buf.length);
+    this.pos = 0;
+    if (this.bytes > this.memoryLimit && !this.opening) this.opening = this.openFile();
+  }
+
+  private async openFile(): Promise<void> {
+    let dir = this.workDir;
+    if (!dir) {
+      dir = await mkdtemp(path.join(tmpdir(), 'sor-oracle-'));
+      this.ownedDir = dir;
+    }
+    this.filePath = path.join(dir, `${this.label.replace(/[^A-Za-z0-9_.-]/g, '_')}.${randomBytes(4).toString('hex')}.keys`);
+    const file = await BufferedFile.create(this.filePath);
+    for (const piece of this.chunks) {
+      file.reserve(piece.length);
+      file.pos += piece.copy(file.buf, file.pos);
+    }
+    this.chunks = [];
+    this.file = file;
+    this.opening = undefined;
+  }
+
+  /** A promise while the file is behind (or being opened). */
+  ready(): Promise<void> | undefined {
+    return this.opening ?? this.file?.ready();
+  }
+
+  /** The lines as a store: `count` of them. */
+  async finish(count: number): Promise<Extract<RowStore, { kind: 'memory' | 'file' }>> {
+    this.seal();
+    if (this.opening) await this.opening;
+    this.seal();
+    if (this.file) {
+      await this.file.drain();
+      await this.file.close();
+      return { kind: 'file', path: this.filePath!, count, ...(this.ownedDir ? { ownedDir: this.ownedDir } : {}) };
+    }
+    const text = Buffer.concat(this.chunks).toString('utf8');
+    this.chunks = [];
+    const lines = text.length === 0 ? [] : text.split('\n');
+    if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
+    return { kind: 'memory', lines, count };
+  }
+
+  async discard(): Promise<void> {
+    this.chunks = [];
+    if (this.opening) await this.opening.catch(() => {});
+    if (this.file) {
+      await this.file.drain().catch(() => {});
+      await this.file.close().catch(() => {});
+    }
+    if (this.filePath) await rm(this.filePath, { force: true });
+    if (this.ownedDir) await rm(this.ownedDir, { recursive: true, force: true });
+  }
+}
+
 function countLines(buf: Buffer): number {
   let lines = 0;
   let at = buf.indexOf(10);
@@ -296,8 +389,10 @@ class FileCursor implements RowCursor {
   }
 }
 
+/** A cursor over the COPY lines of a store (a `normalised` store's are its keys only: see diff.ts). */
 export function rowCursor(store: RowStore | null): RowCursor {
   if (!store) return new MemoryCursor([]);
+  if (store.kind === 'normalised') throw new Error('the rows of a snapshot that wrote its files are read from its normalised file');
   return store.kind === 'memory' ? new MemoryCursor(store.lines) : new FileCursor(store.path);
 }
 
@@ -322,6 +417,9 @@ async function* fileBatches(file: string): AsyncGenerator<string[]> {
 /** Iterates every line of a store (for writers that need no look-ahead). */
 export async function* storeLines(store: RowStore | null): AsyncGenerator<string[]> {
   if (!store) return;
+  if (store.kind === 'normalised') {
+    throw new Error(`this snapshot wrote its files as it read its rows (${store.file}): they are the rendering`);
+  }
   if (store.kind === 'memory') {
     if (store.lines.length > 0) yield store.lines;
     return;
@@ -330,6 +428,7 @@ export async function* storeLines(store: RowStore | null): AsyncGenerator<string
 }
 
 export async function releaseStore(store: RowStore | null): Promise<void> {
+  if (store?.kind === 'normalised') return releaseStore(store.keys);
   if (!store || store.kind !== 'file') return;
   await rm(store.path, { force: true });
   if (store.ownedDir) await rm(store.ownedDir, { recursive: true, force: true });

@@ -6,7 +6,8 @@ import { CopyRowEncoder } from './copy-encoder.js';
 import { StreamedDocument } from './document-writer.js';
 import { normalise } from './normalise.js';
 import { normalisedDocument, normalisedRenderer, rawDocument, rawRenderer } from './render.js';
-import type { Snapshot, TableSnapshot } from './types.js';
+import { LineSpool } from './rows.js';
+import type { RowStore, Snapshot } from './types.js';
 import { isVolatileNestedKey } from './volatiles.js';
 
 export interface SnapshotFileTargets {
@@ -26,20 +27,27 @@ export class EvidenceWriteError extends Error {
   override name = 'EvidenceWriteError';
 }
 
+type NormalisedStore = Extract<RowStore, { kind: 'normalised' }>;
+
 export class SnapshotFiles {
   private encoder: CopyRowEncoder | undefined;
+  private keys: LineSpool | undefined;
   private index = -1;
+  private store: NormalisedStore | undefined;
+  /** The tables' stores, by table index: where their rows are once the file is in place. */
+  private readonly stores = new Map<number, NormalisedStore>();
 
   private constructor(
     readonly targets: SnapshotFileTargets,
     private readonly raw: StreamedDocument,
     private readonly norm: StreamedDocument,
+    private readonly workDir: string | undefined,
   ) {}
 
-  static async create(targets: SnapshotFileTargets): Promise<SnapshotFiles> {
+  static async create(targets: SnapshotFileTargets, workDir?: string): Promise<SnapshotFiles> {
     const raw = await StreamedDocument.create(targets.raw);
     try {
-      return new SnapshotFiles(targets, raw, await StreamedDocument.create(targets.normalised));
+      return new SnapshotFiles(targets, raw, await StreamedDocument.create(targets.normalised), workDir);
     } catch (error) {
       await raw.abort();
       throw error;
@@ -64,6 +72,7 @@ export class SnapshotFiles {
     const rawIndent = this.raw.beginRows(rawDocument(partial), index);
     const normIndent = this.norm.beginRows(normalisedDocument(normalised), index);
     this.index = index;
+    this.keys = new LineSpool(this.workDir, `${table.table}.keys`);
     this.encoder = new CopyRowEncoder(
       {
         columns: table.columns,
@@ -73,36 +82,67 @@ export class SnapshotFiles {
         normIndent,
         rawRender: rawRenderer(table),
         normRender: normalisedRenderer(normTable, normalised.volatiles),
+        keyColumns: table.key.columns.map((name) => table.columns.findIndex((column) => column.name === name)),
       },
       this.raw.file,
       this.norm.file,
+      this.keys,
     );
+    this.store = {
+      kind: 'normalised',
+      file: this.targets.normalised,
+      start: -1,
+      end: -1,
+      count: 0,
+      indent: normIndent,
+      columns: normTable.columns.map((column) => column.name),
+      volatiles: normalised.volatiles,
+      keys: { kind: 'memory', lines: [], count: 0 },
+    };
     return this.encoder;
   }
 
-  /** The table's rows are all read. */
-  endTable(): void {
-    this.encoder!.end();
+  /**
+   * The table's rows are all read: returns its store, the rows in the normalised file (where, once
+   * finish() has put the file in place) with their keys beside them.
+   */
+  async endTable(): Promise<NormalisedStore> {
+    const encoder = this.encoder!;
+    encoder.end();
     this.raw.endRows(this.index);
     this.norm.endRows(this.index);
+    const store = this.store!;
+    store.count = encoder.rows;
+    const keys = this.keys!;
     this.encoder = undefined;
+    this.keys = undefined;
+    this.store = undefined;
+    store.keys = await keys.finish(encoder.rows);
+    this.stores.set(this.index, store);
+    return store;
   }
 
   /** A promise while the files are behind (the reader should wait for it). */
   ready(): Promise<void> | undefined {
-    const raw = this.raw.file.ready();
-    const norm = this.norm.file.ready();
-    if (raw && norm) return Promise.all([raw, norm]).then(() => undefined);
-    return raw ?? norm;
+    const waits = [this.raw.file.ready(), this.norm.file.ready(), this.keys?.ready()].filter((wait) => wait !== undefined);
+    if (waits.length === 0) return undefined;
+    return waits.length === 1 ? waits[0] : Promise.all(waits).then(() => undefined);
   }
 
   /** The snapshot is complete: both files get their final lines and are renamed into place. */
   async finish(snapshot: Snapshot): Promise<void> {
     await this.raw.finish(rawDocument(snapshot));
-    await this.norm.finish(normalisedDocument(normalise(snapshot)));
+    const ranges = await this.norm.finish(normalisedDocument(normalise(snapshot)));
+    for (const [index, store] of this.stores) {
+      const range = ranges.get(index);
+      if (!range) throw new Error(`table ${index}'s rows are not in ${this.targets.normalised}`);
+      store.start = range.start;
+      store.end = range.end;
+    }
   }
 
   async abort(): Promise<void> {
+    await this.keys?.discard();
     await this.raw.abort();
     await this.norm.abort();
   }

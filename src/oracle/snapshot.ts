@@ -19,7 +19,6 @@ import { maskUrl, UsageError } from '../postgres/url.js';
 import { readTableCatalog } from './catalog.js';
 import { releaseStore, RowSink } from './rows.js';
 import { asWriteError, EvidenceWriteError, SnapshotFiles, writing, type SnapshotFileTargets } from './snapshot-files.js';
-import type { CopyRowEncoder } from './copy-encoder.js';
 import type { ColumnInfo, KeyKind, NaturalKey, Scalar, Scope, Snapshot, TableScope, TableSnapshot, VolatileSpec } from './types.js';
 import { defaultVolatiles, isVolatileColumn } from './volatiles.js';
 
@@ -62,7 +61,7 @@ export async function snapshot(url: string, scope: Scope, options: SnapshotOptio
       const session = await prepareSession(client);
       const read: TableSnapshot[] = [];
       const base = { target: maskUrl(url), engine: `PostgreSQL ${session.version}`, volatiles };
-      const files = options.files ? await writing(() => SnapshotFiles.create(options.files!)) : undefined;
+      const files = options.files ? await writing(() => SnapshotFiles.create(options.files!, options.workDir)) : undefined;
       try {
         for (const table of tables) {
           const result = await readTable(client, table, {
@@ -344,7 +343,7 @@ async function readTable(client: pg.Client, table: TableScope, options: ReadOpti
     if (files && missing.rows) {
       // Its (empty) rows have their place in the documents all the same.
       writing(() => files.writer.beginTable(files.partial(missing)));
-      writing(() => files.writer.endTable());
+      await writing(() => files.writer.endTable());
     }
     return missing;
   }
@@ -382,46 +381,39 @@ async function readTable(client: pg.Client, table: TableScope, options: ReadOpti
     } catch (error) {
       throw describeReadError(table.name, error, options.user);
     }
-  } else {
-    const sink = new RowSink(options.threshold, options.workDir, table.name);
+  } else if (options.files) {
+    // One pass: the rows go to the two documents as they arrive, their keys beside them; the diff
+    // reads them back from the normalised file.
     const files = options.files;
-    let encoder: CopyRowEncoder | undefined;
-    if (files) {
-      // The table as the documents show it before its rows are read: the count is the likely one.
-      const likely = files.writer.likelyCount(table.name, filter ? 0 : relation.estimate);
-      const current: TableSnapshot = {
-        ...shell,
-        count: likely,
-        rows: { kind: 'memory', lines: [], count: likely },
-        streamed: false,
-      };
-      encoder = writing(() => files.writer.beginTable(files.partial(current)));
-    }
-    const encoding = encoder;
+    const likely = files.writer.likelyCount(table.name, filter ? 0 : relation.estimate);
+    const current: TableSnapshot = { ...shell, count: likely, rows: { kind: 'memory', lines: [], count: likely }, streamed: false };
+    const encoder = writing(() => files.writer.beginTable(files.partial(current)));
     const consumer: CopyConsumer = {
-      data: encoding
-        ? (buf, start, end) => {
-            try {
-              encoding.data(buf, start, end);
-            } catch (error) {
-              throw asWriteError(error);
-            }
-            sink.data(buf, start, end);
-          }
-        : (buf, start, end) => sink.data(buf, start, end),
-      ready: () => {
-        const spool = sink.ready();
-        const evidence = files && writing(() => files.writer.ready());
-        return spool && evidence ? Promise.all([spool, evidence]).then(() => undefined) : (spool ?? evidence);
+      data: (buf, start, end) => {
+        try {
+          encoder.data(buf, start, end);
+        } catch (error) {
+          throw asWriteError(error);
+        }
       },
+      ready: () => writing(() => files.writer.ready()),
     };
     try {
-      const copy = client.query(new CopyOut(copyStatement(qualified, table, columns, key), consumer));
-      await copy.done;
-      if (files) writing(() => files.writer.endTable());
+      await client.query(new CopyOut(copyStatement(qualified, table, columns, key), consumer)).done;
+    } catch (error) {
+      throw error instanceof UsageError || error instanceof EvidenceWriteError ? error : describeReadError(table.name, error, options.user);
+    }
+    rows = await writing(() => files.writer.endTable());
+    count = rows.count;
+    streamed = count > options.threshold;
+  } else {
+    const sink = new RowSink(options.threshold, options.workDir, table.name);
+    const consumer: CopyConsumer = { data: (buf, start, end) => sink.data(buf, start, end), ready: () => sink.ready() };
+    try {
+      await client.query(new CopyOut(copyStatement(qualified, table, columns, key), consumer)).done;
     } catch (error) {
       await sink.discard();
-      throw error instanceof UsageError || error instanceof EvidenceWriteError ? error : describeReadError(table.name, error, options.user);
+      throw error instanceof UsageError ? error : describeReadError(table.name, error, options.user);
     }
     rows = await sink.finish();
     streamed = sink.streamed;

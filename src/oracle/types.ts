@@ -91,10 +91,29 @@ export interface NaturalKey {
   wholeRow: boolean;
 }
 
-/** Rows as COPY text lines (tab-separated fields, one per column in `columns` order), sorted by key. */
+/**
+ * Rows as COPY text lines (tab-separated fields, one per column in `columns` order), sorted by key;
+ * or, for a snapshot that wrote its files as it read (SnapshotOptions.files), the row lines of its
+ * normalised file (bytes `start` to `end` of `file`: one row a line, indented, commas between) with
+ * the COPY text of each row's key columns beside them in `keys`, in the same order.
+ */
 export type RowStore =
   | { kind: 'memory'; lines: string[]; count: number }
-  | { kind: 'file'; path: string; count: number; ownedDir?: string };
+  | { kind: 'file'; path: string; count: number; ownedDir?: string }
+  | {
+      kind: 'normalised';
+      file: string;
+      start: number;
+      end: number;
+      count: number;
+      /** The indentation of a row line. */
+      indent: string;
+      /** The normalised columns the lines hold, and the volatile set they were written with. */
+      columns: string[];
+      volatiles: VolatileSpec;
+      /** The key columns' COPY text per row (tab-separated), as a store of its own. */
+      keys: Extract<RowStore, { kind: 'memory' | 'file' }>;
+    };
 
 export interface TableSnapshot {
   /** The name as the scope gave it (the key of this table everywhere in the evidence). */

@@ -6,7 +6,8 @@
 // unicode, json and jsonb nested with volatile keys, arrays, numerics, timestamps, bytea,
 // text with quotes, backslashes, tabs and newlines, control bytes; in memory and streamed;
 // counts that change their number of digits; tables without rows. (What no server sends a
-// UTF8 client, bytes that are not UTF-8, is in test/unit/oracle-encoder.test.ts.)
+// UTF8 client, bytes that are not UTF-8, is in test/unit/oracle-encoder.test.ts.) And the diff,
+// which reads the rows back from the normalised files, against the frozen diff of the same states.
 import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -14,10 +15,11 @@ import { to as copyTo } from 'pg-copy-streams';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createTestDatabase, type TestDatabase } from '../helpers/db.js';
 import { ident, withPgClient } from '../../src/postgres/pg.js';
-import { releaseSnapshot, snapshot, type Scope, type Snapshot } from '../../src/oracle/index.js';
+import { diff, normalise, releaseSnapshot, snapshot, type Scope, type Snapshot } from '../../src/oracle/index.js';
 import { copyStatement } from '../../src/oracle/snapshot.js';
 import { writeSnapshotFiles as referenceWriteSnapshotFiles } from '../helpers/oracle-reference/render.js';
 import { normalise as referenceNormalise } from '../helpers/oracle-reference/normalise.js';
+import { diff as referenceDiff } from '../helpers/oracle-reference/diff.js';
 
 let db: TestDatabase;
 let dir: string;
@@ -115,14 +117,19 @@ afterAll(async () => {
 
 let round = 0;
 
-/** The new writer's two files and the frozen writer's two files for one snapshot of `scope`. */
+/**
+ * The new writer's two files, and the frozen writer's two files for the same rows: read again
+ * without files (COPY lines, as the old writer had them), its taken_at set to the first's.
+ */
 async function bothWriters(url: string, scope: Scope, counts?: Record<string, number | null>) {
   round += 1;
   const files = { raw: path.join(dir, `${round}.json`), normalised: path.join(dir, `${round}.normalised.json`) };
   const taken = await snapshot(url, scope, { workDir: dir, files: { ...files, counts } });
+  const twin = await snapshot(url, scope, { workDir: dir });
   try {
+    twin.takenAt = taken.takenAt;
     const reference = { raw: path.join(dir, `${round}.ref.json`), normalised: path.join(dir, `${round}.ref.normalised.json`) };
-    await referenceWriteSnapshotFiles(referenceNormalise(taken), reference.raw, reference.normalised);
+    await referenceWriteSnapshotFiles(referenceNormalise(twin), reference.raw, reference.normalised);
     return {
       taken,
       raw: await readFile(files.raw),
@@ -132,6 +139,7 @@ async function bothWriters(url: string, scope: Scope, counts?: Record<string, nu
     };
   } finally {
     await releaseSnapshot(taken);
+    await releaseSnapshot(twin);
   }
 }
 
@@ -189,6 +197,7 @@ describe('the one-pass writer writes what the writer it replaced wrote', () => {
       try {
         const table = taken.tables[0]!;
         const store = table.rows!;
+        if (store.kind === 'normalised') throw new Error('a snapshot without files keeps COPY lines');
         const ours =
           store.kind === 'file' ? await readFile(store.path) : Buffer.from(store.lines.map((line) => `${line}\n`).join(''), 'utf8');
         const statement = copyStatement(`public.${ident(name)}`, { name }, table.columns, table.key);
@@ -207,3 +216,64 @@ describe('the one-pass writer writes what the writer it replaced wrote', () => {
     }
   });
 });
+
+describe('the diff, reading the normalised files the snapshots wrote, says what the old diff said', () => {
+  it('row by row and line by line: changes, volatile-only changes, inserts between keys, deletes, the last row, keys outside the text', async () => {
+    await sql(db.url, `create table idkeyed (id int primary key, v text not null)`);
+    await sql(db.url, `insert into idkeyed values (1, 'a'), (2, 'a'), (3, 'b'), (4, 'c')`);
+    const scope = (threshold?: number): Scope => ({
+      tables: ['many', 'awkward', { name: 'idkeyed', key: ['id'] }, 'fresh', 'empty_one', 'no_such_table', { name: 'counted', rows: false }],
+      ...(threshold ? { streamThreshold: threshold } : {}),
+    });
+    const take = async () => {
+      round += 1;
+      const files = { raw: path.join(dir, `${round}.diff.json`), normalised: path.join(dir, `${round}.diff.normalised.json`) };
+      return {
+        files: await snapshot(db.url, scope(), { workDir: dir, files }),
+        memory: await snapshot(db.url, scope(), { workDir: dir }),
+        streamed: await snapshot(db.url, scope(3), { workDir: dir }),
+      };
+    };
+    const before = await take();
+    await sql(
+      db.url,
+      `update many set note = 'changed ' || n where n % 500 = 0;
+       update many set created_at = now() + interval '1 day' where n % 7 = 1;
+       update many set meta = jsonb_set(meta, '{updated_at}', '"later"') where n % 9 = 1 and meta is not null;
+       update many set meta = jsonb_set(meta, '{v}', '99') where n % 700 = 2 and meta is not null;
+       delete from many where n % 450 = 3;
+       insert into many (code, n, note) select code || '+', n + 100000, 'between' from many where n % 800 = 4;
+       delete from many where code = (select max(code) from many);
+       update awkward set body = E'now\\nchanged' where id = 3;
+       delete from awkward where id = 2;
+       insert into awkward (id, label) values (6, 'six');
+       delete from idkeyed where id = 1;
+       insert into idkeyed values (5, 'a');
+       delete from fresh where k = 12;
+       insert into empty_one values (1, 'one')`,
+    );
+    const after = await take();
+    try {
+      round += 1;
+      const reference = path.join(dir, `${round}.ref.diff.txt`);
+      const expected = await referenceDiff(referenceNormalise(before.memory), referenceNormalise(after.memory), { file: reference, sampleLimit: 5 });
+      const expectedText = await readFile(reference, 'utf8');
+      expect(expected.tables.find((table) => table.table === 'many')!.changedCount).toBeGreaterThan(3);
+      for (const [label, a, b] of [
+        ['files', before.files, after.files],
+        ['streamed', before.streamed, after.streamed],
+        ['files before, memory after', before.files, after.memory],
+        ['memory before, files after', before.memory, after.files],
+        ['streamed before, files after', before.streamed, after.files],
+      ] as const) {
+        const file = path.join(dir, `${round}.${label.replace(/\W+/g, '-')}.diff.txt`);
+        const got = await diff(normalise(a), normalise(b), { file, sampleLimit: 5 });
+        expect(await readFile(file, 'utf8'), label).toBe(expectedText);
+        expect(got, label).toEqual(expected);
+      }
+    } finally {
+      for (const taken of [...Object.values(before), ...Object.values(after)]) await releaseSnapshot(taken);
+    }
+  });
+});
+

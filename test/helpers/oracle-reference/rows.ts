@@ -11,7 +11,9 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { StringDecoder } from 'node:string_decoder';
 import type { Readable } from 'node:stream';
-import type { RowStore } from '../../../src/oracle/types.js';
+import type { RowStore as AnyRowStore } from '../../../src/oracle/types.js';
+// (The one edit since e8de64c: the stores this writer knows, now that the type has a third kind.)
+type RowStore = Extract<AnyRowStore, { kind: 'memory' | 'file' }>;
 
 /** Splits a COPY text-format line into its fields (`\N` is null), undoing COPY's backslash escapes. */
 export function splitCopyLine(line: string): Array<string | null> {
@@ -256,7 +258,8 @@ class FileCursor implements RowCursor {
   }
 }
 
-export function rowCursor(store: RowStore | null): RowCursor {
+export function rowCursor(given: AnyRowStore | null): RowCursor {
+  const store = given as RowStore | null;
   if (!store) return new MemoryCursor([]);
   return store.kind === 'memory' ? new MemoryCursor(store.lines) : new FileCursor(store.path);
 }
@@ -280,7 +283,8 @@ async function* fileBatches(file: string): AsyncGenerator<string[]> {
 }
 
 /** Iterates every line of a store (for writers that need no look-ahead). */
-export async function* storeLines(store: RowStore | null): AsyncGenerator<string[]> {
+export async function* storeLines(given: AnyRowStore | null): AsyncGenerator<string[]> {
+  const store = given as RowStore | null;
   if (!store) return;
   if (store.kind === 'memory') {
     if (store.lines.length > 0) yield store.lines;
@@ -289,7 +293,8 @@ export async function* storeLines(store: RowStore | null): AsyncGenerator<string
   yield* fileBatches(store.path);
 }
 
-export async function releaseStore(store: RowStore | null): Promise<void> {
+export async function releaseStore(given: AnyRowStore | null): Promise<void> {
+  const store = given as RowStore | null;
   if (!store || store.kind !== 'file') return;
   await rm(store.path, { force: true });
   if (store.ownedDir) await rm(store.ownedDir, { recursive: true, force: true });
