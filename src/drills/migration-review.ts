@@ -126,6 +126,8 @@ export const migrationReview: Drill<State> = {
   tables: [],
   needs: [], // the proposal names its own tables; one the target lacks fails its up on the branch with 42P01
   needsExclusiveDatabase: true,
+  // Only CREATE DATABASE ... TEMPLATE wants no other session; up, down and the drop run on the branch.
+  exclusiveThrough: 'branch',
   breakDescription: 'the proposal replaced by one with a rider on another table (tenants gains a column)',
   fix: 'split the proposal so it only adds the nullable notes column to expenses, with a down that drops it, and no DROP TABLE without an explicit override',
   proposal: migrationProposal,

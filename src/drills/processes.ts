@@ -189,6 +189,8 @@ export function createDrillSystem(options: DrillSystemOptions): DrillSystem {
       return () => listeners.delete(listener);
     },
     async stopAll() {
+      // A shared tool server still starting (started ahead of the drill that needs it) is stopped too.
+      await sharedStart?.catch(() => {});
       await supervisor?.stopAll();
     },
     stop,

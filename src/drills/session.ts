@@ -10,7 +10,7 @@ import { defaultEvidenceRoot } from './evidence-root.js';
 import { drills as allDrills } from './index.js';
 import { runDrill, runDrills } from './runner.js';
 import { createDrillSystem, type DrillSystem } from './processes.js';
-import type { BundleKey, Drill, DrillOptions, DrillResult, Operator, RunnerEvent } from './types.js';
+import type { BundleKey, Drill, DrillContext, DrillOptions, DrillResult, Operator, RunnerEvent } from './types.js';
 
 export interface SessionOptions {
   target: Target;
@@ -70,24 +70,28 @@ export async function resolveSessionProfile(target: Pick<Target, 'url' | 'displa
 /**
  * The drill as the session runs it: one that needs the target to itself (no other session
  * on it: the migration drill's CREATE DATABASE ... TEMPLATE) first stops the shared tool
- * server, whose pool keeps its connections open between drills. Nothing else changes.
+ * server, whose pool keeps its connections open between drills; once its last step that
+ * needs the target to itself is done (exclusiveThrough), the shared tool server is started
+ * again in the background when `warm` says a later drill may use it, so the next drill
+ * does not wait for that process start. Nothing else changes.
  */
-function withTargetToItself<S>(drill: Drill<S>, system: DrillSystem): Drill<S> {
-  const [first, ...rest] = drill.steps;
-  if (!drill.needsExclusiveDatabase || !first) return drill;
-  return {
-    ...drill,
-    steps: [
-      {
-        ...first,
-        async run(ctx, state) {
-          await system.stopShared();
-          return first.run(ctx, state);
-        },
+function withTargetToItself<S>(drill: Drill<S>, system: DrillSystem, warm: () => boolean): Drill<S> {
+  if (!drill.needsExclusiveDatabase || drill.steps.length === 0) return drill;
+  const steps = drill.steps.map((step, index) => {
+    const first = index === 0;
+    const freesTarget = step.id === drill.exclusiveThrough;
+    if (!first && !freesTarget) return step;
+    return {
+      ...step,
+      async run(ctx: DrillContext, state: S) {
+        if (first) await system.stopShared();
+        await step.run(ctx, state);
+        // Not awaited: a start that fails is tried again, and said, by the drill that needs it.
+        if (freesTarget && warm()) void system.sharedToolServer().catch(() => {});
       },
-      ...rest,
-    ],
-  };
+    };
+  });
+  return { ...drill, steps };
 }
 
 export function createSession(options: SessionOptions): DrillSession {
@@ -117,7 +121,9 @@ export function createSession(options: SessionOptions): DrillSession {
     options: options.options,
     system,
   };
-  const sessionDrills = allDrills.map((drill) => withTargetToItself(drill as Drill<unknown>, system));
+  // Whether a drill after the exclusive one will run: `only` may leave none that starts a tool server.
+  const laterDrillRuns = (drill: Drill) => allDrills.some((other) => other.number > drill.number && (!options.only || options.only.has(other.key)));
+  const sessionDrills = allDrills.map((drill) => withTargetToItself(drill as Drill<unknown>, system, () => laterDrillRuns(drill)));
   // The processes' own events (state changes, log lines) are not runner events: whoever
   // shows them subscribes to `processes` for the session's life, between drills too.
   return {

@@ -274,6 +274,12 @@ export interface Drill<S = unknown> extends DrillSummary {
    * the drill's first screen. Only drill 1 has one (the proposed migration).
    */
   proposal?(options: DrillOptions, broken: boolean): Promise<Proposal>;
+  /**
+   * With needsExclusiveDatabase: the id of the last step that needs the target to itself
+   * (the migration drill's branch, once made, is a database of its own). After it the
+   * session may start what the next drills share (the tool server) while the rest runs.
+   */
+  exclusiveThrough?: string;
   /** A fresh state for one run of the drill. */
   init(): S;
   steps: Step<S>[];

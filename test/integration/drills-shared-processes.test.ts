@@ -93,7 +93,7 @@ describe('the shared tool server', () => {
     expect(system.sharedPid()).toBe(toolServer().pid);
   });
 
-  it('is stopped before a drill that needs the target to itself: the migration drill copies the database as a template', async () => {
+  it('is stopped before a drill that needs the target to itself (the migration drill copies the database as a template), and started again once the copy is made', async () => {
     const evidenceRoot = path.join(scratchDir('evidence-'), 'oracle');
     const session = createSession({
       target: { kind: 'url', url: db.url, display: db.name, database: db.name, close: async () => {} },
@@ -110,10 +110,22 @@ describe('the shared tool server', () => {
       expect(pid).toBeDefined();
       // CREATE DATABASE ... TEMPLATE fails (55006) while any session is connected to the target:
       // the shared tool server's pool would be, had the session not stopped it first.
-      const migration = await session.runOne('migration_review', false, operator, () => {});
+      const steps: Array<{ index: number; at: number }> = [];
+      const migration = await session.runOne('migration_review', false, operator, (event) => {
+        if (event.type === 'step-finished') steps.push({ index: event.index, at: Date.now() });
+      });
       expect(migration.verdict, migration.reason).toBe('pass');
-      expect(session.processes.sharedPid()).toBeUndefined();
       expect(session.processes.list().find((process) => process.pid === pid)?.state).not.toBe('running');
+      // Once the branch existed (the copy passed, so no session was in its way), a fresh shared
+      // tool server was started for the drills after it, while the drill went on on its branch.
+      const branchIndex = session.drills.find((drill) => drill.key === 'migration_review')!.steps.findIndex((step) => step.id === 'branch');
+      const beforeBranch = steps.find((step) => step.index === branchIndex - 1)!.at;
+      const fresh = await session.processes.sharedToolServer();
+      const info = session.processes.supervisor().get(fresh.name)!;
+      expect(info.pid).not.toBe(pid);
+      expect(info.starts).toBe(2);
+      expect(Date.parse(info.startedAt!)).toBeGreaterThanOrEqual(beforeBranch);
+      expect(Date.parse(info.startedAt!)).toBeLessThan(steps.at(-1)!.at);
     } finally {
       await session.close();
     }
