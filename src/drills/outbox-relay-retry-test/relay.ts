@@ -5,9 +5,14 @@ import type { JsonLine } from '../../reconciler/json-lines.js';
 import type { DrillContext } from '../types.js';
 
 export const relay = 'relay';
-/** Polling and the first retry delay of the drill's relay: small, so the drill takes a couple of seconds. */
-const pollMs = 50;
-const backoffMs = 200;
+/**
+ * Polling and the first retry delay of the drill's relay: as small as keeps them observable
+ * (next_attempt_at still lands after the failed send, and the row still reads pending with
+ * attempts 1 while the retry's transaction is open), since the drill waits for the retry to
+ * happen, not for a time: each is a clock the drill would otherwise sit out.
+ */
+const pollMs = 20;
+const backoffMs = 25;
 /**
  * How long the relay waits between a successful send and its commit: the window in
  * which the operator kills it. Headless the kill comes at once; in the console a
