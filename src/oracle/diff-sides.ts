@@ -136,6 +136,10 @@ export class NormalisedFileSide implements MergeSide {
     });
   }
 
+  /** Called before a buffer is reused: text captured from it (capture()) must be read by then. */
+  beforeReuse: (() => void) | undefined;
+  private spare: Buffer | undefined;
+
   private async fill(): Promise<boolean> {
     for (;;) {
       if (this.offset >= this.end) {
@@ -146,13 +150,19 @@ export class NormalisedFileSide implements MergeSide {
         return false;
       }
       this.handle ??= await open(this.file, 'r');
+      // Two buffers in turn: the rest of the current line moves to the front of the other one.
+      const rest = this.buffer.length - this.lineStart;
       const size = Math.min(readSize, this.end - this.offset);
-      const piece = Buffer.allocUnsafe(size);
-      const { bytesRead } = await this.handle.read(piece, 0, size, this.offset);
+      let next = this.spare;
+      if (next && next.length >= rest + size) this.beforeReuse?.();
+      else next = Buffer.allocUnsafe(Math.max(2 * readSize, rest + size));
+      this.buffer.copy(next, 0, this.lineStart);
+      const { bytesRead } = await this.handle.read(next, rest, size, this.offset);
       if (bytesRead === 0) throw new Error(`${this.file} ended before its rows did (was it changed?)`);
       this.offset += bytesRead;
-      const rest = this.buffer.subarray(this.lineStart);
-      this.buffer = rest.length > 0 ? Buffer.concat([rest, piece.subarray(0, bytesRead)]) : piece.subarray(0, bytesRead);
+      const backing = this.buffer.buffer;
+      this.spare = backing.byteLength >= 2 * readSize ? Buffer.from(backing, 0, backing.byteLength) : undefined;
+      this.buffer = next.subarray(0, rest + bytesRead);
       this.lineStart = 0;
       const newline = this.buffer.indexOf(10, 0);
       if (newline >= 0) {
@@ -209,6 +219,38 @@ export class NormalisedFileSide implements MergeSide {
     this.lineStart = this.lineEnd + 1;
     this.lineEnd = -1;
     this.keys.advance();
+  }
+
+  /**
+   * How many whole lines from the current one on are the same bytes on both sides, as far as both
+   * buffers reach (compared in blocks where they lie), and where they end on each: the start of the
+   * line after them (the same offset from lineStart on both sides).
+   */
+  sameLinesAs(other: NormalisedFileSide, limit: number): { lines: number; bytes: number } {
+    const start = this.lineStart;
+    const otherStart = other.lineStart;
+    const available = Math.min(this.buffer.length - start, other.buffer.length - otherStart);
+    let equal = 0;
+    for (let block = 1 << 16; block >= 64 && equal < available; ) {
+      const size = Math.min(block, available - equal);
+      if (this.buffer.compare(other.buffer, otherStart + equal, otherStart + equal + size, start + equal, start + equal + size) === 0) equal += size;
+      else block >>= 2;
+    }
+    let lines = 0;
+    let bytes = 0;
+    for (let at = this.buffer.indexOf(10, start); at >= 0 && at < start + equal && lines < limit; at = this.buffer.indexOf(10, at + 1)) {
+      lines += 1;
+      bytes = at + 1 - start;
+    }
+    return { lines, bytes };
+  }
+
+  /** Moves past `lines` rows taking `bytes` (from sameLinesAs), their keys too. */
+  async skip(lines: number, bytes: number): Promise<void> {
+    this.lineStart += bytes;
+    this.lineEnd = -1;
+    this.read += lines;
+    await this.keys.skip(lines);
   }
 
   async close(): Promise<void> {

@@ -165,6 +165,13 @@ function keyInText(table: NormalisedTable): boolean {
   });
 }
 
+/** The bytes of the last `lines` lines of the `bytes` from a side's current line on. */
+function tailBytes(side: NormalisedFileSide, bytes: number, lines: number): number {
+  let at = side.lineStart + bytes - 1;
+  for (let index = 0; index < lines; index += 1) at = side.buffer.lastIndexOf(10, at - 1);
+  return side.lineStart + bytes - 1 - at;
+}
+
 function parseRow(text: string): Row {
   return JSON.parse(text) as Row;
 }
@@ -209,6 +216,8 @@ async function mergeTable(
   const copyPair = layout && a instanceof CopyLineSide && b instanceof CopyLineSide ? { a, b } : null;
   // Two normalised files: equal texts (as bytes) are equal rows when the texts hold the keys, else the keys say.
   const filePair = a instanceof NormalisedFileSide && b instanceof NormalisedFileSide ? { a, b, keyInText: keyInText(before) && keyInText(after) } : null;
+  // A normalised file's buffers are reused: the context lines captured from them are read first.
+  for (const side of [a, b]) if (side instanceof NormalisedFileSide) side.beforeReuse = () => writer.settle();
 
   /** The very same row on both sides (equal keys and equal normalised texts)? */
   const sameRow = (): boolean => {
@@ -296,6 +305,18 @@ async function mergeTable(
         a.read += 1;
         b.read += 1;
         writer.same(() => `${indentA}${captured()}${comma}`);
+        if (filePair?.keyInText && !writer.inHunk && (await load(a)) && (await load(b))) {
+          // Long runs of the same lines (most of a table): compared as blocks, counted, skipped;
+          // the last few go through same() above, as the context of whatever change comes next.
+          const run = filePair.a.sameLinesAs(filePair.b, Math.min(a.total - a.read, b.total - b.read));
+          const skip = run.lines - 4;
+          if (skip > 0) {
+            const bytes = run.bytes - (run.lines - skip === 0 ? 0 : tailBytes(filePair.a, run.bytes, run.lines - skip));
+            await filePair.a.skip(skip, bytes);
+            await filePair.b.skip(skip, bytes);
+            writer.skipSame(skip);
+          }
+        }
         continue;
       }
       const order = compareKeys(a.key(), b.key(), kinds);

@@ -291,6 +291,8 @@ export interface RowCursor {
   /** The current line, decoded only when called (still valid after advance()). */
   capture(): () => string;
   advance(): void;
+  /** Moves past `lines` lines (the current one first): for long runs that need no look. */
+  skip(lines: number): Promise<void> | undefined;
   close(): Promise<void>;
 }
 
@@ -312,6 +314,10 @@ class MemoryCursor implements RowCursor {
   }
   advance(): void {
     this.position += 1;
+  }
+  skip(lines: number): undefined {
+    this.position += lines;
+    return undefined;
   }
   async close(): Promise<void> {}
 }
@@ -381,6 +387,25 @@ class FileCursor implements RowCursor {
   advance(): void {
     this.start = this.end + 1;
     this.end = -1;
+  }
+
+  async skip(lines: number): Promise<void> {
+    let left = lines;
+    while (left > 0) {
+      if (this.end >= 0) {
+        this.advance();
+        left -= 1;
+        continue;
+      }
+      let at = this.start;
+      for (; left > 0; left -= 1) {
+        const newline = this.buffer.indexOf(10, at);
+        if (newline < 0) break;
+        at = newline + 1;
+      }
+      this.start = at;
+      if (left > 0 && !(await this.fill())) throw new Error(`${this.file} has fewer lines than were skipped`);
+    }
   }
 
   async close(): Promise<void> {

@@ -71,6 +71,27 @@ export class UnifiedDiffWriter {
     hunk.newCount += 1;
   }
 
+  /** Turns the lines kept as the next hunk's context into text now (their source is about to be reused). */
+  settle(): void {
+    this.before = this.before.map(text);
+  }
+
+  /** Is a hunk open (a change less than two contexts ago)? */
+  get inHunk(): boolean {
+    return this.hunk !== undefined;
+  }
+
+  /**
+   * `count` equal lines at once, none of which can be context: the caller feeds the lines just
+   * before the next change through same() (and skips only where no hunk is open).
+   */
+  skipSame(count: number): void {
+    if (this.hunk) throw new Error('skipSame inside a hunk');
+    this.oldLine += count;
+    this.newLine += count;
+    this.before = [];
+  }
+
   removed(line: LineText): void {
     const hunk = this.open(this.oldLine + 1, this.newLine + 1);
     this.oldLine += 1;

@@ -221,8 +221,13 @@ describe('the diff, reading the normalised files the snapshots wrote, says what 
   it('row by row and line by line: changes, volatile-only changes, inserts between keys, deletes, the last row, keys outside the text', async () => {
     await sql(db.url, `create table idkeyed (id int primary key, v text not null)`);
     await sql(db.url, `insert into idkeyed values (1, 'a'), (2, 'a'), (3, 'b'), (4, 'c')`);
+    // Files of several read buffers: long runs skipped across refills, rows wider than a buffer.
+    await sql(db.url, `create table long (n int primary key, v text not null, created_at timestamptz default now())`);
+    await sql(db.url, `insert into long (n, v) select g, repeat(chr(97 + g % 26), 40 + g % 90) from generate_series(1, 40000) g`);
+    await sql(db.url, `create table wide (k int primary key, body text not null)`);
+    await sql(db.url, `insert into wide select g, repeat(chr(65 + g), 700000) from generate_series(1, 8) g`);
     const scope = (threshold?: number): Scope => ({
-      tables: ['many', 'awkward', { name: 'idkeyed', key: ['id'] }, 'fresh', 'empty_one', 'no_such_table', { name: 'counted', rows: false }],
+      tables: ['many', 'awkward', { name: 'idkeyed', key: ['id'] }, 'fresh', 'empty_one', 'no_such_table', { name: 'counted', rows: false }, 'long', 'wide'],
       ...(threshold ? { streamThreshold: threshold } : {}),
     });
     const take = async () => {
@@ -250,6 +255,10 @@ describe('the diff, reading the normalised files the snapshots wrote, says what 
        delete from idkeyed where id = 1;
        insert into idkeyed values (5, 'a');
        delete from fresh where k = 12;
+       update long set v = v || '!' where n % 3001 = 0 or n in (9000, 9001, 9003, 20000, 39999);
+       update long set created_at = now() + interval '1 hour' where n % 1000 = 17;
+       delete from long where n in (1, 25000);
+       update wide set body = body || 'z' where k in (3, 6);
        insert into empty_one values (1, 'one')`,
     );
     const after = await take();
