@@ -176,13 +176,12 @@ export class RowSink {
 
 /**
  * Lines written by an encoder (the key columns' text of each row, copy-encoder.ts): a ByteOutput
- * held in memory while small, spilled to a file beyond `memoryLimit` bytes.
+ * held in memory up to `threshold` lines (as a RowSink holds rows), spilled to a file beyond.
  */
 export class LineSpool implements ByteOutput {
   buf: Buffer = Buffer.allocUnsafe(1 << 16);
   pos = 0;
   private chunks: Buffer[] = [];
-  private bytes = 0;
   private file: BufferedFile | undefined;
   private filePath: string | undefined;
   private ownedDir: string | undefined;
@@ -191,7 +190,9 @@ export class LineSpool implements ByteOutput {
   constructor(
     private readonly workDir: string | undefined,
     private readonly label: string,
-    private readonly memoryLimit = 4 << 20,
+    private readonly threshold: number,
+    /** How many lines have been written so far (the encoder counts them). */
+    private readonly lines: () => number,
   ) {}
 
   reserve(bytes: number): void {
@@ -209,10 +210,9 @@ export class LineSpool implements ByteOutput {
       return;
     }
     this.chunks.push(this.buf.subarray(0, this.pos));
-    this.bytes += this.pos;
     this.buf = Buffer.allocUnsafe(this.buf.length);
     this.pos = 0;
-    if (this.bytes > this.memoryLimit && !this.opening) this.opening = this.openFile();
+    if (this.lines() > this.threshold && !this.opening) this.opening = this.openFile();
   }
 
   private async openFile(): Promise<void> {
@@ -240,6 +240,8 @@ export class LineSpool implements ByteOutput {
   /** The lines as a store: `count` of them. */
   async finish(count: number): Promise<Extract<RowStore, { kind: 'memory' | 'file' }>> {
     this.seal();
+    // The last lines decide too: more than `threshold` in all, and they go to the file.
+    if (count > this.threshold && !this.opening && !this.file) this.opening = this.openFile();
     if (this.opening) await this.opening;
     this.seal();
     if (this.file) {

@@ -42,12 +42,14 @@ export class SnapshotFiles {
     private readonly raw: StreamedDocument,
     private readonly norm: StreamedDocument,
     private readonly workDir: string | undefined,
+    private readonly threshold: number,
   ) {}
 
-  static async create(targets: SnapshotFileTargets, workDir?: string): Promise<SnapshotFiles> {
+  /** `threshold`: rows of keys held in memory; beyond it they are spooled under `workDir`. */
+  static async create(targets: SnapshotFileTargets, threshold: number, workDir?: string): Promise<SnapshotFiles> {
     const raw = await StreamedDocument.create(targets.raw);
     try {
-      return new SnapshotFiles(targets, raw, await StreamedDocument.create(targets.normalised), workDir);
+      return new SnapshotFiles(targets, raw, await StreamedDocument.create(targets.normalised), workDir, threshold);
     } catch (error) {
       await raw.abort();
       throw error;
@@ -72,7 +74,7 @@ export class SnapshotFiles {
     const rawIndent = this.raw.beginRows(rawDocument(partial), index);
     const normIndent = this.norm.beginRows(normalisedDocument(normalised), index);
     this.index = index;
-    this.keys = new LineSpool(this.workDir, `${table.table}.keys`);
+    this.keys = new LineSpool(this.workDir, `${table.table}.keys`, this.threshold, () => this.encoder?.rows ?? 0);
     this.encoder = new CopyRowEncoder(
       {
         columns: table.columns,

@@ -61,7 +61,7 @@ export async function snapshot(url: string, scope: Scope, options: SnapshotOptio
       const session = await prepareSession(client);
       const read: TableSnapshot[] = [];
       const base = { target: maskUrl(url), engine: `PostgreSQL ${session.version}`, volatiles };
-      const files = options.files ? await writing(() => SnapshotFiles.create(options.files!, options.workDir)) : undefined;
+      const files = options.files ? await writing(() => SnapshotFiles.create(options.files!, threshold, options.workDir)) : undefined;
       try {
         for (const table of tables) {
           const result = await readTable(client, table, {
