@@ -164,7 +164,7 @@ export class CopyRowEncoder {
   private carry: Buffer | null = null;
   private readonly keyColumns: Int32Array;
   /** Every raw prefix in one array (column c's at rawPrefixAt[c] .. rawPrefixAt[c + 1]), and the normalised ones. */
-  private readonly prefixes: Uint8Array;
+  private readonly prefixes: Buffer;
   private readonly prefixView: DataView;
   private readonly rawPrefixAt: Int32Array;
   /**
@@ -212,7 +212,8 @@ export class CopyRowEncoder {
     this.normJson = new Array<string>(columns.length).fill('');
 
     const normPrefixBytes = this.normPrefix;
-    this.prefixes = Uint8Array.from(Buffer.concat([...this.rawPrefix, ...normPrefixBytes]));
+    // A Buffer like the others, so the copies see one kind of array.
+    this.prefixes = Buffer.concat([...this.rawPrefix, ...normPrefixBytes]);
     this.prefixView = new DataView(this.prefixes.buffer, this.prefixes.byteOffset, this.prefixes.byteLength);
     this.rawPrefixAt = new Int32Array(columns.length + 1);
     for (let column = 0; column < columns.length; column += 1) {
