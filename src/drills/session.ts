@@ -87,7 +87,9 @@ function withTargetToItself<S>(drill: Drill<S>, system: DrillSystem, warm: () =>
         if (first) await system.stopShared();
         await step.run(ctx, state);
         // Not awaited: a start that fails is tried again, and said, by the drill that needs it.
-        if (freesTarget && warm()) void system.sharedToolServer().catch(() => {});
+        // Only on a target the drills' names fit: one they do not fit starts no process at all (the drills after it
+        // are could-not-determine before their first step), so no role gets a password for a tool server nobody uses.
+        if (freesTarget && warm() && ctx.profile.problems.length === 0) void system.sharedToolServer().catch(() => {});
       },
     };
   });
