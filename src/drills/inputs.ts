@@ -10,10 +10,10 @@
 // (T-111, ...), as the reference seed numbers them; other keys are the column's
 // default or a made one.
 import { randomBytes } from 'node:crypto';
-import { inTransaction, withPgClient } from '../postgres/pg.js';
+import { inTransaction } from '../postgres/pg.js';
 import { amountValue, insertList, newKey, requiredInsert } from '../postgres/profile/index.js';
 import { type Identifier, join, sql } from '../postgres/sql.js';
-import { shownSql } from './sql.js';
+import { shownSql, withDrillClient } from './sql.js';
 import type { DrillContext } from './types.js';
 
 export interface DrillTenant {
@@ -51,7 +51,7 @@ export async function createDrillTenant(ctx: DrillContext, label: string): Promi
   const required = requiredInsert(t, { key: token, tenant: given }, [t.key, ...(t.name ? [t.name] : [])]);
   const q = insertRow(t.table, t.key, pairs, required);
   ctx.showSql(shownSql(q));
-  const id = await withPgClient(ctx.url, async (client) => (await client.query<{ id: string }>(q)).rows[0]!.id);
+  const id = await withDrillClient(ctx, async (client) => (await client.query<{ id: string }>(q)).rows[0]!.id);
   ctx.observe('tenant', id);
   return { id, worker: `reconciler-${label}-${suffix}` };
 }
@@ -74,7 +74,7 @@ export async function insertPending(ctx: DrillContext, tenant: string, items: Pe
   const numbered = numberedKey(keyInfo);
   const shownColumns = join([...(keyInfo.hasDefault ? [] : [p.key]), p.tenant, p.amount, ...(p.description ? [p.description] : [])]);
   ctx.showSql(shownSql(`insert into ${p.table} (${shownColumns.text}) values ...  -- ${items.length} rows`));
-  return withPgClient(ctx.url, (client) =>
+  return withDrillClient(ctx, (client) =>
     inTransaction(client, async () => {
       await client.query(sql`select set_config(${n.setting}, ${tenant}, true)`);
       let next = 0;

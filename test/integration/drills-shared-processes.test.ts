@@ -7,7 +7,10 @@
 //   - the race's first claim is held until the second Worker's claim is seen: with B's
 //     start held back, A keeps its row for as long as B is away, and lets go only once
 //     B has locked its own;
-//   - without SKIP LOCKED the race still fails, on the shared session's processes too.
+//   - without SKIP LOCKED the race still fails, on the shared session's processes too;
+//   - a drill's queries and rolled-back attempts share one connection of the drill's own,
+//     which leaves no role or transaction behind, is replaced when it dies, and is closed
+//     when the drill ends.
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { TestDatabase } from '../helpers/db.js';
@@ -22,6 +25,9 @@ import type { DrillSystem } from '../../src/drills/processes.js';
 import type { RunnerEvent } from '../../src/drills/types.js';
 import { humanRaceHoldMs } from '../../src/console/deps.js';
 import { connect, withPgClient } from '../../src/postgres/pg.js';
+import { attemptAs, query } from '../../src/drills/sql.js';
+import { referenceProfile } from '../../src/postgres/profile/reference.js';
+import { resolveProfile } from '../../src/postgres/profile/index.js';
 import { releaseHolds, startToolServer, startWorker } from '../../src/reconciler/launch.js';
 import { Supervisor } from '../../src/reconciler/supervisor.js';
 import { waitFor } from '../../src/util/wait.js';
@@ -236,6 +242,79 @@ describe("the race's hold: A keeps its row until B's claim is seen", () => {
       expect(Number((rows[1] as { held_ms: number }).held_ms)).toBeGreaterThanOrEqual(300);
     } finally {
       await sup.close();
+    }
+  });
+});
+
+describe("a drill's own connection", () => {
+  /** The backends of this database that the drills' helpers opened (application_name sor-drills), but the asker's. */
+  const drillBackends = async () =>
+    (
+      await sql(
+        `select pid from pg_stat_activity where datname = current_database() and application_name = 'sor-drills' and pid <> pg_backend_pid() order by pid`,
+      )
+    ).rows.map((row: { pid: number }) => row.pid);
+
+  async function drillContext() {
+    const profile = await withPgClient(db.url, (client) => resolveProfile(client, referenceProfile, 'reference', false));
+    const cleanups: Array<() => Promise<void> | void> = [];
+    const ctx = {
+      url: db.url,
+      profile,
+      showSql: () => {},
+      defer: (cleanup: () => Promise<void> | void) => void cleanups.push(cleanup),
+    } as unknown as Parameters<typeof query>[0];
+    const end = async () => {
+      for (const cleanup of cleanups.reverse()) await cleanup();
+    };
+    return { ctx, end };
+  }
+
+  it('serves every query and attempt of the drill, leaves no role or transaction behind, and is closed when the drill ends', async () => {
+    const { ctx, end } = await drillContext();
+    const before = await drillBackends();
+    const pids = new Set<number>();
+    for (let i = 0; i < 5; i++) {
+      const [row] = await query<{ pid: number; who: string; xact: boolean }>(
+        ctx,
+        `select pg_backend_pid() as pid, current_user as who, now() <> statement_timestamp() as xact`,
+      );
+      pids.add(row!.pid);
+      expect(row).toMatchObject({ who: 'postgres', xact: false });
+      // An attempt as the worker role, rolled back: the next query is the connecting role again.
+      const attempt = await attemptAs(ctx, 'worker_write', `update agent_events set event_type = event_type where false`);
+      expect(attempt.code).toBe('42501');
+    }
+    // Uses at once take turns on the one connection.
+    const together = await Promise.all(
+      Array.from({ length: 4 }, () => query<{ pid: number; who: string }>(ctx, `select pg_backend_pid() as pid, current_user as who`)),
+    );
+    for (const [row] of together) {
+      pids.add(row!.pid);
+      expect(row!.who).toBe('postgres');
+    }
+    expect(pids.size).toBe(1);
+    expect((await drillBackends()).filter((pid) => !before.includes(pid))).toEqual([...pids]);
+    await end();
+    await waitFor('the drill connection to close', async () => !(await drillBackends()).includes([...pids][0]!), { timeoutMs: 5_000 });
+    // After the drill, a use gets a connection for itself alone.
+    const [after] = await query<{ pid: number }>(ctx, 'select pg_backend_pid() as pid');
+    expect(after!.pid).not.toBe([...pids][0]);
+  });
+
+  it('is replaced when its backend dies', async () => {
+    const { ctx, end } = await drillContext();
+    try {
+      const [first] = await query<{ pid: number }>(ctx, 'select pg_backend_pid() as pid');
+      await sql('select pg_terminate_backend($1)', [first!.pid]);
+      await waitFor('the backend to be gone', async () => !(await drillBackends()).includes(first!.pid), { timeoutMs: 5_000 });
+      // The first use after the kill may meet the dead connection and fail; the drill's next use opens another.
+      const next = await query<{ pid: number }>(ctx, 'select pg_backend_pid() as pid').catch(() =>
+        query<{ pid: number }>(ctx, 'select pg_backend_pid() as pid'),
+      );
+      expect(next[0]!.pid).not.toBe(first!.pid);
+    } finally {
+      await end();
     }
   });
 });
