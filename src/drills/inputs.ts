@@ -10,7 +10,7 @@
 // (T-111, ...), as the reference seed numbers them; other keys are the column's
 // default or a made one.
 import { randomBytes } from 'node:crypto';
-import { inTransaction } from '../postgres/pg.js';
+import { inTransaction, withPgClient } from '../postgres/pg.js';
 import { amountValue, insertList, newKey, requiredInsert } from '../postgres/profile/index.js';
 import { type Identifier, join, sql } from '../postgres/sql.js';
 import { shownSql, withDrillClient } from './sql.js';
@@ -74,7 +74,9 @@ export async function insertPending(ctx: DrillContext, tenant: string, items: Pe
   const numbered = numberedKey(keyInfo);
   const shownColumns = join([...(keyInfo.hasDefault ? [] : [p.key]), p.tenant, p.amount, ...(p.description ? [p.description] : [])]);
   ctx.showSql(shownSql(`insert into ${p.table} (${shownColumns.text}) values ...  -- ${items.length} rows`));
-  return withDrillClient(ctx, (client) =>
+  // A connection of its own: once a session has set the tenant setting, even locally, it reads
+  // '' where a fresh one reads NULL (PITFALLS.md), so the drill's shared one never sets it.
+  return withPgClient(ctx.url, (client) =>
     inTransaction(client, async () => {
       await client.query(sql`select set_config(${n.setting}, ${tenant}, true)`);
       let next = 0;

@@ -38,9 +38,12 @@ const connectionLost = (error: unknown) => {
  * role, in autocommit between uses): a fresh connection for every statement cost a TCP
  * connect, a SCRAM exchange and a backend start each, some 5-12 ms, about forty-five
  * times a run. Uses take turns; each leaves no transaction and no setting behind (the
- * attempts' SET LOCAL and set_config(..., true) end with their rollback). A connection
- * that fails is dropped and the next use opens another; a context without cleanups (a
- * test's) or a drill that has ended gets a fresh connection for the one use, as before.
+ * attempts' SET LOCAL ends with their rollback). A use that sets the tenant setting
+ * (set_config of app.tenant_id, even local) is not made here: after it the session reads
+ * '' where a fresh one reads NULL (PITFALLS.md), which an unset-context read would then
+ * see. A connection that fails is dropped and the next use opens another; a context
+ * without cleanups (a test's) or a drill that has ended gets a fresh connection for the
+ * one use, as before.
  */
 export async function withDrillClient<T>(ctx: DrillContext, callback: (client: pg.Client, discard: () => void) => Promise<T>): Promise<T> {
   if (typeof ctx.defer !== 'function' || drillConnections.get(ctx)?.closed) return withPgClient(ctx.url, (client) => callback(client, () => {}));
@@ -151,7 +154,12 @@ export async function attemptAs(
   statement: Statement,
   options: { prelude?: Statement[]; params?: unknown[]; tenant?: string | null } = {},
 ): Promise<Attempt> {
-  return withDrillClient(ctx, async (client, discard) => {
+  // With a tenant context the attempt sets the tenant setting: a connection of its own (withDrillClient).
+  const withClient =
+    options.tenant !== undefined && options.tenant !== null
+      ? <T>(callback: (client: pg.Client, discard: () => void) => Promise<T>) => withPgClient(ctx.url, (client) => callback(client, () => {}))
+      : <T>(callback: (client: pg.Client, discard: () => void) => Promise<T>) => withDrillClient(ctx, callback);
+  return withClient(async (client, discard) => {
     await client.query('begin');
     try {
       for (const step of options.prelude ?? []) {

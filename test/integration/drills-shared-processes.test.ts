@@ -26,6 +26,7 @@ import type { RunnerEvent } from '../../src/drills/types.js';
 import { humanRaceHoldMs } from '../../src/console/deps.js';
 import { connect, withPgClient } from '../../src/postgres/pg.js';
 import { attemptAs, query } from '../../src/drills/sql.js';
+import { insertPending } from '../../src/drills/inputs.js';
 import { referenceProfile } from '../../src/postgres/profile/reference.js';
 import { resolveProfile } from '../../src/postgres/profile/index.js';
 import { releaseHolds, startToolServer, startWorker } from '../../src/reconciler/launch.js';
@@ -293,6 +294,15 @@ describe("a drill's own connection", () => {
       pids.add(row!.pid);
       expect(row!.who).toBe('postgres');
     }
+    // What sets the tenant setting goes over a connection of its own: once set, even locally, a
+    // session reads '' where a fresh one reads NULL, and the drill's connection must read NULL.
+    await attemptAs(ctx, 'worker_write', `select count(*) from expenses`, { tenant: 'alice' });
+    await insertPending(ctx, 'alice', [{ amount_cents: 100, description: 'own connection' }]);
+    const [setting] = await query<{ pid: number; value: string | null }>(
+      ctx,
+      `select pg_backend_pid() as pid, current_setting('app.tenant_id', true) as value`,
+    );
+    expect(setting).toEqual({ pid: [...pids][0], value: null });
     expect(pids.size).toBe(1);
     expect((await drillBackends()).filter((pid) => !before.includes(pid))).toEqual([...pids]);
     await end();
