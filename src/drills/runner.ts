@@ -22,6 +22,7 @@ import type {
   StepSummary,
 } from './types.js';
 import { stepSql } from './types.js';
+import { withDrillClient } from './sql.js';
 import type { DrillSystem } from './processes.js';
 
 /** Thrown by a step whose precondition cannot be met (no CREATEDB, no statement log): could-not-determine. */
@@ -272,7 +273,10 @@ async function checkNames(drill: Drill, ctx: DrillContext): Promise<Failure | un
   const needs = drill.needs ?? [];
   if (needs.length === 0) return undefined;
   try {
-    const missing = await withPgClient(ctx.url, (client) => findMissingNames(client, needs));
+    // The drill's own connection (sql.ts), which its steps then use too; not kept open for a
+    // drill that needs the target to itself.
+    const read = (client: Parameters<typeof findMissingNames>[0]) => findMissingNames(client, needs);
+    const missing = drill.needsExclusiveDatabase ? await withPgClient(ctx.url, read) : await withDrillClient(ctx, read);
     if (nothingMissing(missing)) {
       const tables = resolveNeeds(needs).map((entry) => entry.table);
       ctx.observe('reference_names', `found: ${tables.join(', ')} with the columns the drill uses`, true);
