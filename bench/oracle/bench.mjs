@@ -2,6 +2,7 @@
 // The db-state oracle's whole command at scale, by hand (not a test, not in CI):
 //   npm run build && node bench/oracle/bench.mjs [--rows 1000000] [--repeat 5]
 //   npm run build && node bench/oracle/bench.mjs --rows 10000000 --repeat 3
+//   node bench/oracle/bench.mjs --dist /path/to/other/checkout/dist   (another build, e.g. before a change)
 //
 // Starts its own embedded PostgreSQL, fills `big` (bigint primary key `id`, two text
 // columns, a bigint `amount` and a volatile created_at) with generate_series in SQL,
@@ -28,17 +29,18 @@ import { parseArgs } from 'node:util';
 
 const here = path.dirname(fileURLToPath(import.meta.url));
 const root = path.resolve(here, '../..');
-const dist = path.join(root, 'dist');
 const { values } = parseArgs({
   options: {
     rows: { type: 'string', default: '1000000' },
     repeat: { type: 'string', default: '5' },
+    dist: { type: 'string', default: path.join(root, 'dist') },
   },
 });
+const dist = path.resolve(values.dist);
 const rows = Number(values.rows);
 const repeat = Number(values.repeat);
 if (!Number.isInteger(rows) || rows < 1 || !Number.isInteger(repeat) || repeat < 1) {
-  console.error('usage: node bench/oracle/bench.mjs [--rows N] [--repeat N]');
+  console.error('usage: node bench/oracle/bench.mjs [--rows N] [--repeat N] [--dist DIR]');
   process.exit(2);
 }
 
@@ -137,7 +139,7 @@ async function main() {
     const id = Math.ceil(rows / 2);
     const shown = ['node', ...oracleCommand(cluster.url, path.join(work, 'evidence-N'), id).map((arg) => (/[\s'{}>]/.test(arg) ? `'${arg}'` : arg))]
       .join(' ')
-      .replace(dist, 'dist')
+      .replace(dist, path.relative(root, dist) || 'dist')
       .replace(here, 'bench/oracle');
     console.error(`oracle command: ${mask(shown, cluster.url)}`);
 
