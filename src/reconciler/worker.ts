@@ -80,9 +80,6 @@ async function run(config: WorkerConfig, client: Client): Promise<number> {
   }
   if (!resumed) emit('run_started', { run_id: runId, worker: config.name, tenant: config.tenant, turns: of });
 
-  // The pace is the pause between calls, for watching: none before this process's first call, so a
-  // restarted Worker resumes its crashed run as soon as it has read the journal.
-  let called = false;
   const step = async (turn: number, call: number, tool: string, args: Result, endsTurn = false): Promise<Result> => {
     const reused = recorded.get(callKey(turn, call));
     if (reused) {
@@ -90,8 +87,7 @@ async function run(config: WorkerConfig, client: Client): Promise<number> {
       emit('call_reused', { run_id: runId, turn, call, tool });
       return reused.result ?? {};
     }
-    if (called && config.paceMs > 0) await delay(config.paceMs);
-    called = true;
+    if (config.paceMs > 0) await delay(config.paceMs);
     emit('call_started', { run_id: runId, turn, call, tool });
     const journal: Journal = { run_id: runId, worker: config.name, tenant: config.tenant, turn, of, call };
     if (endsTurn) journal.ends_turn = true;
