@@ -175,6 +175,19 @@ export function createDrillSystem(options: DrillSystemOptions): DrillSystem {
     const info = supervisor?.get(name);
     if (info && (info.state === 'running' || info.state === 'starting')) await supervisor!.stop(name);
   };
+  /** A fresh tool server under the one name, whatever ran there stopped first. */
+  const freshToolServer = async (toolOptions: { breaks?: ToolBreaks; claimHoldMs?: number; leaseMs?: number } = {}) => {
+    shared = undefined;
+    await stop('tool-server');
+    return startToolServer(get(), {
+      databaseUrl: await system.workerUrl(),
+      breaks: toolOptions.breaks,
+      claimHoldMs: toolOptions.claimHoldMs,
+      leaseMs: toolOptions.leaseMs,
+      role: options.roles.worker,
+      profile: options.profile ?? referenceWithRoles(options.roles),
+    });
+  };
   const system: DrillSystem = {
     supervisor: get,
     list: () => (supervisor?.list() ?? []).map(view),
@@ -193,7 +206,11 @@ export function createDrillSystem(options: DrillSystemOptions): DrillSystem {
       await sharedStart?.catch(() => {});
       await supervisor?.stopAll();
     },
-    stop,
+    async stop(name) {
+      // A shared tool server still starting would otherwise come up after this stop.
+      await sharedStart?.catch(() => {});
+      await stop(name);
+    },
     workerUrl() {
       // A failure is not kept: the operator may grant the membership and run the next drill.
       workerUrl ??= checkedWorkerUrl(options).catch((error: unknown) => {
@@ -203,16 +220,9 @@ export function createDrillSystem(options: DrillSystemOptions): DrillSystem {
       return workerUrl;
     },
     async toolServer(toolOptions = {}) {
-      shared = undefined;
-      await stop('tool-server');
-      return startToolServer(get(), {
-        databaseUrl: await system.workerUrl(),
-        breaks: toolOptions.breaks,
-        claimHoldMs: toolOptions.claimHoldMs,
-        leaseMs: toolOptions.leaseMs,
-        role: options.roles.worker,
-        profile: options.profile ?? referenceWithRoles(options.roles),
-      });
+      // A shared one still starting (started ahead of the drills) finishes first: one name, one start at a time.
+      await sharedStart?.catch(() => {});
+      return freshToolServer(toolOptions);
     },
     sharedToolServer() {
       if (shared) {
@@ -222,7 +232,7 @@ export function createDrillSystem(options: DrillSystemOptions): DrillSystem {
       }
       sharedStart ??= (async () => {
         try {
-          const server = await system.toolServer();
+          const server = await freshToolServer();
           shared = { server, pid: get().get(server.name)?.pid };
           return server;
         } finally {

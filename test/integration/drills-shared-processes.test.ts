@@ -100,6 +100,20 @@ describe('the shared tool server', () => {
     expect(system.sharedPid()).toBe(toolServer().pid);
   });
 
+  it('a shared one still starting and a drill\u2019s own asked for meanwhile start one after the other, the own one last', async () => {
+    await system.stopShared();
+    const warming = system.sharedToolServer();
+    const own = await system.toolServer({ breaks: { noIdempotencyKey: true } });
+    const warmed = await warming;
+    expect(warmed.token).not.toBe(own.token);
+    const info = toolServer();
+    expect(info.state).toBe('running');
+    expect(system.supervisor().get('tool-server')?.recentLines.filter((line) => line.includes('"event":"listening"')).at(-1)).toContain('noIdempotencyKey');
+    // The own one replaced the shared one: the next drill that wants the shared one starts it again.
+    expect(system.sharedPid()).toBeUndefined();
+    await system.stop('tool-server');
+  });
+
   it('is stopped before a drill that needs the target to itself (the migration drill copies the database as a template), and started again once the copy is made', async () => {
     const evidenceRoot = path.join(scratchDir('evidence-'), 'oracle');
     const session = createSession({
