@@ -279,7 +279,7 @@ export const runJournalResumeDrill: Drill<State> = {
           'ms' in state.resumeLatency
             ? `${Math.round(state.resumeLatency.ms)} ms: from the restart (the database's clock read just before the Worker was spawned) ` +
                 `to ${state.resumeLatency.call} started_at ${state.resumeLatency.startedAt}, the run's first call journaled after it` +
-                (options ? `; it includes the Worker's start, its MCP session, its journal read and its pace of ${options.pace_ms} ms before each call` : '')
+                (options ? `; it includes the Worker's start, its MCP session, its journal read and its first resumed call (no pace before it; ${options.pace_ms} ms before each one after)` : '')
             : `not recorded: ${state.resumeLatency.unrecorded}`,
         );
         if (theirs) {

@@ -80,6 +80,10 @@ async function run(config: WorkerConfig, client: Client): Promise<number> {
   }
   if (!resumed) emit('run_started', { run_id: runId, worker: config.name, tenant: config.tenant, turns: of });
 
+  // The pace is the pause before each call, for watching. A resumed run's first call goes at
+  // once: its pause was spent before the crash, and the crash drill times the resume. A fresh
+  // run keeps it (the boundary drill reads a Worker that is asleep before its first claim).
+  let unpaced = resumed;
   const step = async (turn: number, call: number, tool: string, args: Result, endsTurn = false): Promise<Result> => {
     const reused = recorded.get(callKey(turn, call));
     if (reused) {
@@ -87,7 +91,8 @@ async function run(config: WorkerConfig, client: Client): Promise<number> {
       emit('call_reused', { run_id: runId, turn, call, tool });
       return reused.result ?? {};
     }
-    if (config.paceMs > 0) await delay(config.paceMs);
+    if (!unpaced && config.paceMs > 0) await delay(config.paceMs);
+    unpaced = false;
     emit('call_started', { run_id: runId, turn, call, tool });
     const journal: Journal = { run_id: runId, worker: config.name, tenant: config.tenant, turn, of, call };
     if (endsTurn) journal.ends_turn = true;

@@ -252,6 +252,21 @@ describe('run journal resume', () => {
     ).toEqual([]);
   });
 
+  it('a resumed run makes its first call at once, whatever its pace', async () => {
+    const tenant = await ownTenant('unpaced', 3);
+    await startWorker(sup, { name: 'unpaced', tenant, tools, pace_ms: 0, turns: 3, pauseAfter: '2.1' });
+    const started = await sup.waitForEvent('unpaced', 'paused', { timeoutMs: 10_000 });
+    await sup.kill('unpaced');
+    // Restarted with a pace no test would wait out: the resumed call must come at once.
+    await startWorker(sup, { name: 'unpaced', tenant, tools, pace_ms: 600_000, turns: 3 });
+    const resumed = await sup.waitForEvent('unpaced', 'run_resumed', { timeoutMs: 10_000 });
+    expect(resumed).toMatchObject({ run_id: started.run_id, from_turn: 2 });
+    const first = await sup.waitForEvent('unpaced', 'call_started', { timeoutMs: 10_000 });
+    expect(first).toMatchObject({ run_id: started.run_id, turn: 2, call: 2, tool: 'write' });
+    await sup.waitForEvent('unpaced', 'call_completed', { timeoutMs: 10_000, match: (line) => line.call === 2 });
+    await sup.kill('unpaced');
+  });
+
   it('with resume off (the deliberate break) starts over and leaves the crashed run behind', async () => {
     await addPending('alice', 'T-3', 10);
     await startWorker(sup, { name: 'no-resume', tenant: 'alice', tools, pace_ms: 5 });
