@@ -121,6 +121,8 @@ export interface ClaimOptions {
   holdMs: number;
   leaseMs: number;
   skipLocked: boolean;
+  /** The fleet drill's broken claim: no row lock at all (a plain read, then the update). */
+  noLock?: boolean;
   /** Called while the row lock is held (the server logs claim_locked). */
   onLocked?: (transactionId: string) => void;
   /** How the hold waits: a plain delay by default; the tool server's can be ended early (holds.ts). */
@@ -146,7 +148,7 @@ export async function claim(client: Queryable, n: ProfileNames, options: ClaimOp
            and (${p.status} = ${p.values.pending}${expired})
          order by ${p.table}.${p.key}
          limit 1
-         for update${raw(options.skipLocked ? ' skip locked' : '')}`,
+         ${raw(options.noLock ? '' : options.skipLocked ? 'for update skip locked' : 'for update')}`,
   );
   const row = rows[0];
   if (!row) {

@@ -10,9 +10,14 @@ export interface ToolBreaks {
   rawSqlTool?: boolean;
   /** no agent_events rows at all: the forensics drill cannot build its report. */
   noEvents?: boolean;
+  /**
+   * claim reads the next pending row without locking it, then marks it claimed: two Workers
+   * can take the same row (the fleet drill's broken claim, which its history check must catch).
+   */
+  claimWithoutLock?: boolean;
 }
 
-export const breakNames = ['noIdempotencyKey', 'noSkipLocked', 'rawSqlTool', 'noEvents'] as const satisfies ReadonlyArray<
+export const breakNames = ['noIdempotencyKey', 'noSkipLocked', 'rawSqlTool', 'noEvents', 'claimWithoutLock'] as const satisfies ReadonlyArray<
   keyof ToolBreaks
 >;
 

@@ -32,7 +32,7 @@ export type { ToolBreaks } from './actions.js';
 export type { EmailReport, FailMode } from './email-report.js';
 export type { WorkerMode } from './worker-plan.js';
 
-export type ReconcilerScript = 'tool-server' | 'worker' | 'relay' | 'email-service';
+export type ReconcilerScript = 'tool-server' | 'worker' | 'fleet-worker' | 'relay' | 'email-service';
 
 /** The compiled script: beside this module in dist/, or dist/reconciler/ when running from src/ (vitest). */
 export function scriptPath(script: ReconcilerScript): string {
@@ -179,6 +179,8 @@ export interface ToolServerOptions {
   processName?: string;
   /** The target's names (SOR_PROFILE); the reference profile when absent. */
   profile?: Profile;
+  /** Database connections the server keeps (SOR_TOOLS_POOL_MAX; 6 by default). */
+  poolMax?: number;
 }
 
 export interface ToolServer {
@@ -206,6 +208,7 @@ export async function startToolServer(sup: Supervisor, options: ToolServerOption
       SOR_LEASE_MS: options.leaseMs,
       SOR_WORKER_ROLE: options.role,
       SOR_PROFILE: options.profile ? profileEnv(options.profile) : undefined,
+      SOR_TOOLS_POOL_MAX: options.poolMax,
     }),
   });
   const { url } = await waitListening(sup, name);
@@ -267,6 +270,31 @@ export async function startWorker(sup: Supervisor, options: WorkerOptions): Prom
   // Ready means connected to the tool server and waiting: only then can it be let go.
   if (options.waitForGo) await sup.waitForEvent(name, 'ready', { timeoutMs: startTimeoutMs });
   return info;
+}
+
+export interface FleetHostOptions {
+  /** Supervisor name of the host process. */
+  name: string;
+  tools: ReadonlyArray<{ url: string; token: string }>;
+  /** The Workers it hosts; `tools` indexes the tool servers above. */
+  workers: ReadonlyArray<{ name: string; tenant: string; tools: number }>;
+  /** Turns of each run (a Worker runs until a claim finds nothing left). */
+  turns: number;
+  pace_ms: number;
+}
+
+/** Starts a host of fleet Workers (fleet-worker.ts): each its own MCP session and runs. Restart it with sup.restart(name). */
+export async function startFleetHost(sup: Supervisor, options: FleetHostOptions): Promise<ProcessInfo> {
+  return sup.start({
+    name: options.name,
+    args: [scriptPath('fleet-worker')],
+    env: allowListEnv({
+      SOR_FLEET_TOOLS: JSON.stringify(options.tools.map(({ url, token }) => ({ url, token }))),
+      SOR_FLEET_WORKERS: JSON.stringify(options.workers),
+      SOR_TURNS: options.turns,
+      SOR_PACE_MS: options.pace_ms,
+    }),
+  });
 }
 
 /** Lets a Worker started with waitForGo make its calls (SIGUSR2); resolves once it has said `go`. */

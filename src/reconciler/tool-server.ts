@@ -11,6 +11,7 @@
 //   SOR_TOOLS_BREAKS        comma-separated deliberate breaks (actions.ts ToolBreaks)
 //   SOR_CLAIM_HOLD_MS       default claim lock hold, ms (0); SIGUSR2 ends every hold in progress
 //   SOR_LEASE_MS            claim lease, ms (60000)
+//   SOR_TOOLS_POOL_MAX      database connections the server opens at start and keeps (6)
 //   SOR_PROFILE             the target's profile as JSON (absent: the reference profile with
 //                           SOR_WORKER_ROLE as its worker role); checked on the target at start,
 //                           and a misfit ends the server with one line naming the first problem
@@ -52,7 +53,7 @@ async function main(): Promise<void> {
 
   const pool = await openWorkerPool(databaseUrl, {
     role,
-    max: 6,
+    max: intSetting(env, 'SOR_TOOLS_POOL_MAX', 6),
     applicationName: 'sor-tool-server',
     onIdleError: (error) => process.stderr.write(`tool server: idle connection lost: ${errorMessage(error)}\n`),
   });

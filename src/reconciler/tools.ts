@@ -184,6 +184,7 @@ export function createToolServer(context: ToolContext): McpServer {
             holdMs: hold_ms ?? context.claimHoldMs,
             leaseMs: lease_ms ?? context.leaseMs,
             skipLocked: !context.breaks.noSkipLocked,
+            noLock: context.breaks.claimWithoutLock,
             hold: context.holds?.hold,
             onLocked: (transactionId) =>
               context.log('claim_locked', { worker: journal.worker, run_id: journal.run_id, transaction_id: transactionId }),

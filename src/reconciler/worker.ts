@@ -25,105 +25,11 @@
 //   worker_error {message}                       the tool server could not be reached
 // Exit: 0 the run finished; 1 a tool call failed (the server recorded it and
 // failed the run); 2 bad settings; 3 the tool server could not be reached.
-import { randomUUID } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
-import type { ClaimResult, ResumeResult, WriteResult } from './actions.js';
 import { emit } from './json-lines.js';
-import type { Journal } from './journal.js';
-import { callKey, queueArguments, readWorkerConfig, resumePoint, writeArguments, type WorkerConfig } from './worker-plan.js';
-import { delay } from '../util/wait.js';
-
-/** How long a Worker stalls at SOR_PAUSE_AFTER before it goes on by itself. */
-const stallMs = 10 * 60_000;
-
-export const workerExitCodes = { finished: 0, callFailed: 1, badSettings: 2, unreachable: 3 } as const;
-
-class ToolFailure extends Error {
-  constructor(
-    message: string,
-    readonly code: string | null,
-  ) {
-    super(message);
-  }
-}
-
-type Result = Record<string, unknown>;
-
-async function callTool(client: Client, name: string, args: Result): Promise<Result> {
-  const answer = await client.callTool({ name, arguments: args });
-  const text = Array.isArray(answer.content)
-    ? answer.content.map((part) => (part && part.type === 'text' ? String(part.text) : '')).join('')
-    : '';
-  const structured = (answer.structuredContent ?? undefined) as Result | undefined;
-  if (answer.isError) {
-    throw new ToolFailure(text || 'tool call failed', (structured?.error_code as string | null | undefined) ?? null);
-  }
-  return structured ?? (JSON.parse(text) as Result);
-}
-
-async function run(config: WorkerConfig, client: Client): Promise<number> {
-  let runId: string = randomUUID();
-  let of = config.mode === 'claim-once' ? 1 : config.turns;
-  let fromTurn = 1;
-  let recorded = new Map<string, { tool: string; result: Result | null }>();
-
-  let resumed = false;
-  if (config.mode === 'run' && config.resume) {
-    const answer = (await callTool(client, 'read', { what: 'resume', worker: config.name, tenant: config.tenant })) as ResumeResult;
-    const point = resumePoint(answer);
-    if (point) {
-      ({ runId, of, fromTurn, recorded } = point);
-      resumed = true;
-      emit('run_resumed', { run_id: runId, from_turn: fromTurn, of, reused_calls: recorded.size });
-    }
-  }
-  if (!resumed) emit('run_started', { run_id: runId, worker: config.name, tenant: config.tenant, turns: of });
-
-  // The pace is the pause before each call, for watching. A resumed run's first call goes at
-  // once: its pause was spent before the crash, and the crash drill times the resume. A fresh
-  // run keeps it (the boundary drill reads a Worker that is asleep before its first claim).
-  let unpaced = resumed;
-  const step = async (turn: number, call: number, tool: string, args: Result, endsTurn = false): Promise<Result> => {
-    const reused = recorded.get(callKey(turn, call));
-    if (reused) {
-      if (reused.tool !== tool) throw new Error(`journal of run ${runId} has ${reused.tool} at turn ${turn} call ${call}, expected ${tool}`);
-      emit('call_reused', { run_id: runId, turn, call, tool });
-      return reused.result ?? {};
-    }
-    if (!unpaced && config.paceMs > 0) await delay(config.paceMs);
-    unpaced = false;
-    emit('call_started', { run_id: runId, turn, call, tool });
-    const journal: Journal = { run_id: runId, worker: config.name, tenant: config.tenant, turn, of, call };
-    if (endsTurn) journal.ends_turn = true;
-    try {
-      const result = await callTool(client, tool, { ...args, journal });
-      emit('call_completed', { run_id: runId, turn, call, tool, result });
-      if (config.pauseAfter === callKey(turn, call)) {
-        // Stalled mid-turn, as behind a slow model call: the operator kills it here.
-        emit('paused', { run_id: runId, turn, call, pause_ms: stallMs });
-        await delay(stallMs);
-      }
-      return result;
-    } catch (error) {
-      if (error instanceof ToolFailure) {
-        emit('call_failed', { run_id: runId, turn, call, tool, error: error.message, error_code: error.code });
-      }
-      throw error;
-    }
-  };
-
-  for (let turn = fromTurn; turn <= of; turn += 1) {
-    const hold = config.claimHoldMs === undefined ? {} : { hold_ms: config.claimHoldMs };
-    const claimed = (await step(turn, 1, 'claim', hold, config.mode === 'claim-once')) as unknown as ClaimResult;
-    // Nothing claimed: the server ended the turn with the claim (and the run, on the last turn).
-    if (config.mode === 'claim-once' || claimed.transaction_id === null) continue;
-    const written = (await step(turn, 2, 'write', writeArguments(config.tenant, claimed))) as unknown as WriteResult;
-    await step(turn, 3, 'queue', queueArguments(config.tenant, claimed, written), true);
-  }
-  emit('run_finished', { run_id: runId, turns: of });
-  return workerExitCodes.finished;
-}
+import { readWorkerConfig, type WorkerConfig } from './worker-plan.js';
+import { runWorker, stallMs, ToolFailure, workerExitCodes } from './worker-run.js';
 
 /** Resolves true on the first SIGUSR2, false if none comes within the stall bound; a later SIGUSR2 is ignored. */
 function goSignal(): Promise<boolean> {
@@ -160,7 +66,8 @@ async function main(): Promise<number> {
       }
       emit('go', { worker: config.name });
     }
-    return await run(config, client);
+    await runWorker(config, client, emit);
+    return workerExitCodes.finished;
   } catch (error) {
     if (error instanceof ToolFailure) {
       process.stderr.write(`worker: ${error.message}\n`);
