@@ -32,6 +32,13 @@
 // call that held one connection while waiting for a second would deadlock the
 // pool as soon as enough Workers call at once.
 //
+// Under transaction pooling (PgBouncer pool_mode=transaction, SOR_TOOLS_TRANSACTION_POOLING=1)
+// a session lock and a session `set role` do not survive: each transaction may run on
+// another server connection. There the call is ONE transaction: BEGIN, SET LOCAL ROLE,
+// the lock transaction-scoped (lockWorkerForCall), step 2's statements (recordCall), then
+// step 3 as above, one COMMIT. The price of pooling: the 'started' row is visible only
+// with the call's outcome, never while the action runs.
+//
 // Every table and column comes from the profile's names (`n`); optional columns the
 // target lacks are left out: without runs.worker the worker check is skipped, without
 // runs.total_turns the journal's `of` is the run's length, without a run column on
@@ -86,6 +93,12 @@ export async function unlockWorker(client: Queryable, worker: string): Promise<v
 export async function lockWorkerForRead(client: Queryable, worker: string): Promise<void> {
   await client.query(lockSql('pg_advisory_xact_lock'), [workerLockKey(worker)]);
 }
+
+/**
+ * Transaction pooling: step 1 inside the call's one transaction (a session lock would be
+ * taken on one server connection and its unlock sent to another). Released at COMMIT or ROLLBACK.
+ */
+export const lockWorkerForCall = lockWorkerForRead;
 
 /**
  * An INSERT's column and VALUES lists (insertList) plus the part's `required` templates,
@@ -169,91 +182,107 @@ export async function openCall(
   tool: string,
   args: Record<string, unknown>,
 ): Promise<OpenedCall> {
-  if (journal.turn > journal.of) throw new JournalRefusal(`turn ${journal.turn} is past the run's ${journal.of} turns`);
-  const r = n.runs;
-  const c = n.tool_calls;
   await client.query('begin');
   try {
-    // The run's key is the Worker's run id, used as given.
-    const runInsert = insertWithRequired(
-      r,
-      [
-        [r.key, journal.run_id],
-        [r.tenant, journal.tenant],
-        [r.worker, journal.worker],
-        [r.status, r.values.running],
-        [r.total_turns, journal.of],
-        [r.started_at, sql`now()`],
-      ],
-      { key: journal.run_id, tenant: journal.tenant },
-    );
-    const created = await client.query(
-      sql`insert into ${r.table} (${runInsert.columns})
-          values (${runInsert.values})
-          on conflict (${r.key}) do nothing
-          returning ${r.key}::text as id`,
-    );
-    if (created.rowCount === 1) {
-      await insertEvent(client, n, keys, events, journal.run_id, journal.tenant, null, 'run_started', {
-        tenant_id: journal.tenant,
-        worker: journal.worker,
-        total_turns: journal.of,
-        status: 'running',
-      });
-    }
-    const { rows: runs } = await client.query<{
-      status: string;
-      tenant_id: string;
-      same_tenant: boolean;
-      worker: string | null;
-      total_turns: number | null;
-    }>(
-      sql`select ${r.status}::text as status, ${r.tenant}::text as tenant_id, ${r.tenant} = ${journal.tenant} as same_tenant,
-                 ${r.worker ?? sql`null`}::text as worker, ${r.total_turns ?? sql`null`}::int as total_turns
-            from ${r.table} where ${r.key} = ${journal.run_id}`,
-    );
-    const run = runs[0];
-    if (!run) throw new JournalRefusal(`run ${journal.run_id} could not be recorded`);
-    if (run.status !== r.values.running) throw new JournalRefusal(`run ${journal.run_id} is ${run.status}: start a new run`);
-    if (!run.same_tenant) {
-      throw new JournalRefusal(`run ${journal.run_id} belongs to tenant ${run.tenant_id}, not ${journal.tenant}`);
-    }
-    if (r.worker && run.worker !== journal.worker) {
-      throw new JournalRefusal(`run ${journal.run_id} belongs to worker ${run.worker}, not ${journal.worker}`);
-    }
-    const totalTurns = run.total_turns ?? journal.of;
-    if (journal.turn > totalTurns) {
-      throw new JournalRefusal(`turn ${journal.turn} is past run ${journal.run_id}'s ${totalTurns} turns`);
-    }
-    const turnId = await openTurn(client, n, keys, journal);
-    const callKey = newKey(keys.tool_calls, 'call');
-    const call = insertWithRequired(
-      c,
-      [
-        [callKey === undefined ? undefined : c.key, callKey],
-        [c.run, journal.run_id],
-        [c.turn, turnId],
-        [c.turn_number, journal.turn],
-        [c.number, journal.call],
-        [c.tool, tool],
-        [c.arguments, JSON.stringify(args)],
-        [c.status, c.values.started],
-        [c.started_at, sql`clock_timestamp()`],
-      ],
-      { key: callKey ?? randomUUID(), tenant: journal.tenant },
-    );
-    const { rows: calls } = await client.query<{ id: string }>(
-      sql`insert into ${c.table} (${call.columns})
-          values (${call.values})
-          returning ${c.key}::text as id`,
-    );
+    const opened = await recordCall(client, n, keys, events, journal, tool, args);
     await client.query('commit');
-    return { callId: calls[0]!.id, turnId, totalTurns };
+    return opened;
   } catch (error) {
     await client.query('rollback').catch(() => {});
     throw error;
   }
+}
 
+/**
+ * Step 2's statements, in the caller's transaction: openCall commits them on their own;
+ * under transaction pooling they are part of the call's one transaction (tools.ts).
+ */
+export async function recordCall(
+  client: Queryable,
+  n: ProfileNames,
+  keys: Keys,
+  events: EventWriter,
+  journal: Journal,
+  tool: string,
+  args: Record<string, unknown>,
+): Promise<OpenedCall> {
+  if (journal.turn > journal.of) throw new JournalRefusal(`turn ${journal.turn} is past the run's ${journal.of} turns`);
+  const r = n.runs;
+  const c = n.tool_calls;
+  // The run's key is the Worker's run id, used as given.
+  const runInsert = insertWithRequired(
+    r,
+    [
+      [r.key, journal.run_id],
+      [r.tenant, journal.tenant],
+      [r.worker, journal.worker],
+      [r.status, r.values.running],
+      [r.total_turns, journal.of],
+      [r.started_at, sql`now()`],
+    ],
+    { key: journal.run_id, tenant: journal.tenant },
+  );
+  const created = await client.query(
+    sql`insert into ${r.table} (${runInsert.columns})
+        values (${runInsert.values})
+        on conflict (${r.key}) do nothing
+        returning ${r.key}::text as id`,
+  );
+  if (created.rowCount === 1) {
+    await insertEvent(client, n, keys, events, journal.run_id, journal.tenant, null, 'run_started', {
+      tenant_id: journal.tenant,
+      worker: journal.worker,
+      total_turns: journal.of,
+      status: 'running',
+    });
+  }
+  const { rows: runs } = await client.query<{
+    status: string;
+    tenant_id: string;
+    same_tenant: boolean;
+    worker: string | null;
+    total_turns: number | null;
+  }>(
+    sql`select ${r.status}::text as status, ${r.tenant}::text as tenant_id, ${r.tenant} = ${journal.tenant} as same_tenant,
+               ${r.worker ?? sql`null`}::text as worker, ${r.total_turns ?? sql`null`}::int as total_turns
+          from ${r.table} where ${r.key} = ${journal.run_id}`,
+  );
+  const run = runs[0];
+  if (!run) throw new JournalRefusal(`run ${journal.run_id} could not be recorded`);
+  if (run.status !== r.values.running) throw new JournalRefusal(`run ${journal.run_id} is ${run.status}: start a new run`);
+  if (!run.same_tenant) {
+    throw new JournalRefusal(`run ${journal.run_id} belongs to tenant ${run.tenant_id}, not ${journal.tenant}`);
+  }
+  if (r.worker && run.worker !== journal.worker) {
+    throw new JournalRefusal(`run ${journal.run_id} belongs to worker ${run.worker}, not ${journal.worker}`);
+  }
+  const totalTurns = run.total_turns ?? journal.of;
+  if (journal.turn > totalTurns) {
+    throw new JournalRefusal(`turn ${journal.turn} is past run ${journal.run_id}'s ${totalTurns} turns`);
+  }
+  const turnId = await openTurn(client, n, keys, journal);
+  const callKey = newKey(keys.tool_calls, 'call');
+  const call = insertWithRequired(
+    c,
+    [
+      [callKey === undefined ? undefined : c.key, callKey],
+      [c.run, journal.run_id],
+      [c.turn, turnId],
+      [c.turn_number, journal.turn],
+      [c.number, journal.call],
+      [c.tool, tool],
+      [c.arguments, JSON.stringify(args)],
+      [c.status, c.values.started],
+      [c.started_at, sql`clock_timestamp()`],
+    ],
+    { key: callKey ?? randomUUID(), tenant: journal.tenant },
+  );
+  const { rows: calls } = await client.query<{ id: string }>(
+    sql`insert into ${c.table} (${call.columns})
+        values (${call.values})
+        returning ${c.key}::text as id`,
+  );
+  return { callId: calls[0]!.id, turnId, totalTurns };
 }
 
 /** The call settled: status, result or error, finished_at and duration_ms where the target has them. */

@@ -181,6 +181,8 @@ export interface ToolServerOptions {
   profile?: Profile;
   /** Database connections the server keeps (SOR_TOOLS_POOL_MAX; 6 by default). */
   poolMax?: number;
+  /** databaseUrl is a transaction pooler (PgBouncer): one transaction per call (SOR_TOOLS_TRANSACTION_POOLING). */
+  transactionPooling?: boolean;
 }
 
 export interface ToolServer {
@@ -209,6 +211,7 @@ export async function startToolServer(sup: Supervisor, options: ToolServerOption
       SOR_WORKER_ROLE: options.role,
       SOR_PROFILE: options.profile ? profileEnv(options.profile) : undefined,
       SOR_TOOLS_POOL_MAX: options.poolMax,
+      SOR_TOOLS_TRANSACTION_POOLING: options.transactionPooling ? '1' : undefined,
     }),
   });
   const { url } = await waitListening(sup, name);

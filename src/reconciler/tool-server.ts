@@ -12,6 +12,8 @@
 //   SOR_CLAIM_HOLD_MS       default claim lock hold, ms (0); SIGUSR2 ends every hold in progress
 //   SOR_LEASE_MS            claim lease, ms (60000)
 //   SOR_TOOLS_POOL_MAX      database connections the server opens at start and keeps (6)
+//   SOR_TOOLS_TRANSACTION_POOLING  1: the URL is a transaction pooler (PgBouncer): every call is
+//                           one transaction, role SET LOCAL, Worker lock transaction-scoped (journal.ts)
 //   SOR_PROFILE             the target's profile as JSON (absent: the reference profile with
 //                           SOR_WORKER_ROLE as its worker role); checked on the target at start,
 //                           and a misfit ends the server with one line naming the first problem
@@ -50,11 +52,13 @@ async function main(): Promise<void> {
   const breaks = parseBreaks(env.SOR_TOOLS_BREAKS);
   const setting = profileSetting(env, env.SOR_WORKER_ROLE || 'worker_write');
   const role = env.SOR_WORKER_ROLE || setting.profile.roles.worker;
+  const transactionPooling = env.SOR_TOOLS_TRANSACTION_POOLING === '1';
 
   const pool = await openWorkerPool(databaseUrl, {
     role,
     max: intSetting(env, 'SOR_TOOLS_POOL_MAX', 6),
     applicationName: 'sor-tool-server',
+    transactionPooling,
     onIdleError: (error) => process.stderr.write(`tool server: idle connection lost: ${errorMessage(error)}\n`),
   });
   let profile: ProfileInUse;
@@ -72,6 +76,7 @@ async function main(): Promise<void> {
     leaseMs: intSetting(env, 'SOR_LEASE_MS', 60_000),
     holds: holdsReleasedBySignal(),
     log: (event, fields) => emit(event, fields),
+    transactionPooling,
   };
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {

@@ -25,7 +25,18 @@ import {
 } from './actions.js';
 import { describeDbError, type WorkerPool } from './db.js';
 import type { Holds } from './holds.js';
-import { completeCall, failCall, JournalRefusal, lockWorker, openCall, unlockWorker, type Journal } from './journal.js';
+import {
+  completeCall,
+  failCall,
+  JournalRefusal,
+  lockWorker,
+  lockWorkerForCall,
+  openCall,
+  recordCall,
+  unlockWorker,
+  type Journal,
+  type OpenedCall,
+} from './journal.js';
 
 export const serverName = 'sor-drills-reconciler-tools';
 export const serverVersion = '0.1.0';
@@ -47,6 +58,11 @@ export interface ToolContext {
   holds?: Holds;
   /** One JSON log line (stdout for the HTTP server, stderr for stdio). */
   log: (event: string, fields: Record<string, unknown>) => void;
+  /**
+   * Behind a transaction pooler (SOR_TOOLS_TRANSACTION_POOLING=1): every call is one
+   * transaction, its role SET LOCAL and its Worker lock transaction-scoped (journal.ts).
+   */
+  transactionPooling?: boolean;
 }
 
 const name = z.string().min(1).max(200);
@@ -91,6 +107,8 @@ async function journaled<R extends Record<string, unknown>>(context: ToolContext
   const { journal, tool } = action;
   const events = { enabled: !context.breaks.noEvents };
   const { names: n, keys } = context.profile;
+  const pooling = context.transactionPooling ?? false;
+  const args = { tenant_id: journal.tenant, ...action.args };
   const client = await context.pool.connect();
   // A connection whose state is unknown (a failed ROLLBACK or unlock) is destroyed, not reused:
   // its session-level lock and any open transaction go with it.
@@ -98,17 +116,27 @@ async function journaled<R extends Record<string, unknown>>(context: ToolContext
   const markBroken = (error: unknown) => {
     broken = error instanceof Error ? error : new Error(String(error));
   };
-  try {
-    await lockWorker(client, journal.worker);
-  } catch (error) {
-    client.release(error instanceof Error ? error : true);
-    const failure = describeDbError(error);
-    return errorResult(`${tool} could not be journaled: ${failure.message}`, failure.code);
+  if (!pooling) {
+    try {
+      await lockWorker(client, journal.worker);
+    } catch (error) {
+      client.release(error instanceof Error ? error : true);
+      const failure = describeDbError(error);
+      return errorResult(`${tool} could not be journaled: ${failure.message}`, failure.code);
+    }
   }
   try {
-    const opened = await openCall(client, n, keys, events, journal, tool, { tenant_id: journal.tenant, ...action.args });
+    // By default the 'started' row is committed on its own, visible while the action runs.
+    let opened: OpenedCall | undefined = pooling ? undefined : await openCall(client, n, keys, events, journal, tool, args);
     await client.query('begin');
     try {
+      if (!opened) {
+        // Transaction pooling: role, lock and 'started' row in the call's one transaction. The price
+        // of pooling: the 'started' row is visible only with the outcome, never while the action runs.
+        await context.pool.actInTransaction(client);
+        await lockWorkerForCall(client, journal.worker);
+        opened = await recordCall(client, n, keys, events, journal, tool, args);
+      }
       await client.query(sql`select set_config(${n.setting}, ${journal.tenant}, true)`);
       await client.query('savepoint action');
       let result: R;
@@ -141,7 +169,7 @@ async function journaled<R extends Record<string, unknown>>(context: ToolContext
       failure.code,
     );
   } finally {
-    if (!broken) await unlockWorker(client, journal.worker).catch(markBroken);
+    if (!pooling && !broken) await unlockWorker(client, journal.worker).catch(markBroken);
     client.release(broken);
   }
 }
@@ -308,6 +336,7 @@ export function createToolServer(context: ToolContext): McpServer {
       let broken: Error | undefined;
       try {
         await client.query('begin');
+        await context.pool.actInTransaction(client);
         const result = await read(client);
         await client.query('commit');
         return textResult(result);
