@@ -402,6 +402,9 @@ async function seed(adminUrl: string, tag: string, clients: number, tenants: num
         seeded += inserted.rowCount ?? 0;
       }
       await client.query('commit');
+      // Fresh statistics for the claim's scan, as the fleet takes after its own seed (same plan
+      // on both sides). A URL that does not own the table gets a warning, not an error.
+      await client.query('analyze public.pending_transactions');
     } catch (error) {
       await client.query('rollback').catch(() => {});
       throw new Error(`baseline: could not seed ${tag}'s tenants and rows through the admin URL: ${errorMessage(error)}`, { cause: error });
