@@ -13,6 +13,7 @@ const benchmarks = {
   oracle: ['node', [path.join(here, 'oracle', 'bench.mjs')]],
   'first-frame': ['bash', [path.join(here, 'first-frame', 'run.sh')]],
   'healthy-run': ['bash', [path.join(here, 'healthy-run', 'run.sh')]],
+  fleet: ['sh', [path.join(here, 'fleet', 'run.sh')]],
 };
 
 const names = process.argv.slice(2);

@@ -16,6 +16,7 @@ const commands: Record<string, () => Promise<Command>> = {
   profile: async () => (await import('./cli/profile-command.js')).profileCommand,
   pack: async () => (await import('./cli/pack-command.js')).packCommand,
   verify: async () => (await import('./cli/verify-command.js')).verifyCommand,
+  fleet: async () => (await import('./cli/fleet-command.js')).fleetCommand,
 };
 
 /** The command a usage error's hint points to (undefined: the top-level usage). */

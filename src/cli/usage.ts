@@ -61,6 +61,7 @@ Usage
   sor-drills profile      draft a profile of a schema of your own from its catalog (for run --profile)
   sor-drills pack BUNDLE  the bundle and every file it cites in one .tar.gz, for handing in
   sor-drills verify FILE  check a bundle or an archive against the evidence its run wrote (exit 0, or 1)
+  sor-drills fleet        beyond the capstone: 100 Workers at once, their history checked, what strained
   sor-drills help [COMMAND]   this help, or a command's (the same as sor-drills COMMAND --help)
   sor-drills --version
 

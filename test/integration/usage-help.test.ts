@@ -17,6 +17,7 @@ import { toolsFlags } from '../../src/cli/tools-command.js';
 import { profileFlags } from '../../src/cli/profile-command.js';
 import { packFlags } from '../../src/cli/pack-command.js';
 import { verifyFlags } from '../../src/cli/verify-command.js';
+import { fleetFlags } from '../../src/cli/fleet-command.js';
 import { exitCodes } from '../../src/util/exit-codes.js';
 
 // The libpq variables src/postgres/ reads to fill in a connection string.
@@ -39,6 +40,7 @@ const commands = [
   { name: 'profile', flags: profileFlags, environment: ['DATABASE_URL', ...pgVariables] },
   { name: 'pack', flags: packFlags, environment: ['TMPDIR'] },
   { name: 'verify', flags: verifyFlags, environment: ['TMPDIR'] },
+  { name: 'fleet', flags: fleetFlags, environment: ['DATABASE_URL', 'SOR_WORKER_URL', 'TMPDIR', ...pgVariables] },
 ];
 
 const args = (name: string, ...rest: string[]) => (name ? [name, ...rest] : rest);
@@ -83,8 +85,8 @@ describe('usage errors', () => {
       [['setup', '--frobnicate'], 'sor-drills: unknown flag --frobnicate; see sor-drills setup --help'],
       [['run', '--json=yes'], 'sor-drills: --json takes no value; see sor-drills run --help'],
       [['--frobnicate'], 'sor-drills: unknown flag --frobnicate; see sor-drills --help'],
-      [['frobnicate'], 'sor-drills: unknown command: frobnicate (the commands are setup, run, oracle, tools, profile, pack, verify); see sor-drills --help'],
-      [['help', 'frobnicate'], 'sor-drills: unknown command: frobnicate (the commands are setup, run, oracle, tools, profile, pack, verify); see sor-drills --help'],
+      [['frobnicate'], 'sor-drills: unknown command: frobnicate (the commands are setup, run, oracle, tools, profile, pack, verify, fleet); see sor-drills --help'],
+      [['help', 'frobnicate'], 'sor-drills: unknown command: frobnicate (the commands are setup, run, oracle, tools, profile, pack, verify, fleet); see sor-drills --help'],
       [['help', 'run', 'setup'], 'sor-drills: help takes one command, not "setup"; see sor-drills --help'],
     ] as const) {
       const result = await runCli([...command]);
