@@ -8,6 +8,7 @@
 // runs; a tool that is not in this list is refused by the MCP layer itself
 // (-32602 "Tool drop_table not found") before the database is touched.
 import { McpServer } from '@modelcontextprotocol/sdk/server/mcp.js';
+import { AjvJsonSchemaValidator } from '@modelcontextprotocol/sdk/validation/ajv';
 import type { CallToolResult } from '@modelcontextprotocol/sdk/types.js';
 import type pg from 'pg';
 import * as z from 'zod';
@@ -181,9 +182,15 @@ const coordinates = (journal: Journal) => ({
   call: journal.call,
 });
 
+let validator: AjvJsonSchemaValidator | undefined;
+const sharedValidator = () => (validator ??= new AjvJsonSchemaValidator());
+
 /** A fresh MCP server over the context (one per HTTP request in stateless mode, one per stdio session). */
 export function createToolServer(context: ToolContext): McpServer {
-  const server = new McpServer({ name: serverName, version: serverVersion });
+  // One JSON Schema validator for every server: left to itself each new server (one per HTTP
+  // request) builds an Ajv instance of its own, which under the fleet's load was a good share of
+  // the tool server's CPU.
+  const server = new McpServer({ name: serverName, version: serverVersion }, { jsonSchemaValidator: sharedValidator() });
   const { names: n, keys } = context.profile;
   const conflict = n.expenses.conflict.map((column) => column.name).join(', ');
 
