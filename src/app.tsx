@@ -13,6 +13,7 @@ import { DecisionScreen } from './screens/DecisionScreen.js';
 import { DrillListScreen } from './screens/DrillListScreen.js';
 import { DrillScreen } from './screens/DrillScreen.js';
 import { ExitScreen } from './screens/ExitScreen.js';
+import { FleetScreen } from './screens/FleetScreen.js';
 import { Footer } from './screens/Footer.js';
 import { HelpScreen } from './screens/HelpScreen.js';
 import { MasteryScreen } from './screens/MasteryScreen.js';
@@ -36,6 +37,8 @@ function ScreenView({ screen, height }: { screen: Screen; height: number }) {
       return <DecisionScreen height={height} />;
     case 'mastery':
       return <MasteryScreen height={height} />;
+    case 'fleet':
+      return <FleetScreen height={height} />;
     case 'help':
       return <HelpScreen height={height} />;
     case 'exiting':

@@ -23,6 +23,7 @@ export type MainScreen =
   | { name: 'drill' }
   | { name: 'decision' }
   | { name: 'mastery' }
+  | { name: 'fleet' }
   | { name: 'exiting' };
 
 export type Screen = MainScreen | { name: 'help'; back: MainScreen };
@@ -120,6 +121,46 @@ export interface DecisionDraft {
   dirty: boolean;
 }
 
+/** The fleet drill's figures at the end of its run, as the fleet screen shows them (src/console/fleet.ts). */
+export interface FleetResult {
+  /** The history check held (every transaction processed exactly once, no lock errors). */
+  held: boolean;
+  /** The drill passed: the history held, no Worker host failed, the run did not stall. */
+  passed: boolean;
+  processed: number;
+  transactions: number;
+  duplicates: number;
+  lost: number;
+  lock_errors: number;
+  throughput_tps: number;
+  p50_ms: number;
+  p99_ms: number;
+  backends_peak: number;
+  /** The report's "Strained first" line. */
+  strained?: string;
+  /** Why it failed besides the history (a Worker host failed, the run stalled). */
+  problems: string[];
+  /** Where the JSON and the report were written, as the console shows paths. */
+  json: string;
+  report: string;
+}
+
+/** The fleet drill, offered after the decision ("beyond the capstone"). */
+export interface FleetView {
+  offered: boolean;
+  workers: number;
+  transactions: number;
+  /** idle: not run (or consent refused); consent: asking before writing into a URL target. */
+  phase: 'idle' | 'consent' | 'running' | 'done' | 'failed';
+  /** The consent question (phase consent). */
+  question?: string;
+  /** The run's phase, kill and restart lines, latest last. */
+  lines: string[];
+  progress?: { processed: number; claimed: number; total: number; tpsNow: number; elapsedMs: number; kills: number };
+  result?: FleetResult;
+  error?: string;
+}
+
 export interface ConsoleState {
   screen: Screen;
   color: boolean;
@@ -163,6 +204,7 @@ export interface ConsoleState {
   decisions: DecisionDraft[];
   activeDecision: number;
   mastery: { offered: boolean; selected: number; running: boolean };
+  fleet: FleetView;
   confirmQuit?: string;
   exiting: { lines: string[] };
 }
@@ -193,6 +235,7 @@ export function initialState(): ConsoleState {
     decisions: [],
     activeDecision: 0,
     mastery: { offered: false, selected: 0, running: false },
+    fleet: { offered: false, workers: 100, transactions: 10_000, phase: 'idle', lines: [] },
     confirmQuit: undefined,
     exiting: { lines: [] },
   };
@@ -237,6 +280,10 @@ export function activeDecision(state: ConsoleState): DecisionDraft | undefined {
 
 export function drillRunning(state: ConsoleState): boolean {
   return state.current?.phase === 'running';
+}
+
+export function fleetRunning(state: Pick<ConsoleState, 'fleet'>): boolean {
+  return state.fleet.phase === 'running';
 }
 
 /** The step the screen shows: the waiting or running one, or the first before the drill starts. */

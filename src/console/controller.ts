@@ -9,8 +9,9 @@
 //                                                   │ after the ninth
 //                                                   ▼
 //        finished(mastery) ◄── running(mastery) ◄──enter── decision ──m──► (mastery screen)
-//                │
-//                └──enter──► decision (with the second, BLOCKED bundle)
+//                │                                            │
+//                └──enter──► decision (with the second,       └──f──► the fleet drill (src/console/fleet.ts):
+//                            BLOCKED bundle)                          consent on a URL target, then its run
 //
 // The effects of a stage (starting the target, preparing it, running a drill,
 // drafting the decision) run one after another (perform()), each checking on
@@ -23,12 +24,12 @@
 import { bundleKeys, type BundleKey, type Drill, type DrillResult, type Proposal, type RunnerEvent } from '../drills/types.js';
 import { physicalTable, stepSummary } from '../drills/runner.js';
 import { type GivenProfile, type ProfileInUse, profileNames, referenceProfile } from '../postgres/profile/index.js';
-import type { Roles } from '../postgres/roles.js';
+import { defaultRoles, type Roles } from '../postgres/roles.js';
 import { describeFailure, errorMessage } from '../postgres/errors.js';
 import { exitCodes, type ExitCode } from '../util/exit-codes.js';
 import type { Target } from '../postgres/target.js';
 import { onCleanup } from '../util/lifecycle.js';
-import { activeDecision, appendHistory, drillRunning, getState, update, type ConsoleState } from '../store.js';
+import { activeDecision, appendHistory, drillRunning, fleetRunning, getState, update, type ConsoleState } from '../store.js';
 import { decisionDrafts, defaultBundlePath, masteryPath, packDecisions, saveDecision } from './decision.js';
 import { loadDeps, raceHoldMs, workerPaceMs, type CapstoneStore, type ConsoleDeps, type ConsoleSession, type Poller } from './deps.js';
 import type { CapstoneState } from './capstone.js';
@@ -36,6 +37,7 @@ import { applyProcessEvent, applyRunnerEvent, drillRows, stepRows } from './even
 import type { Intent } from './intents.js';
 import { isNavigation, navigate } from './navigation.js';
 import { createTuiOperator, type TuiOperator } from './operator.js';
+import { consoleFleetOptions, fleetConsentQuestion, fleetStarting, runConsoleFleet, type ConsoleFleetSettings } from './fleet.js';
 
 /** The reference profile's names: the steps' statements before a session knows its own. */
 const referenceNames = profileNames(referenceProfile);
@@ -56,6 +58,8 @@ export interface ConsoleOptions {
   profile?: GivenProfile;
   /** The role flags (the profile's roles when one is given). */
   roles?: Roles;
+  /** The fleet drill offered after the decision: its size (tests shrink it), where its files go, its Worker login. */
+  fleet?: ConsoleFleetSettings;
 }
 
 /** What the console started, for the caller to stop whatever stage the run reached. */
@@ -108,6 +112,8 @@ export class ConsoleController {
   private startedAt = Date.now();
   /** The effects in progress, one after another. */
   private work: Promise<void> = Promise.resolve();
+  /** Stops the fleet drill while it runs (the operator quit). */
+  private fleetAbort: AbortController | undefined;
   private end!: (code: number) => void;
 
   constructor(
@@ -184,9 +190,19 @@ export class ConsoleController {
       case 'pack':
         void this.perform(() => this.pack());
         return;
+      case 'fleet':
+        this.offerFleet(state);
+        return;
+      case 'fleet-consent':
+        if (state.fleet.phase !== 'consent') return;
+        if (intent.yes) this.startFleet();
+        else update({ screen: { name: 'decision' }, fleet: { ...state.fleet, phase: 'idle', question: undefined } });
+        return;
       case 'quit':
         if (drillRunning(state)) {
           update({ confirmQuit: `Drill ${state.current?.key} is running: quit, stopping it and every process? (y/n)` });
+        } else if (fleetRunning(state)) {
+          update({ confirmQuit: 'The fleet drill is running: quit, stopping it and its Workers? (y/n)' });
         } else if (state.decisions.some((draft) => draft.dirty)) {
           update({ confirmQuit: 'The bundle is not saved (ctrl+s saves it): quit anyway? (y/n)' });
         } else {
@@ -194,7 +210,7 @@ export class ConsoleController {
         }
         return;
       case 'confirm-quit':
-        if (intent.yes) this.finish(drillRunning(state) ? exitCodes.interrupted : this.exitCode(state));
+        if (intent.yes) this.finish(drillRunning(state) || fleetRunning(state) ? exitCodes.interrupted : this.exitCode(state));
         else update({ confirmQuit: undefined });
         return;
       case 'interrupt':
@@ -209,6 +225,8 @@ export class ConsoleController {
     this.quitting = true;
     update({ confirmQuit: undefined, screen: { name: 'exiting' }, exiting: { lines: ['stopping the processes and PostgreSQL…'] } });
     this.operator.abandon('the operator quit the console');
+    // The fleet's run stops its processes before it returns (settled() waits for it).
+    this.fleetAbort?.abort(new Error('the operator quit the console'));
     this.end(code);
   }
 
@@ -563,13 +581,16 @@ export class ConsoleController {
     this.stage = { name: 'decision' };
     // The capstone is finished: nothing to resume, and its embedded cluster goes when the console ends.
     await this.finishCapstone();
-    update({
+    const fleet = consoleFleetOptions(this.options.fleet?.options);
+    update((state) => ({
       runFinished: true,
       decisions: [first],
       activeDecision: 0,
       mastery: { offered: allPassed, selected: 2, running: false },
+      // The fleet seeds and checks the reference schema's own tables: not offered on a target named by a profile.
+      fleet: { ...state.fleet, offered: !this.options.profile, workers: fleet.workers, transactions: fleet.transactions },
       screen: { name: 'decision' },
-    });
+    }));
     appendHistory([{ text: `decision drafted: ${first.decision}`, tone: 'accent' }]);
   }
 
@@ -591,6 +612,47 @@ export class ConsoleController {
     } catch (error) {
       update({ notice: { text: `the finished capstone could not be removed from .sor-drills/: ${errorMessage(error)}`, tone: 'warn' } });
     }
+  }
+
+  /** f on the decision screen: the fleet at once on the embedded cluster, else its consent question first. */
+  private offerFleet(state: ConsoleState): void {
+    const target = this.resources.target;
+    if (this.stage.name !== 'decision' || !state.fleet.offered || fleetRunning(state) || !target) return;
+    if (target.kind === 'embedded') {
+      this.startFleet();
+      return;
+    }
+    const options = consoleFleetOptions(this.options.fleet?.options);
+    update({
+      screen: { name: 'fleet' },
+      fleet: {
+        ...fleetStarting(state, options),
+        phase: 'consent',
+        question: fleetConsentQuestion(target.display, options),
+      },
+    });
+  }
+
+  private startFleet(): void {
+    const target = this.resources.target;
+    if (!target || fleetRunning(getState())) return;
+    const options = consoleFleetOptions(this.options.fleet?.options);
+    const abort = new AbortController();
+    this.fleetAbort = abort;
+    update((state) => ({ screen: { name: 'fleet' }, fleet: fleetStarting(state, options) }));
+    void this.perform(async () => {
+      try {
+        await runConsoleFleet({
+          target,
+          roles: this.options.roles ?? defaultRoles,
+          options,
+          settings: this.options.fleet ?? {},
+          signal: abort.signal,
+        });
+      } finally {
+        if (this.fleetAbort === abort) this.fleetAbort = undefined;
+      }
+    });
   }
 
   private async pack(): Promise<void> {

@@ -27,6 +27,8 @@ export type Intent =
   | { type: 'consent'; yes: boolean }
   | { type: 'save' }
   | { type: 'pack' }
+  | { type: 'fleet' }
+  | { type: 'fleet-consent'; yes: boolean }
   | { type: 'edit' }
   | { type: 'edit-done' }
   | { type: 'editor-key'; input: string; key: EditorKey }

@@ -5,7 +5,7 @@
 // autopilot presses). Order is priority: the first active binding that matches
 // a key wins (so a prompt's y/n shadow everything else).
 import type { OperatorAsk } from '../drills/types.js';
-import { activeDecision, shownStep, stepWaiting, type ConsoleState, type Tone } from '../store.js';
+import { activeDecision, fleetRunning, shownStep, stepWaiting, type ConsoleState, type Tone } from '../store.js';
 import { wrapText, type EditorKey } from './editor.js';
 import type { Intent } from './intents.js';
 
@@ -62,6 +62,7 @@ const editing = (state: ConsoleState) => on(state, 'decision') && Boolean(active
 const free = (state: ConsoleState) => !modal(state) && !editing(state) && !on(state, 'exiting');
 const phase = (state: ConsoleState) => state.current?.phase;
 const pendingAsk = (state: ConsoleState) => (state.ask && !state.ask.performing ? state.ask.ask : undefined);
+const fleetAsking = (state: ConsoleState) => free(state) && on(state, 'fleet') && state.fleet.phase === 'consent';
 const isLastDrill = (state: ConsoleState) => state.nextIndex >= state.drills.length - 1;
 
 function nextDrillLabel(state: ConsoleState): string {
@@ -153,6 +154,25 @@ export const bindings: readonly Binding[] = [
     footer: () => 'leave it, quit',
     when: (state) => free(state) && on(state, 'consent'),
     intent: () => ({ type: 'consent', yes: false }),
+  },
+  {
+    id: 'fleet-yes',
+    keys: 'y',
+    group: 'prompts',
+    help: "consent: the fleet drill writes its tenants, pending transactions and their journal rows into this database, and runs",
+    footer: () => 'run the fleet in it',
+    when: fleetAsking,
+    intent: () => ({ type: 'fleet-consent', yes: true }),
+  },
+  {
+    id: 'fleet-no',
+    keys: 'n',
+    group: 'prompts',
+    help: 'refuse the fleet drill: nothing written, back to the decision (esc too)',
+    footer: () => 'leave it, back',
+    when: fleetAsking,
+    matches: (press) => isKey('n', press) || isKey('esc', press),
+    intent: () => ({ type: 'fleet-consent', yes: false }),
   },
   {
     id: 'resume-yes',
@@ -350,6 +370,15 @@ export const bindings: readonly Binding[] = [
     intent: () => ({ type: 'mastery' }),
   },
   {
+    id: 'fleet',
+    keys: 'f',
+    group: 'decision',
+    help: 'beyond the capstone: the fleet drill, 100 Workers over 10,000 transactions on this target (asks first on a target not the embedded one)',
+    footer: () => 'fleet drill',
+    when: (state) => free(state) && on(state, 'decision') && state.fleet.offered && !fleetRunning(state),
+    intent: () => ({ type: 'fleet' }),
+  },
+  {
     id: 'help',
     keys: '?',
     group: 'anywhere',
@@ -362,10 +391,10 @@ export const bindings: readonly Binding[] = [
     id: 'back',
     keys: 'esc',
     group: 'anywhere',
-    help: 'back: from help, from a hint, from a drill to the list, from the mastery gate to the decision',
+    help: 'back: from help, from a hint, from a drill to the list, from the mastery gate or the finished fleet drill to the decision',
     footer: (state) =>
-      on(state, 'help') ? 'close help' : on(state, 'drill') && state.hint ? 'close hint' : on(state, 'mastery') ? 'decision' : 'drill list',
-    when: (state) => free(state) && on(state, 'help', 'drill', 'decision', 'mastery'),
+      on(state, 'help') ? 'close help' : on(state, 'drill') && state.hint ? 'close hint' : on(state, 'mastery', 'fleet') ? 'decision' : 'drill list',
+    when: (state) => free(state) && (on(state, 'help', 'drill', 'decision', 'mastery') || (on(state, 'fleet') && !fleetRunning(state))),
     intent: () => ({ type: 'back' }),
   },
   {

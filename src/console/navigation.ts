@@ -90,6 +90,7 @@ function backFrom(state: ConsoleState): MainScreen {
     case 'decision':
       return { name: 'list' };
     case 'mastery':
+    case 'fleet':
       return { name: 'decision' };
     default:
       return state.screen;

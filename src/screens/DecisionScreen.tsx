@@ -1,10 +1,11 @@
 // The decision: the bundle (the seed's JSON object) with each verdict, the
 // drafted paragraph in an editor, and where ctrl+s saved it. After a clean
-// sweep it offers the mastery gate.
+// sweep it offers the mastery gate; beyond the capstone, the fleet drill.
 import React from 'react';
 import { Box } from 'ink';
 import { wrapOffsets } from '../console/editor.js';
 import { editorWidth } from '../console/layout.js';
+import { fleetOffer } from '../console/fleet.js';
 import { activeDecision, useConsole } from '../store.js';
 import { ParagraphEditor } from './ParagraphEditor.js';
 import { Row, Span } from './theme.js';
@@ -14,10 +15,12 @@ export function DecisionScreen({ height }: { height: number }) {
   const count = useConsole((state) => state.decisions.length);
   const offered = useConsole((state) => state.mastery.offered);
   const columns = useConsole((state) => state.terminal.columns);
+  const fleet = useConsole((state) => state.fleet);
   if (!draft) return null;
   const braces = height >= 30;
-  // Fixed rows: title, JSON (10, or 12 with braces), paragraph label, saved line, mastery line.
-  const fixed = 1 + draft.bundle.length + (braces ? 2 : 0) + 1 + 1 + (offered ? 1 : 0);
+  const lastFleet = fleet.phase === 'done' ? fleet.result : undefined;
+  // Fixed rows: title, JSON (10, or 12 with braces), paragraph label, saved line, mastery line, fleet lines.
+  const fixed = 1 + draft.bundle.length + (braces ? 2 : 0) + 1 + 1 + (offered ? 1 : 0) + (fleet.offered ? 1 : 0) + (lastFleet ? 1 : 0);
   const editorRoom = Math.max(2, height - fixed);
   const permitted = draft.decision === 'PERMITTED';
   const hidden = Math.max(0, wrapOffsets(draft.text, editorWidth(columns)).length - editorRoom);
@@ -72,6 +75,18 @@ export function DecisionScreen({ height }: { height: number }) {
       {offered ? (
         <Row>
           <Span tone="accent">All nine passed on the first try: m repeats one drill with its deliberate break (mastery gate).</Span>
+        </Row>
+      ) : null}
+      {fleet.offered ? (
+        <Row>
+          <Span tone="accent">{fleetOffer(fleet)}</Span>
+        </Row>
+      ) : null}
+      {lastFleet ? (
+        <Row>
+          <Span tone={lastFleet.passed ? 'ok' : 'bad'}>
+            Last fleet run: {lastFleet.held ? 'history held' : 'history DID NOT hold'} · report in {lastFleet.report}
+          </Span>
         </Row>
       ) : null}
     </Box>
