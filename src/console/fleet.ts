@@ -4,7 +4,7 @@
 // runs; this module runs it (src/drills/fleet/run.ts), turns its events into the
 // store's fleet view, and writes the same two files as `sor-drills fleet`.
 import type { FleetOptions } from '../drills/fleet/plan.js';
-import { defaultHosts, fleetDefaults } from '../drills/fleet/plan.js';
+import { defaultHosts, fleetDefaults, planProblems } from '../drills/fleet/plan.js';
 import type { FleetEvent } from '../drills/fleet/run.js';
 import type { Roles } from '../postgres/roles.js';
 import type { Target } from '../postgres/target.js';
@@ -111,6 +111,9 @@ export interface ConsoleFleetRun {
 export async function runConsoleFleet(run: ConsoleFleetRun): Promise<void> {
   const { target, options, signal } = run;
   try {
+    // The options are the CLI's defaults unless a caller shrank them: held to the CLI's rules all the same.
+    const problem = planProblems(options)[0];
+    if (problem) throw new Error(`the fleet's options do not fit: ${problem}`);
     const [{ runFleet }, { fleetTag }, { fleetFiles, strainedFirstLine, writeFleetFiles }, { fleetPassed, summary }] = await Promise.all([
       import('../drills/fleet/run.js'),
       import('../drills/fleet/plan.js'),

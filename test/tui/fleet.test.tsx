@@ -291,6 +291,21 @@ describe('a real fleet run from the console', () => {
     await ui.close();
   }, 240_000);
 
+  it('a fleet that cannot run says why on its screen, and esc goes back to the decision', async () => {
+    resetStore({ terminal: { columns: 100, rows: 40 } });
+    const ui = await consoleOn('embedded', { workers: 2, transactions: 40, tenants: 4 });
+    const tenantsBefore = await fleetTenants();
+    await ui.press(fleetKey);
+    await ui.waitFor((text) => text.includes('✗ The fleet drill could not run:') && text.includes('--tenants must not exceed --workers'), 'the failure');
+    expect(await fleetTenants()).toEqual(tenantsBefore);
+    await ui.press(keys.escape);
+    await ui.waitFor((text) => text.includes('Release PERMITTED'), 'back to the decision');
+    expect(ui.controller.quitting).toBe(false);
+    await ui.press(keys.ctrlC);
+    await expect(ui.controller.quit).resolves.toBe(130);
+    await ui.close();
+  }, 60_000);
+
   it('on the embedded cluster f runs at once; ctrl+c mid-run quits, stopping every process the fleet started', async () => {
     resetStore({ terminal: { columns: 100, rows: 40 } });
     const before = new Set(children());
