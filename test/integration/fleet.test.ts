@@ -110,6 +110,11 @@ describe('the fleet drill', () => {
     expect(report).toContain('# Fleet drill: 10 Workers over 300 transactions: PASS');
     expect(report).toContain('## What strained first');
     expect(report).toMatch(/2 Worker hosts SIGKILLed mid-run/);
+    expect(run.activity.visible).toBe(true);
+    // A login that cannot see other roles' wait events ranks nothing rather than report no waits.
+    const blind = renderFleetReport({ main: { ...run, activity: { ...run.activity, visible: false } }, target: 'test', when: new Date(), command: 'sor-drills fleet' });
+    expect(blind).toContain('Could not be determined: the login the fleet samples with is neither superuser nor a member of pg_read_all_stats');
+    expect(blind).not.toContain('Strained first');
   }, 180_000);
 
   it('with a claim that takes no row lock, the history check fails and names the transactions two Workers held at once', async () => {

@@ -32,6 +32,11 @@ export async function sample(client: Queryable, tenants: readonly string[], at: 
 }
 
 export interface ActivityFigures {
+  /**
+   * Whether the sampling login sees other roles' wait events (superuser or pg_read_all_stats):
+   * without it pg_stat_activity hides the tool servers' waits, and the lock figures mean nothing.
+   */
+  visible: boolean;
   samples: number;
   backends_peak: number;
   /** Samples in which every client backend was busy (the tool servers' pools all in use). */
@@ -43,10 +48,11 @@ export interface ActivityFigures {
   advisory_waits_peak: number;
 }
 
-export function activityFigures(samples: readonly Sample[]): ActivityFigures {
+export function activityFigures(samples: readonly Sample[], visible: boolean): ActivityFigures {
   const n = Math.max(1, samples.length);
   const peak = (pick: (s: Sample) => number) => samples.reduce((max, s) => Math.max(max, pick(s)), 0);
   return {
+    visible,
     samples: samples.length,
     backends_peak: peak((s) => s.backends),
     saturated_share: samples.filter((s) => s.backends > 0 && s.active >= s.backends).length / n,
@@ -126,6 +132,14 @@ export async function tableFigures(client: Queryable): Promise<TableFigures> {
     pending_dead_rows: Number(other[0]?.dead ?? 0),
     max_connections: Number(other[0]?.max_connections ?? 0),
   };
+}
+
+/** Whether this login sees every backend's wait events in pg_stat_activity. */
+export async function seesAllActivity(client: Queryable): Promise<boolean> {
+  const { rows } = await client.query<{ visible: boolean }>(
+    `select r.rolsuper or pg_has_role(current_user, 'pg_read_all_stats', 'member') as visible from pg_roles r where r.rolname = current_user`,
+  );
+  return rows[0]?.visible ?? false;
 }
 
 /** The database's deadlock count so far (pg_stat_database): read before and after the run. */

@@ -83,8 +83,9 @@ function details(run: FleetRun) {
     reclaimed: run.history.reclaimed,
     events: run.journal.events,
     events_per_s: round(run.journal.events_per_s),
-    lock_waits_peak: run.activity.lock_waits_peak,
-    lock_wait_share: round(run.activity.lock_wait_share, 3),
+    activity_visible: run.activity.visible,
+    lock_waits_peak: run.activity.visible ? run.activity.lock_waits_peak : null,
+    lock_wait_share: run.activity.visible ? round(run.activity.lock_wait_share, 3) : null,
     advisory_waits_peak: run.activity.advisory_waits_peak,
     pool_saturated_share: round(run.activity.saturated_share, 3),
     samples: run.activity.samples,
@@ -125,6 +126,12 @@ export function fleetPassed(outcome: FleetOutcome): boolean {
 const kb = (bytes: number | undefined) => (bytes === undefined ? '?' : bytes >= 1_048_576 ? `${round(bytes / 1_048_576)} MB` : `${round(bytes / 1024)} kB`);
 const pct = (share: number) => `${round(share * 100)}%`;
 
+/** The lock waits seen, or why they could not be seen. */
+function waits(run: FleetRun): string {
+  const a = run.activity;
+  return a.visible ? `peak ${a.lock_waits_peak}, in ${pct(a.lock_wait_share)} of ${a.samples} samples` : 'not visible to this login (needs pg_read_all_stats)';
+}
+
 function historyLines(run: FleetRun): string[] {
   const h = run.history;
   const lines = [
@@ -146,7 +153,7 @@ function historyLines(run: FleetRun): string[] {
 
 function figureRows(label: string, run: FleetRun): string {
   const s = summary(run);
-  return `| ${label} | ${s.throughput_tps} | ${s.p50_ms} | ${s.p99_ms} | ${run.activity.lock_waits_peak} (${pct(run.activity.lock_wait_share)} of samples) | ${s.backends_peak} | ${round(run.journal.events_per_s)} | ${s.duplicates} / ${s.lost} / ${s.lock_errors} |`;
+  return `| ${label} | ${s.throughput_tps} | ${s.p50_ms} | ${s.p99_ms} | ${waits(run)} | ${s.backends_peak} | ${round(run.journal.events_per_s)} | ${s.duplicates} / ${s.lost} / ${s.lock_errors} |`;
 }
 
 /** Which of the nine drills' guarantees held at this scale, each with the figure that says so. */
@@ -158,7 +165,7 @@ function guarantees(run: FleetRun): string[] {
   return [
     `- Run journal crash/resume: ${held(!has('run not finished') && !has('made again'))}. ${run.kills.length} hosts killed (${run.kills.length * Math.ceil(run.options.workers / run.options.hosts)} Workers at most) resumed from the journal: ${h.violations.find((v) => v.what.includes('run not finished'))?.count ?? 0} runs left unfinished, ${h.violations.find((v) => v.what.includes('made again'))?.count ?? 0} completed calls made again.`,
     `- Idempotent retry: ${held(!has('more than one expense') && !has('more than one outbox'))}. ${h.duplicates} transactions with a second expense, outbox row or processing write.`,
-    `- SKIP LOCKED claims: ${held(!has('held by two') && h.lock_errors === 0)}. ${h.violations.find((v) => v.what.includes('held by two'))?.count ?? 0} transactions held by two Workers at once; ${h.lock_errors} lock errors; lock waits in ${pct(run.activity.lock_wait_share)} of ${run.activity.samples} samples (peak ${run.activity.lock_waits_peak}).`,
+    `- SKIP LOCKED claims: ${held(!has('held by two') && h.lock_errors === 0)}. ${h.violations.find((v) => v.what.includes('held by two'))?.count ?? 0} transactions held by two Workers at once; ${h.lock_errors} lock errors; lock waits: ${waits(run)}.`,
     `- Outbox: ${held(!has('outbox'))}. One outbox row per expense for all ${h.processed} processed transactions; the relay is not part of the fleet, so the ${h.processed} rows queued wait for it (the outbox drill measures dispatch).`,
     `- Append-only events: ${held(!has('agent_events'))}. ${h.events} agent_events rows, one tool_called per completed call, ${round(run.journal.events_per_s)} rows/s.`,
     `- Row-level security tenant flip: ${held(!has('another tenant'))}. ${h.violations.find((v) => v.what.includes('another tenant'))?.count ?? 0} expenses under another tenant than their transaction's, over ${run.options.tenants} tenants.`,
@@ -170,6 +177,12 @@ function guarantees(run: FleetRun): string[] {
 /** What strained first, ranked by how much of the run was spent waiting on it. */
 function strain(run: FleetRun): string[] {
   const a = run.activity;
+  if (!a.visible) {
+    return [
+      'Could not be determined: the login the fleet samples with is neither superuser nor a member of pg_read_all_stats, ' +
+        "so pg_stat_activity hides the tool servers' wait events. Run it with such a login (or `grant pg_read_all_stats to <login>`) to rank what strained.",
+    ];
+  }
   const backends = run.options.toolServers * run.options.poolSize;
   const sizes = run.tables.sizes;
   const total = Object.values(sizes).reduce((sum, bytes) => sum + bytes, 0);
@@ -228,7 +241,7 @@ export function renderFleetReport(outcome: FleetOutcome): string {
     '',
     '## Figures',
     '',
-    '| run | throughput (tx/s) | claim p50 (ms) | claim p99 (ms) | lock waits peak | backends peak | events rows/s | duplicates / lost / lock errors |',
+    '| run | throughput (tx/s) | claim p50 (ms) | claim p99 (ms) | lock waits | backends peak | events rows/s | duplicates / lost / lock errors |',
     '|---|---|---|---|---|---|---|---|',
     figureRows(details(run).claims, run),
   ];
@@ -243,7 +256,7 @@ export function renderFleetReport(outcome: FleetOutcome): string {
       '',
       '## SKIP LOCKED against plain FOR UPDATE',
       '',
-      `With plain FOR UPDATE, every Worker of a tenant queues on the same first row: lock waits in ${pct(outcome.forUpdate.activity.lock_wait_share)} of samples (SKIP LOCKED: ${pct(run.activity.lock_wait_share)}), ` +
+      `With plain FOR UPDATE, every Worker of a tenant queues on the same first row: lock waits ${waits(outcome.forUpdate)} (SKIP LOCKED: ${waits(run)}), ` +
         `claim p99 ${b.p99_ms} ms (SKIP LOCKED: ${a.p99_ms} ms), throughput ${b.throughput_tps} tx/s (SKIP LOCKED: ${a.throughput_tps}, ${a.throughput_tps > 0 ? round(b.throughput_tps / a.throughput_tps, 2) : '?'}x).`,
       ...historyLines(outcome.forUpdate),
     );

@@ -11,7 +11,7 @@ import { readProcessEnvironment, type EnvironmentRead } from '../../reconciler/p
 import type { Supervisor } from '../../reconciler/supervisor.js';
 import { delay } from '../../util/wait.js';
 import { createDrillSystem } from '../processes.js';
-import { activityFigures, claimPlan, deadlockCount, journalFigures, sample, tableFigures, type ActivityFigures, type ClaimPlan, type JournalFigures, type Sample, type TableFigures } from './figures.js';
+import { activityFigures, claimPlan, deadlockCount, seesAllActivity, journalFigures, sample, tableFigures, type ActivityFigures, type ClaimPlan, type JournalFigures, type Sample, type TableFigures } from './figures.js';
 import { checkHistory, type HistoryCheck } from './history.js';
 import { planFleet, random, type FleetOptions, type FleetPlan } from './plan.js';
 
@@ -127,6 +127,7 @@ export async function runFleet(input: FleetInput): Promise<FleetRun> {
     emit({ type: 'phase', message: `seeding ${options.transactions} pending transactions over ${options.tenants} tenants (${tag})` });
     await seed(watcher, plan);
     const deadlocksBefore = await deadlockCount(watcher);
+    const visible = await seesAllActivity(watcher);
 
     const workerUrl = await system.workerUrl();
     const via = input.toolsVia ? await input.toolsVia(workerUrl) : { url: workerUrl, transactionPooling: false };
@@ -225,7 +226,7 @@ export async function runFleet(input: FleetInput): Promise<FleetRun> {
       plan,
       options,
       history,
-      activity: activityFigures(samples),
+      activity: activityFigures(samples, visible),
       journal,
       tables,
       claim,
