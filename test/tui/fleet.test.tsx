@@ -167,6 +167,18 @@ describe('the offer and the fleet screen (store states)', () => {
       }
       await ui.close();
     }
+    // The decision screen with the offer, the mastery gate and the last run's line.
+    await change((state) => ({
+      screen: { name: 'decision' },
+      mastery: { offered: true, selected: 2, running: false },
+      fleet: { ...state.fleet, phase: 'done', result: finished },
+      decisions: state.decisions.map((draft) => ({ ...draft, text: 'word '.repeat(400) })),
+      history: [],
+    }));
+    const ui = await renderSized(80, 24);
+    expect(ui.frame().replace(/\n$/, '').split('\n').length, ui.frame()).toBeLessThan(24);
+    expect(ui.frame()).toContain('Last fleet run: history held');
+    await ui.close();
   });
 });
 
