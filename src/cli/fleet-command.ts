@@ -12,6 +12,7 @@ import { exitCodes } from '../util/exit-codes.js';
 import { UsageError } from '../postgres/url.js';
 import { defaultRoles, type Roles } from '../postgres/roles.js';
 import type { Target } from '../postgres/target.js';
+import { fleetFiles, writeFleetFiles } from '../drills/fleet/files.js';
 import { defaultHosts, fleetDefaults, fleetTag, planProblems, type FleetOptions } from '../drills/fleet/plan.js';
 import type { FleetEvent, FleetRun } from '../drills/fleet/run.js';
 import type { FleetOutcome } from '../drills/fleet/report.js';
@@ -194,12 +195,10 @@ async function readyTarget(input: FleetInputFlags): Promise<Target> {
 export async function runFleetCommand(input: FleetInputFlags, argv: string[]): Promise<number> {
   const when = new Date();
   const tag = fleetTag(when);
-  const out = input.out ?? writableFile('--out', path.join('evidence', `${tag}.json`));
-  const reportFile = out.replace(/\.json$/i, '') + '.md';
-  const logDir = path.join(path.dirname(out), tag, 'processes');
+  const files = fleetFiles(tag, { out: input.out ?? writableFile('--out', path.join('evidence', `${tag}.json`)) });
+  const logDir = files.logDir;
   const { runFleet } = await import('../drills/fleet/run.js');
-  const { fleetJson, fleetPassed, renderFleetReport } = await import('../drills/fleet/report.js');
-  const { writeFileAtomic } = await import('../util/fs.js');
+  const { fleetPassed } = await import('../drills/fleet/report.js');
   const target = await readyTarget(input);
   try {
     const base = { url: target.url, ownCluster: target.kind === 'embedded', roles: input.roles, when, logDir };
@@ -214,10 +213,8 @@ export async function runFleetCommand(input: FleetInputFlags, argv: string[]): P
     }
     if (input.baseline) outcome.baseline = await baseline(input, main, tag, target.url);
     if (input.pooler) Object.assign(outcome, await pooled(input, base, tag, main));
-    const json = fleetJson(outcome);
-    await writeFileAtomic(out, `${JSON.stringify(json, null, 2)}\n`);
-    await writeFileAtomic(reportFile, renderFleetReport(outcome));
-    write(`fleet: figures in ${shown(out)}, report in ${shown(reportFile)}`);
+    const { json } = await writeFleetFiles(outcome, files);
+    write(`fleet: figures in ${shown(files.json)}, report in ${shown(files.report)}`);
     if (input.json) await new Promise<void>((resolve) => process.stdout.write(`${JSON.stringify(json, null, 2)}\n`, () => resolve()));
     return fleetPassed(outcome) ? exitCodes.ok : exitCodes.blocked;
   } finally {
