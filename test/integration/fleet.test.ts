@@ -109,6 +109,8 @@ describe('the fleet drill', () => {
     const report = renderFleetReport({ main: run, target: 'test', when: new Date(), command: 'sor-drills fleet' });
     expect(report).toContain('# Fleet drill: 10 Workers over 300 transactions: PASS');
     expect(report).toContain('## What strained first');
+    expect(report).toMatch(/^(Strained first: \*\*.+\*\*\.|Nothing crossed its line: .+)$/m);
+    expect(report).toMatch(/- CPU: this machine's \d+ cores busy \d+(\.\d)?% of the run/);
     expect(report).toMatch(/2 Worker hosts SIGKILLed mid-run/);
     expect(run.activity.visible).toBe(true);
     // A login that cannot see other roles' wait events ranks nothing rather than report no waits.

@@ -8,6 +8,7 @@ export interface Sample {
   /** ms since the fleet started. */
   at: number;
   backends: number;
+  /** Client backends in a statement or a transaction (active, or idle in transaction): not free for another call. */
   active: number;
   lockWaits: number;
   advisoryWaits: number;
@@ -19,7 +20,7 @@ export interface Sample {
 export async function sample(client: Queryable, tenants: readonly string[], at: number): Promise<Sample> {
   const { rows } = await client.query<Omit<Sample, 'at'>>(
     `select count(*) filter (where a.backend_type = 'client backend')::int as backends,
-            count(*) filter (where a.backend_type = 'client backend' and a.state = 'active')::int as active,
+            count(*) filter (where a.backend_type = 'client backend' and a.state in ('active', 'idle in transaction'))::int as active,
             count(*) filter (where a.wait_event_type = 'Lock')::int as "lockWaits",
             count(*) filter (where a.wait_event_type = 'Lock' and a.wait_event = 'advisory')::int as "advisoryWaits",
             (select count(*) from pending_transactions where tenant_id = any($1::text[]) and status = 'processed')::int as processed,
@@ -39,7 +40,7 @@ export interface ActivityFigures {
   visible: boolean;
   samples: number;
   backends_peak: number;
-  /** Samples in which every client backend was busy (the tool servers' pools all in use). */
+  /** Samples in which every client backend was busy, in a statement or a transaction (the tool servers' pools all in use). */
   saturated_share: number;
   lock_waits_peak: number;
   /** Share of samples with at least one backend waiting on a lock. */
@@ -70,13 +71,26 @@ export interface JournalFigures {
   p50_ms: number;
   p99_ms: number;
   claim_max_ms: number;
+  /** The write and queue calls' p50 (ms): what a claim's latency is compared with. */
+  write_p50_ms: number;
+  queue_p50_ms: number;
   events: number;
   events_per_s: number;
 }
 
 /** Claim latency (each claim call's started_at to finished_at, in the journal) and the events written per second. */
 export async function journalFigures(client: Queryable, tenants: readonly string[]): Promise<JournalFigures> {
-  const { rows } = await client.query<{ first: Date | null; last: Date | null; claims: number; p50: number | null; p99: number | null; max: number | null; events: number }>(
+  const { rows } = await client.query<{
+    first: Date | null;
+    last: Date | null;
+    claims: number;
+    p50: number | null;
+    p99: number | null;
+    max: number | null;
+    write_p50: number | null;
+    queue_p50: number | null;
+    events: number;
+  }>(
     `with calls as (
        select c.tool, c.started_at, c.finished_at, c.result, extract(epoch from c.finished_at - c.started_at) * 1000 as ms
          from tool_calls c join runs r on r.id = c.run_id
@@ -87,6 +101,8 @@ export async function journalFigures(client: Queryable, tenants: readonly string
             (select percentile_cont(0.5) within group (order by ms) from taken)::float8 as p50,
             (select percentile_cont(0.99) within group (order by ms) from taken)::float8 as p99,
             (select max(ms) from taken)::float8 as max,
+            (select percentile_cont(0.5) within group (order by ms) from calls where tool = 'write')::float8 as write_p50,
+            (select percentile_cont(0.5) within group (order by ms) from calls where tool = 'queue')::float8 as queue_p50,
             (select count(*) from agent_events where tenant_id = any($1::text[]))::int as events`,
     [tenants],
   );
@@ -98,6 +114,8 @@ export async function journalFigures(client: Queryable, tenants: readonly string
     p50_ms: row.p50 ?? 0,
     p99_ms: row.p99 ?? 0,
     claim_max_ms: row.max ?? 0,
+    write_p50_ms: row.write_p50 ?? 0,
+    queue_p50_ms: row.queue_p50 ?? 0,
     events: row.events,
     events_per_s: window > 0 ? row.events / window : 0,
   };
@@ -192,4 +210,18 @@ export async function claimPlan(client: Queryable, tenant: string): Promise<Clai
     rows_removed: nodes.reduce((sum, node) => sum + (node['Rows Removed by Filter'] ?? 0), 0),
     execution_ms: top['Execution Time'],
   };
+}
+
+/** The machine's CPU time so far (/proc/stat): busy and total jiffies; undefined where there is no /proc. */
+export async function cpuTimes(): Promise<{ busy: number; total: number } | undefined> {
+  try {
+    const { readFile } = await import('node:fs/promises');
+    const first = (await readFile('/proc/stat', 'utf8')).split('\n')[0]!;
+    const fields = first.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+    const total = fields.slice(0, 8).reduce((sum, value) => sum + value, 0);
+    return { busy: total - idle, total };
+  } catch {
+    return undefined;
+  }
 }

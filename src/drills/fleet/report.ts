@@ -78,6 +78,10 @@ function details(run: FleetRun) {
     elapsed_s: round(run.elapsed_s, 2),
     window_s: round(run.journal.window_s, 2),
     claim_max_ms: round(run.journal.claim_max_ms),
+    write_p50_ms: round(run.journal.write_p50_ms),
+    queue_p50_ms: round(run.journal.queue_p50_ms),
+    cpu_busy_share: run.cpu_busy_share === undefined ? null : round(run.cpu_busy_share, 3),
+    cores: run.cores,
     runs: run.history.runs,
     calls: run.history.calls,
     reclaimed: run.history.reclaimed,
@@ -174,7 +178,16 @@ function guarantees(run: FleetRun): string[] {
   ];
 }
 
-/** What strained first, ranked by how much of the run was spent waiting on it. */
+/** The share above which a resource counts as strained: waited on in a fifth of the samples, or twice as slow. */
+const strainedShare = 0.2;
+const slowerBy = 2;
+
+/**
+ * What strained first, each resource with its figures, then the first one whose figure
+ * crosses its line, in this order: the claim's row locks (a fifth of the samples with a lock
+ * wait), the claim's row search (its p50 twice the write's), connections (every pooled
+ * connection busy in a fifth of the samples), the machine's CPU (busy 90% of the run).
+ */
 function strain(run: FleetRun): string[] {
   const a = run.activity;
   if (!a.visible) {
@@ -183,36 +196,41 @@ function strain(run: FleetRun): string[] {
         "so pg_stat_activity hides the tool servers' wait events. Run it with such a login (or `grant pg_read_all_stats to <login>`) to rank what strained.",
     ];
   }
+  const j = run.journal;
   const backends = run.options.toolServers * run.options.poolSize;
   const sizes = run.tables.sizes;
   const total = Object.values(sizes).reduce((sum, bytes) => sum + bytes, 0);
   const events = sizes.agent_events ?? 0;
-  const ranked = [
-    {
-      name: 'connections',
-      share: a.saturated_share,
-      line: `connections: all ${a.backends_peak} client backends busy in ${pct(a.saturated_share)} of samples; ${run.options.workers} Workers share ${backends} pooled connections (${round(run.options.workers / backends)} per connection) of max_connections ${run.tables.max_connections}`,
-    },
-    {
-      name: 'the claim',
-      share: a.lock_wait_share,
-      line: `the claim (row locks and the claim index): a backend waiting on a lock in ${pct(a.lock_wait_share)} of samples (peak ${a.lock_waits_peak}, ${a.advisory_waits_peak} on the Worker lock); claim p50 ${round(run.journal.p50_ms)} ms, p99 ${round(run.journal.p99_ms)} ms; claim index ${kb(run.tables.claim_index_bytes ?? undefined)}, ${run.tables.pending_dead_rows} dead row versions in pending_transactions`,
-    },
-  ].sort((x, y) => y.share - x.share);
-  const first = ranked[0]!;
-  return [
-    `Ranked by the share of ${a.samples} pg_stat_activity samples (every ${100} ms) spent waiting on each:`,
-    ...ranked.map((entry, index) => `${index + 1}. ${entry.line}.`),
-    run.claim.rows_removed > 0
-      ? `- How a claim finds its row, after the run (EXPLAIN ANALYZE of the claim's SELECT for ${run.plan.tenants[0]}): ${run.claim.scan}, ` +
-        `${run.claim.rows_removed} rows read and thrown away, ${round(run.claim.execution_ms, 2)} ms. The (status, id) index cannot serve the claim's ` +
-        "`status = 'pending' or (status = 'claimed' and locked_until < now)` filter with its tenant: each claim walks the rows before its own, so claim time grows with the table."
-      : `- How a claim finds its row, after the run (EXPLAIN ANALYZE): ${run.claim.scan}, no rows thrown away, ${round(run.claim.execution_ms, 2)} ms.`,
-    `- The events table: ${kb(events)} after the run, ${total > 0 ? pct(events / total) : '?'} of the Reconciler tables' ${kb(total)}, written at ${round(run.journal.events_per_s)} rows/s: it grows fastest, but nothing waited on it.`,
+  const claimRatio = j.write_p50_ms > 0 ? j.p50_ms / j.write_p50_ms : 0;
+  const cpu = run.cpu_busy_share;
+  const search = run.claim;
+  const lines = [
+    `- The claim's row locks: a backend waiting on a lock in ${pct(a.lock_wait_share)} of ${a.samples} pg_stat_activity samples (every 100 ms; peak ${a.lock_waits_peak}, ${a.advisory_waits_peak} on the Worker lock).`,
+    `- The claim's row search: claim p50 ${round(j.p50_ms)} ms, p99 ${round(j.p99_ms)} ms, against the write's p50 ${round(j.write_p50_ms)} ms and the queue's ${round(j.queue_p50_ms)} ms (${round(claimRatio, 1)}x the write). ` +
+      `After the run (EXPLAIN ANALYZE of the claim's SELECT for ${run.plan.tenants[0]}): ${search.scan}, ${search.rows_removed} rows read and thrown away, ${round(search.execution_ms, 2)} ms` +
+      (search.rows_removed > 0
+        ? ". The (status, id) index cannot serve the claim's `status = 'pending' or (status = 'claimed' and locked_until < now)` filter with its tenant: each claim walks the rows before its own, so claim time grows with the table."
+        : '.'),
+    `- Connections: all ${backends} pooled connections busy (in a statement or a transaction) in ${pct(a.saturated_share)} of samples; ${run.options.workers} Workers share them (${round(run.options.workers / backends)} per connection); peak ${a.backends_peak} backends of max_connections ${run.tables.max_connections}.`,
+    `- CPU: ${cpu === undefined ? 'not measured here (no /proc/stat)' : `this machine's ${run.cores} cores busy ${pct(cpu)} of the run`} (the Workers and tool servers ran on it; the database too when it is local).`,
+    `- The events table: ${kb(events)} after the run, ${total > 0 ? pct(events / total) : '?'} of the Reconciler tables' ${kb(total)}, written at ${round(j.events_per_s)} rows/s: it grows fastest, but no call waited on it.`,
     `- The outbox relay: not run in the fleet; ${run.history.processed} rows queued (${kb(sizes.outbox)}) for it.`,
-    first.share > 0
-      ? `Strained first: **${first.name}** (${pct(first.share)} of samples).`
-      : 'Nothing measured here was waited on in any sample: at this load the database was not the bottleneck (the Worker processes and tool servers were).',
+  ];
+  const first =
+    a.lock_wait_share >= strainedShare
+      ? `the claim's row locks (a lock wait in ${pct(a.lock_wait_share)} of samples)`
+      : claimRatio >= slowerBy
+        ? `the claim's row search (claim p50 ${round(claimRatio, 1)}x the write's; ${search.rows_removed} rows read to find none after the run)`
+        : a.saturated_share >= strainedShare
+          ? `connections (every pooled connection busy in ${pct(a.saturated_share)} of samples)`
+          : cpu !== undefined && cpu >= 0.9
+            ? `CPU (${run.cores} cores busy ${pct(cpu)} of the run)`
+            : undefined;
+  return [
+    ...lines,
+    '',
+    `The rule: the first of these to cross its line strained first: a lock wait in ${pct(strainedShare)} of samples; the claim's p50 ${slowerBy}x the write's; every pooled connection busy in ${pct(strainedShare)} of samples; the CPU busy 90% of the run.`,
+    first ? `Strained first: **${first}**.` : 'Nothing crossed its line: at this load no resource measured here strained.',
   ];
 }
 
@@ -270,7 +288,8 @@ export function renderFleetReport(outcome: FleetOutcome): string {
         `pgbench ran the SQL the tool server runs for one transaction (claim, write and queue, each with its journal rows) at the concurrency the database sees from the fleet ` +
           `(${outcome.baseline.clients} clients, as many as the tool servers' connections; ${outcome.baseline.transactions} transactions): ` +
           `${round(outcome.baseline.tps)} tx/s. The fleet: ${s.throughput_tps} tx/s, **${round(ratio, 2)}x** the baseline (goal 0.5x): ` +
-          `the rest is the tool server, MCP over HTTP and the Workers. (\`${outcome.baseline.command}\`, ${outcome.baseline.pgbench})`,
+          `the rest is the tool server, MCP over HTTP and the Workers. Both run the same claim, so a claim bound by its row search (below) bounds both alike. ` +
+          `(\`${outcome.baseline.command}\`, ${outcome.baseline.pgbench})`,
       );
     }
   }

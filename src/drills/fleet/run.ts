@@ -3,7 +3,8 @@
 // tenants and pending transactions, starts the tool servers and the Worker hosts,
 // kills hosts at random moments and starts them again, samples the database while
 // it works, and then checks the history the run left, from the database alone.
-import pg from 'pg';
+import { availableParallelism } from 'node:os';
+import type pg from 'pg';
 import { connect } from '../../postgres/pg.js';
 import type { Roles } from '../../postgres/roles.js';
 import { startFleetHost, startToolServer, type ToolServer } from '../../reconciler/launch.js';
@@ -11,7 +12,7 @@ import { readProcessEnvironment, type EnvironmentRead } from '../../reconciler/p
 import type { Supervisor } from '../../reconciler/supervisor.js';
 import { delay } from '../../util/wait.js';
 import { createDrillSystem } from '../processes.js';
-import { activityFigures, claimPlan, deadlockCount, seesAllActivity, journalFigures, sample, tableFigures, type ActivityFigures, type ClaimPlan, type JournalFigures, type Sample, type TableFigures } from './figures.js';
+import { activityFigures, claimPlan, cpuTimes, deadlockCount, seesAllActivity, journalFigures, sample, tableFigures, type ActivityFigures, type ClaimPlan, type JournalFigures, type Sample, type TableFigures } from './figures.js';
 import { checkHistory, type HistoryCheck } from './history.js';
 import { planFleet, random, type FleetOptions, type FleetPlan } from './plan.js';
 
@@ -60,6 +61,10 @@ export interface FleetRun {
   kills: KillRecord[];
   /** Wall clock from the first host started to the last one ended (s). */
   elapsed_s: number;
+  /** This machine's CPU busy share over the run (all cores), where /proc/stat can be read. */
+  cpu_busy_share: number | undefined;
+  /** Cores of this machine (the Workers and tool servers ran here; the database too when it is local). */
+  cores: number;
   /** One Worker host's environment, read from /proc while it ran: the boundary holds at scale too. */
   boundary: EnvironmentRead | { unreadable: string };
   /** Hosts that ended on their own with a non-zero code (a Worker's call failed or a server was unreachable). */
@@ -148,6 +153,7 @@ export async function runFleet(input: FleetInput): Promise<FleetRun> {
     emit({ type: 'phase', message: `starting ${options.workers} Workers in ${options.hosts} processes` });
     const hosts = Array.from({ length: options.hosts }, (_, index) => hostName(plan, index));
     const started = Date.now();
+    const cpuBefore = await cpuTimes();
     await Promise.all(
       hosts.map((name, index) =>
         startFleetHost(sup, {
@@ -210,6 +216,8 @@ export async function runFleet(input: FleetInput): Promise<FleetRun> {
       await delay(sampleEveryMs, input.signal);
     }
     const elapsed = (Date.now() - started) / 1000;
+    const cpuAfter = await cpuTimes();
+    const cpu = cpuBefore && cpuAfter && cpuAfter.total > cpuBefore.total ? (cpuAfter.busy - cpuBefore.busy) / (cpuAfter.total - cpuBefore.total) : undefined;
     const hostFailures = hosts.flatMap((name) => {
       const info = sup.get(name);
       return info && info.state === 'exited' && info.exitCode !== 0 ? [`${name} exited with code ${info.exitCode} (its log: ${info.logFile})`] : [];
@@ -232,6 +240,8 @@ export async function runFleet(input: FleetInput): Promise<FleetRun> {
       claim,
       kills,
       elapsed_s: elapsed,
+      cpu_busy_share: cpu,
+      cores: availableParallelism(),
       boundary,
       hostFailures,
       stalled,
