@@ -3,7 +3,7 @@
 // top-level catch turns any failure into one actionable line and an exit code.
 import { describeFailure } from './postgres/errors.js';
 import { exitCodes } from './util/exit-codes.js';
-import { exitWith, installExitHandlers } from './util/lifecycle.js';
+import { exiting, exitWith, installExitHandlers } from './util/lifecycle.js';
 import { helpHint } from './cli/args.js';
 
 type Command = (args: string[]) => Promise<number>;
@@ -65,6 +65,9 @@ main(process.argv.slice(2)).then(
   (code) => exitWith(code),
   (error: unknown) => {
     const { code, message } = describeFailure(error);
+    // Interrupted (ctrl+c, SIGTERM): the cleanups stopping the cluster and the children made
+    // the command fail; the exit's own code stands and there is nothing to report.
+    if (exiting()) return exitWith(code);
     const line = message.split('\n')[0] ?? '';
     // A usage error is one line and where to read the usage, never the whole usage.
     const hint = code === exitCodes.usage ? `; ${helpHint(helpTopic)}` : '';

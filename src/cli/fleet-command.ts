@@ -12,7 +12,8 @@ import { exitCodes } from '../util/exit-codes.js';
 import { UsageError } from '../postgres/url.js';
 import { defaultRoles, type Roles } from '../postgres/roles.js';
 import type { Target } from '../postgres/target.js';
-import { fleetFiles, writeFleetFiles } from '../drills/fleet/files.js';
+import { fleetFiles, strainedFirstLine, writeFleetFiles } from '../drills/fleet/files.js';
+import { summary } from '../drills/fleet/report.js';
 import { defaultHosts, fleetDefaults, fleetTag, planProblems, type FleetOptions } from '../drills/fleet/plan.js';
 import type { FleetEvent, FleetRun } from '../drills/fleet/run.js';
 import type { FleetOutcome } from '../drills/fleet/report.js';
@@ -178,6 +179,28 @@ function progress(label: string): (event: FleetEvent) => void {
   };
 }
 
+/** What a person at the terminal reads last: the figures beside each other and what strained first. */
+function closingLines(outcome: FleetOutcome, report: string): string[] {
+  const figures = (label: string, run: FleetRun) => {
+    const s = summary(run);
+    return `${label}: ${s.throughput_tps} tx/s, claim p50 ${s.p50_ms} ms / p99 ${s.p99_ms} ms, ${s.backends_peak} backends at peak, ${s.duplicates} duplicates, ${s.lost} lost, ${s.lock_errors} lock errors`;
+  };
+  const lines = [figures('fleet', outcome.main)];
+  if (outcome.forUpdate) lines.push(figures('for update', outcome.forUpdate));
+  if (outcome.pooled) lines.push('unavailable' in outcome.pooled ? `pooler: not run: ${outcome.pooled.unavailable}` : figures('pooler', outcome.pooled));
+  if (outcome.baseline) {
+    const fleetTps = summary(outcome.main).throughput_tps;
+    lines.push(
+      'unavailable' in outcome.baseline
+        ? `baseline: not measured: ${outcome.baseline.unavailable}`
+        : `baseline: pgbench ${Math.round(outcome.baseline.tps * 10) / 10} tx/s at ${outcome.baseline.clients} clients; the fleet ${fleetTps} tx/s, ${outcome.baseline.tps > 0 ? (fleetTps / outcome.baseline.tps).toFixed(2) : '?'}x it (goal 0.5x)`,
+    );
+  }
+  const strained = strainedFirstLine(report);
+  if (strained) lines.push(`fleet: ${strained}`);
+  return lines;
+}
+
 async function readyTarget(input: FleetInputFlags): Promise<Target> {
   const { resolveTarget } = await import('../postgres/target.js');
   const { prepareTarget } = await import('../postgres/prepare.js');
@@ -208,12 +231,15 @@ export async function runFleetCommand(input: FleetInputFlags, argv: string[]): P
     // One worker login for the whole command: on the embedded cluster each new login would set
     // the worker role's password again, and the runs after this one would hold a stale one.
     const workerUrl = async () => main.workerUrl;
+    // pgbench first, on the table as the fleet left it: each claim reads the rows before its own,
+    // so a baseline run after the other runs' rows would meet a bigger table than the fleet did.
+    if (input.baseline) outcome.baseline = await baseline(input, main, tag, target.url);
     if (input.forUpdate) {
       outcome.forUpdate = await runFleet({ ...base, workerUrl, options: { ...input.options, skipLocked: false }, tag: `${tag}-fu`, onEvent: progress('for update') });
     }
-    if (input.baseline) outcome.baseline = await baseline(input, main, tag, target.url);
     if (input.pooler) Object.assign(outcome, await pooled(input, base, tag, main));
-    const { json } = await writeFleetFiles(outcome, files);
+    const { json, report } = await writeFleetFiles(outcome, files);
+    for (const line of closingLines(outcome, report)) write(line);
     write(`fleet: figures in ${shown(files.json)}, report in ${shown(files.report)}`);
     if (input.json) await new Promise<void>((resolve) => process.stdout.write(`${JSON.stringify(json, null, 2)}\n`, () => resolve()));
     return fleetPassed(outcome) ? exitCodes.ok : exitCodes.blocked;

@@ -36,6 +36,14 @@ let exitCode: number | undefined;
 let cleaning: Promise<void> | undefined;
 
 /**
+ * Whether the process is already on its way out (a signal, or a code chosen): what fails after
+ * that (a connection the cleanups closed, a child they stopped) is the exit's doing, not news.
+ */
+export function exiting(): boolean {
+  return exitCode !== undefined;
+}
+
+/**
  * Runs the cleanups, flushes stdout and stderr, and exits with the code. A second
  * call (a signal or a crash during the cleanups) waits for the cleanups already
  * running instead of cutting them short, and keeps the first code.

@@ -166,5 +166,7 @@ describe('sor-drills fleet', () => {
     expect(report).not.toContain(password);
     expect(result.stderr).not.toContain(password);
     expect(result.stderr).toMatch(/fleet: history held: 40\/40 processed/);
+    expect(result.stderr).toMatch(/^fleet: [\d.]+ tx\/s, claim p50 [\d.]+ ms \/ p99 [\d.]+ ms, \d+ backends at peak, 0 duplicates, 0 lost, 0 lock errors$/m);
+    expect(result.stderr).toMatch(/^fleet: (Strained first: .+|Nothing crossed its line: .+)$/m);
   }, 120_000);
 });
