@@ -26,8 +26,25 @@ const oracle = 'test/integration/oracle.test.ts';
 const predicates = 'test/unit/oracle-predicates.test.ts';
 const flow = 'test/tui/flow.test.tsx';
 const logic = 'test/tui/logic.test.ts';
+const fleet = 'test/integration/fleet.test.ts';
 
 export const catalogue = [
+  {
+    id: 'fleet-history-never-sees-two-holders',
+    file: 'src/drills/fleet/history.ts',
+    find: 'a.worker < b.worker and a.locked_at < b.ended and b.locked_at < a.ended',
+    replace: 'a.worker < b.worker and false',
+    tests: [fleet],
+    why: 'the fleet drill: a claim that takes no row lock must be caught, naming the transactions two Workers held at once',
+  },
+  {
+    id: 'fleet-history-counts-a-lost-transaction-as-processed',
+    file: 'src/drills/fleet/history.ts',
+    find: "row.status !== 'processed' || row.expenses === 0 || row.outbox === 0",
+    replace: 'false',
+    tests: [fleet],
+    why: 'the fleet drill: a transaction never processed must count as lost',
+  },
   // ---------------------------------------------------------------- issue 10's own list
   {
     id: 'append-only-any-sqlstate-is-a-refusal',
@@ -138,7 +155,7 @@ export const catalogue = [
   },
   {
     id: 'journal-worker-repeats-completed-calls',
-    file: 'src/reconciler/worker.ts',
+    file: 'src/reconciler/worker-run.ts',
     find: '    const reused = recorded.get(callKey(turn, call));',
     replace: '    const reused = recorded.get(callKey(-1, -1));',
     tests: [processDrills, worker],
@@ -163,8 +180,8 @@ export const catalogue = [
   {
     id: 'claim-without-skip-locked',
     file: 'src/reconciler/actions.ts',
-    find: "         for update${raw(options.skipLocked ? ' skip locked' : '')}`,",
-    replace: '         for update`,',
+    find: "         ${raw(options.noLock ? '' : options.skipLocked ? 'for update skip locked' : 'for update')}`,",
+    replace: "         ${raw(options.noLock ? '' : 'for update')}`,",
     tests: [processDrills, worker],
     why: 'concurrency_claim_test: B must take the next row while A holds the first',
   },

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { planFleet, type FleetOptions } from '../../src/drills/fleet/plan.js';
 import { fleetJson, renderFleetReport } from '../../src/drills/fleet/report.js';
 import { runFleet, type FleetRun } from '../../src/drills/fleet/run.js';
+import { checkHistory } from '../../src/drills/fleet/history.js';
 import { withPgClient } from '../../src/postgres/pg.js';
 import { defaultRoles } from '../../src/postgres/roles.js';
 import { createWorkerLogin, type WorkerLogin } from '../../src/reconciler/launch.js';
@@ -118,6 +119,19 @@ describe('the fleet drill', () => {
     expect(blind).toContain('Could not be determined: the login the fleet samples with is neither superuser nor a member of pg_read_all_stats');
     expect(blind).not.toContain('Strained first');
   }, 180_000);
+
+  it('a transaction nobody processed is lost, and named', async () => {
+    const history = await withPgClient(db.url, async (client) => {
+      await client.query(`insert into tenants (id, name) values ('fleet-idle-t01', 'idle')`);
+      await client.query(
+        `insert into pending_transactions (id, tenant_id, amount_cents, description)
+         select 'fleet-idle-t01-' || g, 'fleet-idle-t01', 100, 'never claimed' from generate_series(1, 3) g`,
+      );
+      return checkHistory(client, ['fleet-idle-t01'], 0);
+    });
+    expect(history).toMatchObject({ ok: false, transactions: 3, processed: 0, lost: 3, duplicates: 0 });
+    expect(history.violations[0]).toMatchObject({ count: 3, rows: expect.arrayContaining(['fleet-idle-t01-1 (pending, 0 expense, 0 outbox)']) });
+  });
 
   it('with a claim that takes no row lock, the history check fails and names the transactions two Workers held at once', async () => {
     // One tenant: all ten Workers read the same next row.
