@@ -56,8 +56,9 @@ Flags
   --tenants T         tenants the transactions are spread over (default ${fleetDefaults.tenants})
   --kill K            SIGKILL K Worker processes at random moments mid-run and start them again (default 0)
   --no-skip-locked    also run the same load with plain FOR UPDATE claims, and compare
-  --baseline          also run pgbench with the SQL the tool server runs per transaction, at the same
-                      concurrency: the fleet's throughput as a ratio of it (needs pgbench)
+  --baseline          also run pgbench with the SQL the tool server runs per transaction, one client per
+                      tool server connection (the fleet's concurrency as the database sees it): the
+                      fleet's throughput as a ratio of it (needs pgbench)
   --pooler            also run the load through PgBouncer in transaction pooling mode, and show what
                       transaction pooling breaks (needs pgbouncer)
   --json              print the figures as JSON on stdout
