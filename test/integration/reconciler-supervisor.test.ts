@@ -81,6 +81,8 @@ describe('Supervisor', () => {
 
   it('times out a wait with the last lines, and masks URL passwords in lines', async () => {
     await node('quiet', `console.log('postgres://u:hunter2@h/db'); setInterval(() => {}, 1000)`);
+    // The line must be there before the short wait starts: a Node start under load can take longer than 300 ms.
+    await sup.waitForLine('quiet', (line) => line.startsWith('postgres://'), { timeoutMs: 10_000 });
     await expect(sup.waitForLine('quiet', (line) => line === 'never', { timeoutMs: 300 })).rejects.toThrow(/timed out.*postgres:\/\/u:\*\*\*@h\/db/);
     await sup.kill('quiet');
   });
