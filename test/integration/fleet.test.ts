@@ -139,10 +139,13 @@ describe('the fleet drill', () => {
     expect(run.history.ok).toBe(false);
     expect(run.history.duplicates).toBeGreaterThan(0);
     const held = run.history.violations.find((violation) => violation.what.startsWith('held by two Workers at once'));
-    expect(held?.count).toBe(run.history.duplicates);
+    // Most double claims overlap; one whose second claim came after the first Worker's write shows
+    // up instead as a second processing write (or a row left claimed): a duplicate all the same.
+    expect(held?.count).toBeGreaterThan(0);
+    expect(held!.count).toBeLessThanOrEqual(run.history.duplicates);
     expect(held?.rows[0]).toMatch(/^fleet-broken-t01-\d{5}: fleet-broken-w\d{3} and fleet-broken-w\d{3}$/);
-    // The idempotency key still kept one expense per transaction: only the journal shows the double claim.
-    expect(run.history.lost).toBe(0);
+    // The idempotency key still kept one expense per transaction: the journal shows the double claim.
+    expect(run.history.violations.map((violation) => violation.what)).not.toContain('more than one expense');
     const report = renderFleetReport({ main: run, target: 'test', when: new Date(), command: 'sor-drills fleet --break-claim' });
     expect(report).toContain(': FAIL');
     expect(report).toContain('**VIOLATION** held by two Workers at once');
