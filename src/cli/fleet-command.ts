@@ -3,7 +3,6 @@
 // strained, in a JSON file and a markdown report beside it.
 // Exit 0 the history held, 1 it did not (the report names the rows), 2 bad usage,
 // 3 target unreachable.
-import os from 'node:os';
 import path from 'node:path';
 import { commonFlagsHelp, parse, printHelp } from './args.js';
 import { integerFlag, roleNameFlag, targetString, writableFile } from './input-checks.js';
@@ -287,7 +286,9 @@ async function pooled(
 ): Promise<Pick<FleetOutcome, 'pooled' | 'poolingChecks'>> {
   const { startPgBouncer, transactionPoolingChecks, PoolerUnavailable } = await import('../drills/fleet/pooler.js');
   const { runFleet } = await import('../drills/fleet/run.js');
-  const workDir = (name: string) => path.join(os.tmpdir(), `sor-pgbouncer-${tag}-${name}`);
+  // PgBouncer's log goes beside the fleet's process logs (its config, with the password, lives in
+  // a private temporary folder of its own, removed on stop).
+  const workDir = (name: string) => path.join(base.logDir, `pgbouncer-${name}`);
   // The checks on a pooler of their own, a pool of 2, logged in as the target's own user (it may
   // SET ROLE to both roles); the fleet's through another, logged in as the Worker side.
   let checksPooler;
