@@ -97,12 +97,12 @@ const headlessOperator = { request: async (_ask: unknown, perform: () => Promise
  * The target, reached and prepared by the same rule as the console's; headless there is
  * nobody to ask, so a target that needs consent without --yes is bad usage (exit 2).
  */
-async function readyTarget(input: RunInput): Promise<Target> {
+async function readyTarget(input: RunInput, onProgress: (line: string) => void = write): Promise<Target> {
   const { resolveTarget } = await import('../postgres/target.js');
   const { prepareTarget } = await import('../postgres/prepare.js');
-  const target = await resolveTarget({ db: input.db, keep: input.keep, onProgress: write });
+  const target = await resolveTarget({ db: input.db, keep: input.keep, onProgress });
   try {
-    const preparation = await prepareTarget(target, { consent: input.yes, onProgress: write, profile: input.profile?.source });
+    const preparation = await prepareTarget(target, { consent: input.yes, onProgress, profile: input.profile?.source });
     if (preparation.kind === 'needs-consent') throw new UsageError(`${preparation.why}; pass --yes to consent`);
     return target;
   } catch (error) {
@@ -144,25 +144,34 @@ async function masteryGate(run: Run, gate: BundleKey, decision: string): Promise
 /** The headless run of checked input: every decided path writes the bundle, and prints it with --json. */
 export async function runHeadless(input: RunInput): Promise<number> {
   const when = new Date();
-  const { renderBundle, writeBundle, draftParagraph, decisionOf, defaultBundlePath } = await import('../drills/bundle.js');
+  const { defaultBundlePath } = await import('../drills/bundle-path.js');
   const { defaultEvidenceRoot } = await import('../drills/evidence-root.js');
   // The places the run writes without a flag naming them, checked as the flags' files were.
   const out = input.out ?? writableFile('--out', defaultBundlePath(when));
   const evidenceRoot = defaultEvidenceRoot();
   writableDirectory('the evidence folder', evidenceRoot, shown(evidenceRoot));
-  // The drills, the oracle and the MCP SDK load while the cluster initialises (a child
-  // process): nothing needs them before the target is up.
-  const drillsModule = import('../drills/session.js');
-  drillsModule.catch(() => {});
-  const target = await readyTarget(input);
-  let drillsLoaded;
+  // The drills, the oracle, the bundle's renderer and the MCP SDK (half a second of module
+  // loading) load while the cluster initialises: nothing needs them before the target is up.
+  // They start loading at the target's first progress line, once the cluster's own modules
+  // are in, so that initdb is not queued behind them.
+  let modules: Promise<[typeof import('../drills/session.js'), typeof import('../drills/bundle.js')]> | undefined;
+  const load = () => {
+    modules ??= Promise.all([import('../drills/session.js'), import('../drills/bundle.js')]);
+    modules.catch(() => {});
+    return modules;
+  };
+  const target = await readyTarget(input, (line) => {
+    write(line);
+    void load();
+  });
+  let loaded;
   try {
-    drillsLoaded = await drillsModule;
+    loaded = await load();
   } catch (error) {
     await target.close();
     throw error;
   }
-  const { createSession, defaultDrillOptions, resolveSessionProfile } = drillsLoaded;
+  const [{ createSession, defaultDrillOptions, resolveSessionProfile }, { renderBundle, writeBundle, draftParagraph, decisionOf }] = loaded;
   let profile;
   try {
     profile = await resolveSessionProfile(target, input.profile, input.roles);

@@ -18,17 +18,7 @@ export type Bundle = Record<BundleKey, string> & { release_decision: string };
 
 export type Decision = 'PERMITTED' | 'BLOCKED';
 
-/** Where a bundle goes unless the operator says: evidence/bundle-<UTC stamp>.md in the current directory. */
-export function defaultBundlePath(now = new Date()): string {
-  const stamp = now.toISOString().replace(/[-:]/g, '').replace(/\..+$/, '');
-  return path.join('evidence', `bundle-${stamp}.md`);
-}
-
-/** The mastery gate's second bundle goes beside the first: bundle.md -> bundle.mastery.md. */
-export function masteryBundlePath(file: string): string {
-  const parsed = path.parse(file);
-  return path.join(parsed.dir, `${parsed.name}.mastery${parsed.ext || '.md'}`);
-}
+export { defaultBundlePath, masteryBundlePath } from './bundle-path.js';
 
 export function bundleValue(result: DrillResult | undefined): string {
   if (!result) return 'fail: not run';
