@@ -4,6 +4,7 @@
 import { randomUUID } from 'node:crypto';
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { httpFetch } from '../reconciler/http-fetch.js';
 import type { ProfileInUse, ToolSpec } from '../postgres/profile/index.js';
 import { errorMessage } from '../postgres/errors.js';
 import { fillArguments, operatorCommand, startOperatorToolServer, whose, type OperatorToolServer } from './operator-side.js';
@@ -24,6 +25,9 @@ export async function withToolsClient<T>(
   const client = new Client({ name: 'sor-drills-drill', version: '0.1.0' });
   const transport = new StreamableHTTPClientTransport(new URL(tools.url), {
     requestInit: { headers: { authorization: `Bearer ${tools.token}` } },
+    // node:http, not the global fetch: a process that used fetch waits at exit for V8 to
+    // finish compiling undici's WebAssembly parser (http-fetch.ts).
+    fetch: httpFetch,
   });
   await client.connect(transport);
   try {

@@ -27,6 +27,7 @@
 // failed the run); 2 bad settings; 3 the tool server could not be reached.
 import { Client } from '@modelcontextprotocol/sdk/client/index.js';
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js';
+import { httpFetch } from './http-fetch.js';
 import { emit } from './json-lines.js';
 import { readWorkerConfig, type WorkerConfig } from './worker-plan.js';
 import { runWorker, stallMs, ToolFailure, workerExitCodes } from './worker-run.js';
@@ -53,6 +54,9 @@ async function main(): Promise<number> {
   const client = new Client({ name: `sor-worker-${config.name}`, version: '0.1.0' });
   const transport = new StreamableHTTPClientTransport(new URL(config.toolsUrl), {
     requestInit: { headers: { authorization: `Bearer ${config.token}` } },
+    // node:http, not the global fetch: a process that used fetch waits at exit for V8 to
+    // finish compiling undici's WebAssembly parser (http-fetch.ts).
+    fetch: httpFetch,
   });
   // Installed before the connection, so a go that comes right after `ready` is not lost.
   const go = config.waitForGo ? goSignal() : undefined;
