@@ -2,7 +2,7 @@
 // itself prints it ("resumed N ms after the restart": the database's clock read just before
 // the spawn, to the started_at of the first call journaled after it), against the floor a
 // restarted Worker cannot go under, measured in the same round: a bare `node -e 0`, and the
-// Worker's own start (dist/reconciler/worker.js with no settings: Node, its imports (the MCP
+// Worker's own start (dist/bundle/worker.js, the script the drill runs, with no settings: Node, its imports (the MCP
 // SDK), then exit 2 before it connects). Run by hand after `npm run build` (run.sh).
 import { spawnSync } from 'node:child_process';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -33,7 +33,7 @@ const load = [];
 for (let round = 0; round < rounds; round += 1) {
   load.push(loadavg()[0]);
   floor.node.push(timed(['-e', '0']));
-  floor.worker.push(timed([path.join(root, 'dist/reconciler/worker.js')]));
+  floor.worker.push(timed([path.join(root, 'dist/bundle/worker.js')]));
   for (const pace of paces) {
     const dir = mkdtempSync(path.join(tmpdir(), 'resume-latency-'));
     const env = { ...process.env };
