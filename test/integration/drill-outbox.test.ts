@@ -61,7 +61,7 @@ describe('outbox_relay_retry_test', () => {
     const result = await runOne(outboxRelayRetryTest, db, { system, events });
     expect(result.verdict, result.reason).toBe('pass');
     const { row } = await drillRow(events);
-    expect(row).toMatchObject({ status: 'dispatched', attempts: 2, last_error: expect.stringMatching(/fetch failed/) });
+    expect(row).toMatchObject({ status: 'dispatched', attempts: 2, last_error: expect.stringMatching(/send failed: /) });
     expect(row.dispatched_at).not.toBeNull();
     const killed = events.find((event) => event.type === 'observation' && event.label === 'relay_killed') as { value: string };
     const pid = /^pid (\d+) by SIGKILL$/.exec(killed.value)?.[1];

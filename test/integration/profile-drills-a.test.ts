@@ -128,7 +128,7 @@ describe('outbox_relay_retry_test through the other profile', () => {
     const result = await runOne(outboxRelayRetryTest, db, { system, profile, events });
     expect(result.verdict, result.reason).toBe('pass');
     const { row } = await drillRow(events);
-    expect(row).toMatchObject({ status: 'sent', attempt_count: 2, last_error: expect.stringMatching(/fetch failed/) });
+    expect(row).toMatchObject({ status: 'sent', attempt_count: 2, last_error: expect.stringMatching(/send failed: /) });
     expect(row.id).toMatch(uuid);
     expect(row.sent_at).not.toBeNull();
     expect(row.payload).toMatchObject({ subject: 'Expense recorded (outbox drill)' });

@@ -142,7 +142,7 @@ describe('outbox relay', () => {
     const id = await enqueue(key('blip-reset'));
     await sup.waitForEvent('relay', 'send_failed', { timeoutMs: 10_000, match: (line) => line.outbox_id === id });
     const row = await outboxRow(id);
-    expect(row).toMatchObject({ status: 'pending', attempts: 1, dispatched_at: null, last_error: expect.stringMatching(/fetch failed/) });
+    expect(row).toMatchObject({ status: 'pending', attempts: 1, dispatched_at: null, last_error: expect.stringMatching(/send failed: /) });
     const { ahead } = await one<{ ahead: boolean }>(`select next_attempt_at > now() + interval '50 seconds' as ahead from outbox where id = $1`, [id]);
     expect(ahead).toBe(true);
   });
