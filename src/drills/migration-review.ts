@@ -40,20 +40,16 @@ interface Expected {
   exact?: string;
 }
 
-async function schemaTables(url: string, schema: string): Promise<string[]> {
+/** The schema's tables and their catalog, read on one connection. */
+async function catalogOf(url: string, schema: string): Promise<Catalog> {
   return withPgClient(url, async (client) => {
     const { rows } = await client.query<{ name: string }>(
       `select c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
         where n.nspname = $1 and c.relkind in ('r', 'p') order by c.relname`,
       [schema],
     );
-    return rows.map((row) => row.name);
+    return readCatalog(client, rows.map((row) => row.name), schema);
   });
-}
-
-async function catalogOf(url: string, schema: string): Promise<Catalog> {
-  const tables = await schemaTables(url, schema);
-  return withPgClient(url, (client) => readCatalog(client, tables, schema));
 }
 
 /** Why the default proposal does not fit this target (its expenses table is not public.expenses), or undefined. */
