@@ -1,7 +1,8 @@
 // A branch of the target for trying a migration: a Neon branch when Neon
 // credentials are configured, else a copy of the target database made with
 // CREATE DATABASE ... TEMPLATE. The target itself is never migrated.
-import { ident, literal, sqlState, withPgClient, errorMessage } from './pg.js';
+import type pg from 'pg';
+import { connect, ident, literal, sqlState, withPgClient, errorMessage } from './pg.js';
 import { withDatabase } from './url.js';
 
 export interface Branch {
@@ -19,13 +20,15 @@ export class BranchUnavailable extends Error {
 
 const branchComment = 'sor-drills migration branch';
 
-/** The database to connect to for CREATE/DROP DATABASE: the server's maintenance database. */
-async function maintenanceUrl(url: string): Promise<string> {
+/**
+ * A connection to the server's maintenance database, for CREATE/DROP DATABASE: postgres,
+ * else template1. The probe's connection is the one used, not opened a second time.
+ */
+async function connectMaintenance(url: string): Promise<{ client: pg.Client; url: string }> {
   for (const database of ['postgres', 'template1']) {
     const candidate = withDatabase(url, database);
     try {
-      await withPgClient(candidate, async () => {});
-      return candidate;
+      return { client: await connect(candidate), url: candidate };
     } catch {
       // try the next one
     }
@@ -34,8 +37,8 @@ async function maintenanceUrl(url: string): Promise<string> {
 }
 
 export async function createTemplateBranch(url: string, database: string, name: string): Promise<Branch> {
-  const admin = await maintenanceUrl(url);
-  await withPgClient(admin, async (client) => {
+  const { client, url: admin } = await connectMaintenance(url);
+  try {
     const existing = await client.query<{ comment: string | null }>(
       `select shobj_description(oid, 'pg_database') as comment from pg_database where datname = $1`,
       [name],
@@ -64,14 +67,20 @@ export async function createTemplateBranch(url: string, database: string, name: 
       throw new BranchUnavailable(`cannot create the branch ${name}: ${errorMessage(error)}`);
     }
     await client.query(`comment on database ${ident(name)} is ${literal(branchComment)}`);
-  });
+  } finally {
+    await client.end().catch(() => {});
+  }
+  // The drill drops the branch in its last step and again in its cleanup (for a step that failed first): once dropped, the second is a no-op.
+  let dropped = false;
   return {
     name,
     kind: 'template',
     url: withDatabase(url, name),
     describe: `${name} (a copy of ${database} made with CREATE DATABASE ... TEMPLATE)`,
     async drop() {
+      if (dropped) return;
       await withPgClient(admin, (client) => client.query(`drop database if exists ${ident(name)} with (force)`));
+      dropped = true;
     },
   };
 }
