@@ -12,6 +12,7 @@
 // migration given with --migration is held to what it says itself: its up changes
 // something, on its own table only, and its down gives the schema back exactly.
 import { readFile } from 'node:fs/promises';
+import type pg from 'pg';
 import { splitMigration } from '../postgres/migrations.js';
 import { BranchUnavailable, createNeonBranch, createTemplateBranch, type Branch } from '../postgres/branch.js';
 import { inTransaction, withPgClient } from '../postgres/pg.js';
@@ -40,16 +41,14 @@ interface Expected {
   exact?: string;
 }
 
-/** The schema's tables and their catalog, read on one connection. */
-async function catalogOf(url: string, schema: string): Promise<Catalog> {
-  return withPgClient(url, async (client) => {
-    const { rows } = await client.query<{ name: string }>(
-      `select c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
-        where n.nspname = $1 and c.relkind in ('r', 'p') order by c.relname`,
-      [schema],
-    );
-    return readCatalog(client, rows.map((row) => row.name), schema);
-  });
+/** The schema's tables and their catalog. */
+async function catalogOf(client: pg.Client, schema: string): Promise<Catalog> {
+  const { rows } = await client.query<{ name: string }>(
+    `select c.relname as name from pg_class c join pg_namespace n on n.oid = c.relnamespace
+      where n.nspname = $1 and c.relkind in ('r', 'p') order by c.relname`,
+    [schema],
+  );
+  return readCatalog(client, rows.map((row) => row.name), schema);
 }
 
 /** Why the default proposal does not fit this target (its expenses table is not public.expenses), or undefined. */
@@ -256,25 +255,28 @@ export const migrationReview: Drill<State> = {
         const branch = need(state.branch, 'the branch');
         const expected = need(state.expected, 'the expected change');
         const { up } = splitMigration(need(state.text, 'the migration text'));
-        const before = await catalogOf(branch.url, expected.schema);
-        state.catalogBefore = before;
-        ctx.showSql(up);
-        await withEvidence(
-          ctx,
-          {
-            label: `apply the up migration on ${branch.name}`,
-            url: branch.url,
-            tables: [{ name: oracleName(expected), rows: false, schema: true }],
-            // The default proposal's one change; a given migration is judged from the catalog diff below.
-            expect: expected.exact ? [`${oracleName(expected)}:+column:notes`] : [],
-          },
-          async (log) => {
-            await withPgClient(branch.url, (client) => inTransaction(client, () => client.query(up)));
-            log(`applied the up migration on ${branch.describe}`);
-          },
-        );
-        const after = await catalogOf(branch.url, expected.schema);
-        const changes = catalogDiff(before, after);
+        // One connection reads the catalog before and after. The up runs on its own: a SET in it (search_path, role)
+        // would otherwise change how the catalog after is read.
+        const changes = await withPgClient(branch.url, async (client) => {
+          const before = await catalogOf(client, expected.schema);
+          state.catalogBefore = before;
+          ctx.showSql(up);
+          await withEvidence(
+            ctx,
+            {
+              label: `apply the up migration on ${branch.name}`,
+              url: branch.url,
+              tables: [{ name: oracleName(expected), rows: false, schema: true }],
+              // The default proposal's one change; a given migration is judged from the catalog diff below.
+              expect: expected.exact ? [`${oracleName(expected)}:+column:notes`] : [],
+            },
+            async (log) => {
+              await withPgClient(branch.url, (own) => inTransaction(own, () => own.query(up)));
+              log(`applied the up migration on ${branch.describe}`);
+            },
+          );
+          return catalogDiff(before, await catalogOf(client, expected.schema));
+        });
         state.upDiff = changes;
         ctx.observe('up_diff', changes, upMismatch(changes, expected) === undefined);
       },
@@ -305,7 +307,7 @@ export const migrationReview: Drill<State> = {
             log(`applied the down migration on ${branch.describe}`);
           },
         );
-        const after = await catalogOf(branch.url, expected.schema);
+        const after = await withPgClient(branch.url, (client) => catalogOf(client, expected.schema));
         const changes = catalogDiff(need(state.catalogBefore, 'the catalog before the up'), after);
         state.downDiff = changes;
         ctx.observe('down_diff', changes, changes.length === 0);
