@@ -37,7 +37,7 @@ export async function defaultCommand(args: string[]): Promise<number> {
       if (values[flag] !== undefined) throw new UsageError(`--${flag} is for the headless run: use sor-drills run --${flag} ...`);
     }
   }
-  const input = checkRunInput(values);
+  const input = await checkRunInput(values);
   if (!atTerminal) {
     const { runHeadless } = await import('./run-command.js');
     return runHeadless(input);

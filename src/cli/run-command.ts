@@ -222,5 +222,5 @@ export async function runCommand(args: string[]): Promise<number> {
     await printHelp(runUsage);
     return exitCodes.ok;
   }
-  return runHeadless(checkRunInput(values));
+  return runHeadless(await checkRunInput(values));
 }

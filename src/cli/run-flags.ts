@@ -3,7 +3,7 @@
 import { UsageError } from '../postgres/url.js';
 import { defaultRoles, type Roles } from '../postgres/roles.js';
 import type { BundleKey } from '../drills/types.js';
-import { type GivenProfile, readGivenProfile } from './profile-file.js';
+import type { GivenProfile } from './profile-file.js';
 import {
   bundleKeysOf,
   connectionString,
@@ -57,8 +57,8 @@ export interface RunInput {
   profile?: GivenProfile;
 }
 
-/** Checks every flag value, every file a flag names and the target string; throws a UsageError on the first bad one. */
-export function checkRunInput(values: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): RunInput {
+/** Checks every flag value, every file a flag names and the target string; rejects with a UsageError on the first bad one. */
+export async function checkRunInput(values: Record<string, unknown>, env: NodeJS.ProcessEnv = process.env): Promise<RunInput> {
   const db = targetString(values.db, env);
   // Read when the drills start the tool server: a malformed one would fail minutes into the run.
   if (env.SOR_WORKER_URL) connectionString('SOR_WORKER_URL', env.SOR_WORKER_URL);
@@ -79,7 +79,7 @@ export function checkRunInput(values: Record<string, unknown>, env: NodeJS.Proce
     out,
     junit,
     paceMs: values.pace === undefined ? undefined : integerFlag('--pace', values.pace, { fallback: 0 }),
-    ...rolesAndProfile(values),
+    ...(await rolesAndProfile(values)),
   };
 }
 
@@ -87,7 +87,7 @@ export function checkRunInput(values: Record<string, unknown>, env: NodeJS.Proce
  * The roles come from the profile when one is given (its `roles`), else from the
  * role flags; both at once would name a role twice, so that is refused.
  */
-function rolesAndProfile(values: Record<string, unknown>): { roles: Roles; profile?: GivenProfile } {
+async function rolesAndProfile(values: Record<string, unknown>): Promise<{ roles: Roles; profile?: GivenProfile }> {
   const flags = {
     worker: roleNameFlag('--worker-role', values['worker-role'], defaultRoles.worker),
     reader: roleNameFlag('--reader-role', values['reader-role'], defaultRoles.reader),
@@ -96,6 +96,8 @@ function rolesAndProfile(values: Record<string, unknown>): { roles: Roles; profi
   if (values.profile === undefined) return { roles: flags };
   const given = (['worker-role', 'reader-role', 'owner-role'] as const).find((flag) => values[flag] !== undefined);
   if (given) throw new UsageError(`--${given} and --profile both name a role: set the roles in the profile's "roles"`);
+  // The profile's reader (and zod under it) loads only for --profile: a run without one starts its cluster sooner.
+  const { readGivenProfile } = await import('./profile-file.js');
   const profile = readGivenProfile(String(values.profile));
   return { roles: { ...profile.profile.roles }, profile };
 }
