@@ -8,7 +8,7 @@
 // was SIGKILLed is found by its owner file and removed at the next start (a home's
 // is stopped and started again instead, never removed).
 import { randomBytes } from 'node:crypto';
-import { accessSync, constants, createWriteStream, statfsSync, type WriteStream } from 'node:fs';
+import { accessSync, constants, createWriteStream, existsSync, statfsSync, type WriteStream } from 'node:fs';
 import { chmod, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir, userInfo } from 'node:os';
@@ -61,9 +61,12 @@ function ramRootUsable(): boolean {
   }
 }
 
-/** Every place a throwaway cluster may have been put, for the stale sweep. */
+/**
+ * Every place a throwaway cluster may have been put, for the stale sweep: /dev/shm whenever it
+ * is there, full or not and whatever TMPDIR says now (a killed console's cluster may be what fills it).
+ */
 function throwawayRoots(): string[] {
-  return [...new Set([tmpdir(), ...(ramRootUsable() ? [ramRoot] : [])])];
+  return [...new Set([tmpdir(), ...(existsSync(ramRoot) ? [ramRoot] : [])])];
 }
 
 /** A cluster started from a named home (StartOptions.home). */
