@@ -215,7 +215,11 @@ export const migrationReview: Drill<State> = {
         look: 'branch_made says where the migration will run: a Neon branch, or a template copy of the target, named cap-migration-1. Everything until the branch is dropped happens on that copy, never on the target.',
         mistake: 'Trying a migration on the shared database because it is only a nullable column. Note too that CREATE DATABASE ... TEMPLATE fails while any other session is connected to the target, so the console pauses its live counts here.',
       },
-      sql: [`create database "${branchName}" template <target>`],
+      // Which one runs is the environment's choice (run --help: NEON_API_KEY, NEON_PROJECT_ID), so both are shown.
+      sql: [
+        `create database "${branchName}" template <target>`,
+        `-- with NEON_API_KEY and NEON_PROJECT_ID set, a Neon branch instead: POST https://console.neon.tech/api/v2/projects/<project>/branches`,
+      ],
       async run(ctx, state) {
         const making = ctx.options.neon
           ? createNeonBranch(ctx.options.neon, ctx.database, ctx.options.branchName ?? branchName)

@@ -325,7 +325,7 @@ export const rlsIdentityFlipTest: Drill<State> = {
     {
       id: 'truth',
       title: 'Count each tenant\u2019s rows outside RLS',
-      why: 'The expected answers, and the two tenants to flip between (the two with the most rows), come from the database itself, read as the owner with RLS bypassed, not from a constant.',
+      why: 'The expected answers, and the two tenants to flip between (the two with the most rows), come from the database itself, read on the drill\u2019s own login, which must be a superuser or hold BYPASSRLS (a table owner is filtered too once RLS is forced), not from a constant.',
       hint: {
         look: "truth is the row count per tenant read with RLS bypassed (on the seed alice 47 and bob 31, beside the drill tenants' few rows), counted_outside_rls must be true, and flip_tenants names the two tenants with the most rows.",
         mistake: "Taking the expected counts from the lesson text. A target's numbers differ, and a read of 47 rows proves nothing unless 47 is what that tenant truly owns, counted by a role that is not itself filtered by RLS.",

@@ -69,4 +69,23 @@ describe('step hints', () => {
   it('the race drill says a claim needs a lease', () => {
     expect(texts(drill('concurrency_claim_test')).some((text) => /\blease/i.test(text))).toBe(true);
   });
+
+  it("the race step shows the tool server's claim, its lease clause only where the target has a lease column", () => {
+    const race = drill('concurrency_claim_test').steps.find((step) => step.id === 'race')!;
+    const shown = (names: ReturnType<typeof profileNames>) => (typeof race.sql === 'function' ? race.sql(names) : race.sql ?? [])[0] ?? '';
+    expect(shown(profileNames(referenceProfile))).toContain('and ("status" = $2 or ("status" = $3 and "locked_until" < clock_timestamp())) order by');
+    const { lease_until: _lease, ...leaseless } = referenceProfile.pending_transactions;
+    expect(shown(profileNames({ ...referenceProfile, pending_transactions: leaseless }))).toContain('and ("status" = $2) order by');
+  });
+
+  it('the RLS truth step says the counts need a superuser or BYPASSRLS, not the owner', () => {
+    const truth = drill('rls_identity_flip_test').steps.find((step) => step.id === 'truth')!;
+    expect(truth.why).toMatch(/superuser or hold BYPASSRLS/);
+    expect(truth.why).not.toMatch(/as the owner/);
+  });
+
+  it('the branch step shows the Neon branch beside CREATE DATABASE ... TEMPLATE', () => {
+    const branch = drill('migration_review').steps.find((step) => step.id === 'branch')!;
+    expect(branch.sql).toEqual([expect.stringMatching(/^create database .* template <target>$/), expect.stringMatching(/Neon branch/)]);
+  });
 });

@@ -85,7 +85,10 @@ export const concurrencyClaimTest: Drill<State> = {
       sql: (n) => {
         const p = n.pending_transactions;
         return [
-          shownSql(`select ${p.key} from ${p.table} where ${p.tenant} = $1 and ${p.status} = $2 order by ${p.key} limit 1 for update skip locked`),
+          // As the tool server claims (actions.ts claim): a pending row, or a claimed one whose lease ran out.
+          shownSql(
+            `select ${p.key} from ${p.table} where ${p.tenant} = $1 and (${p.status} = $2${p.lease_until ? ` or (${p.status} = $3 and ${p.lease_until} < clock_timestamp())` : ''}) order by ${p.key} limit 1 for update skip locked`,
+          ),
           shownSql(rowLockHolders.replace(/\s+/g, ' ').replace('$1', `'sor-tool-server'`).replace('$2::regclass', `'${p.table}'::regclass`)),
           `select count(*) from pg_stat_activity where wait_event_type = 'Lock' and datname = current_database() and application_name = 'sor-tool-server'`,
         ];
