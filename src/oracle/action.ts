@@ -16,7 +16,7 @@ import { errorMessage } from '../postgres/pg.js';
 import { maskSecrets } from '../postgres/url.js';
 import { writeFileAtomic } from '../util/fs.js';
 import { onCleanup } from '../util/lifecycle.js';
-import { AtomicTextWriter } from './rows.js';
+import { AtomicTextWriter } from './atomic-text-writer.js';
 import type { ActionResult, OracleAction } from './types.js';
 
 const httpClients = new Set(['curl', 'wget', 'http', 'https', 'xh', 'httpie']);

@@ -8,7 +8,8 @@
 import { open, type FileHandle } from 'node:fs/promises';
 import { canonicalJson } from './json-text.js';
 import { normalisedRenderer, type RowRenderer } from './render.js';
-import { rowCursor, splitCopyLine, type RowCursor } from './rows.js';
+import { splitCopyLine } from './copy-text.js';
+import { rowCursor, type RowCursor } from './row-cursor.js';
 import type { NormalisedTable, RowStore, VolatileSpec } from './types.js';
 
 export interface MergeSide {

@@ -11,7 +11,7 @@
 import { canonicalJson, compareIntText, compareText } from './json-text.js';
 import { CopyLineSide, mergeSide, NormalisedFileSide, type MergeSide } from './diff-sides.js';
 import { normalisedDocument, type DocumentPart } from './render.js';
-import { AtomicTextWriter } from './rows.js';
+import { AtomicTextWriter } from './atomic-text-writer.js';
 import type {
   KeyKind,
   NormalisedSnapshot,

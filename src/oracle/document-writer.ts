@@ -11,7 +11,7 @@
 // from the first one. Either way the file is exactly what render.ts would write.
 import { randomBytes } from 'node:crypto';
 import { open, rename, rm, type FileHandle } from 'node:fs/promises';
-import type { ByteOutput } from './copy-encoder.js';
+import type { ByteOutput } from './byte-output.js';
 import type { DocumentPart } from './render.js';
 
 const chunkSize = 1 << 20;

@@ -4,7 +4,9 @@
 // keys removed at any depth). One row per line, so a unified diff shows a changed
 // row as one `-` and one `+` line, and identical states render byte-identical.
 import { compactJson, prettyLines } from './json-text.js';
-import { AtomicTextWriter, splitCopyLine, storeLines } from './rows.js';
+import { AtomicTextWriter } from './atomic-text-writer.js';
+import { splitCopyLine } from './copy-text.js';
+import { storeLines } from './rows.js';
 import type { ColumnInfo, NormalisedSnapshot, NormalisedTable, RowStore, Snapshot, TableSnapshot, VolatileSpec } from './types.js';
 import { isVolatileNestedKey } from './volatiles.js';
 

@@ -6,7 +6,7 @@ import { CopyRowEncoder } from './copy-encoder.js';
 import { StreamedDocument } from './document-writer.js';
 import { normalise } from './normalise.js';
 import { normalisedDocument, normalisedRenderer, rawDocument, rawRenderer } from './render.js';
-import { LineSpool } from './rows.js';
+import { LineSpool } from './row-sink.js';
 import type { RowStore, Snapshot } from './types.js';
 import { isVolatileNestedKey } from './volatiles.js';
 

@@ -4,7 +4,8 @@
 // never writes, rows with too few or too many fields, and every way of cutting the rows
 // into payloads (a row straddling two, one byte per payload).
 import { describe, expect, it } from 'vitest';
-import { CopyRowEncoder, type ByteOutput } from '../../src/oracle/copy-encoder.js';
+import type { ByteOutput } from '../../src/oracle/byte-output.js';
+import { CopyRowEncoder } from '../../src/oracle/copy-encoder.js';
 import { normalisedRenderer, rawRenderer } from '../../src/oracle/render.js';
 import type { ColumnInfo, NormalisedTable, TableSnapshot, VolatileSpec } from '../../src/oracle/types.js';
 import { isVolatileNestedKey } from '../../src/oracle/volatiles.js';

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { canonicalJson, compactJson, compareIntText, compareText, prettyLines } from '../../src/oracle/json-text.js';
-import { splitCopyLine, unescapeCopy } from '../../src/oracle/rows.js';
+import { splitCopyLine, unescapeCopy } from '../../src/oracle/copy-text.js';
 import { lineOps, UnifiedDiffWriter } from '../../src/oracle/unified.js';
 import { defaultVolatiles, extendVolatiles, isVolatileColumn, isVolatileNestedKey, keepColumns } from '../../src/oracle/volatiles.js';
 import { createEvidenceFolder, folderTimestamp } from '../../src/oracle/evidence.js';
