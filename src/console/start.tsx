@@ -3,14 +3,16 @@
 // returns the exit code once Ink has unmounted and everything it started is
 // stopped: 0 PERMITTED, 1 BLOCKED, 130 when the operator quit before the
 // decision. Only ink, react, zustand and the screens load before the first
-// frame; the target, pg, the drills and the Reconciler load after it.
+// frame; the controller (and through it the target, pg, the drills and the
+// Reconciler) loads after it, and keys pressed meanwhile wait for it.
 import React from 'react';
 import { render, type Instance } from 'ink';
 import { App } from '../app.js';
 import { onCleanup } from '../util/lifecycle.js';
 import { getState, resetStore, store, update } from '../store.js';
 import { startAutopilot } from './autopilot.js';
-import { ConsoleController, type ConsoleOptions } from './controller.js';
+import type { ConsoleController, ConsoleOptions } from './controller.js';
+import type { Intent } from './intents.js';
 import { bootLabel } from './deps.js';
 import { benchLine, benchLogging, frameView, keyName } from './bench-log.js';
 import { createKeyRouter, type KeyHandler } from './key-router.js';
@@ -90,8 +92,10 @@ export async function startConsole(options: ConsoleOptions): Promise<number> {
     boot: { target: bootLabel(options.db), lines: [], phase: 'starting', elapsedMs: 0 },
   });
   const paceMs = options.paceMs ?? defaultPaceMs;
-  const controller = new ConsoleController({ ...options, paceMs });
-  const routeKey = createKeyRouter(getState, controller.dispatch);
+  // Intents from keys pressed before the controller has loaded are handed to it once it has.
+  let controller: ConsoleController | undefined;
+  const early: Intent[] = [];
+  const routeKey = createKeyRouter(getState, (intent) => (controller ? controller.dispatch(intent) : early.push(intent)));
   // Bench hook (bench/key-latency): each key as it arrives, before the router handles it.
   const onKey: KeyHandler = benchLogging
     ? (input, key) => {
@@ -126,7 +130,11 @@ export async function startConsole(options: ConsoleOptions): Promise<number> {
   const onResize = () => update({ terminal: terminalSize(stdout) });
   stdout.on('resize', onResize);
 
+  // The controller's modules reach pg, zod and the oracle: loaded once the first frame is asked for.
+  const { ConsoleController: Controller } = await import('./controller.js');
+  controller = new Controller({ ...options, paceMs });
   void controller.start();
+  for (const intent of early.splice(0)) controller.dispatch(intent);
   const stopAutopilot = options.auto
     ? startAutopilot({
         getState,
