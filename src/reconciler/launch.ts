@@ -14,13 +14,12 @@
 // Child processes run the COMPILED scripts (dist/bundle/*.js, else dist/reconciler/*.js),
 // never a TS loader: scriptPath() finds them from dist/ and from the TypeScript sources.
 import { randomBytes } from 'node:crypto';
-import { existsSync, statSync } from 'node:fs';
-import { fileURLToPath, pathToFileURL } from 'node:url';
 import { formatBreaks, type ToolBreaks } from './breaks.js';
 import type { EmailReport, FailMode } from './email-report.js';
 import { allowListEnv } from './env.js';
 import { type Profile, profileEnv } from '../postgres/profile/index.js';
 import { parseJsonLine } from './json-lines.js';
+import { scriptPath } from './script-path.js';
 import type { ProcessInfo, Supervisor } from './supervisor.js';
 import type { WorkerMode } from './worker-plan.js';
 import { freePort } from '../postgres/embedded.js';
@@ -32,36 +31,7 @@ export type { ToolBreaks } from './actions.js';
 export type { EmailReport, FailMode } from './email-report.js';
 export type { WorkerMode } from './worker-plan.js';
 
-export type ReconcilerScript = 'tool-server' | 'worker' | 'fleet-worker' | 'relay' | 'email-service';
-
-/**
- * The script a child process runs: its bundle (dist/bundle/, made by `npm run build`: one file
- * loads in about a third of the time of its ~200 modules) when that is at least as new as the
- * compiled script, else the compiled script itself, beside this module in dist/ or in
- * dist/reconciler/ when running from src/ (vitest).
- */
-export function scriptPath(script: ReconcilerScript): string {
-  const compiled = compiledScript(script);
-  const bundle = fileURLToPath(new URL(`../../dist/bundle/${script}.js`, new URL(pathToFileURL(compiled))));
-  return pickScript(bundle, compiled);
-}
-
-function compiledScript(script: ReconcilerScript): string {
-  const beside = fileURLToPath(new URL(`./${script}.js`, import.meta.url));
-  if (existsSync(beside)) return beside;
-  const built = fileURLToPath(new URL(`../../dist/reconciler/${script}.js`, import.meta.url));
-  if (existsSync(built)) return built;
-  throw new Error(`cannot find the compiled ${script}.js (looked at ${beside} and ${built}): run npm run build`);
-}
-
-/** The bundle, unless it is missing or older than its script: then it was made from other code (a bare tsc ran after it). */
-export function pickScript(bundle: string, compiled: string): string {
-  try {
-    return statSync(bundle).mtimeMs >= statSync(compiled).mtimeMs ? bundle : compiled;
-  } catch {
-    return compiled;
-  }
-}
+export { pickScript, scriptPath, type ReconcilerScript } from './script-path.js';
 
 const startTimeoutMs = 15_000;
 
