@@ -5,6 +5,7 @@
 import { createStore } from 'zustand/vanilla';
 import { useStore } from 'zustand';
 import type { BundleKey, OperatorAsk, ProcessView, Proposal, StepHint, Verdict } from './drills/types.js';
+import type { FleetSummary } from './drills/fleet/report.js';
 
 export type PanelName = 'proposal' | 'counts' | 'diff' | 'processes';
 /** The panels tab cycles through; `proposal` only for a drill that has one (drill 1). */
@@ -122,20 +123,11 @@ export interface DecisionDraft {
 }
 
 /** The fleet drill's figures at the end of its run, as the fleet screen shows them (src/console/fleet.ts). */
-export interface FleetResult {
+export interface FleetResult extends Omit<FleetSummary, 'workers'> {
   /** The history check held (every transaction processed exactly once, no lock errors). */
   held: boolean;
   /** The drill passed: the history held, no Worker host failed, the run did not stall. */
   passed: boolean;
-  processed: number;
-  transactions: number;
-  duplicates: number;
-  lost: number;
-  lock_errors: number;
-  throughput_tps: number;
-  p50_ms: number;
-  p99_ms: number;
-  backends_peak: number;
   /** The report's "Strained first" line. */
   strained?: string;
   /** Why it failed besides the history (a Worker host failed, the run stalled). */
