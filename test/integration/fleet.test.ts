@@ -129,6 +129,9 @@ describe('the fleet drill', () => {
       );
       return checkHistory(client, ['fleet-idle-t01'], 0);
     });
+    // The verdict and the count first, each on its own: a toMatchObject failure reads as wording to the mutants runner.
+    expect(history.ok).toBe(false);
+    expect(history.lost).toBe(3);
     expect(history).toMatchObject({ ok: false, transactions: 3, processed: 0, lost: 3, duplicates: 0 });
     expect(history.violations[0]).toMatchObject({ count: 3, rows: expect.arrayContaining(['fleet-idle-t01-1 (pending, 0 expense, 0 outbox)']) });
   });
